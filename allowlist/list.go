@@ -43,6 +43,7 @@ func New(rules []Rule) (*List, error) {
 			l.interior[r.Pattern.Base] = struct{}{}
 		case Apex:
 			idx = l.apex
+			l.interior[r.Pattern.Base] = struct{}{}
 		}
 		idx[r.Pattern.Base] = append(idx[r.Pattern.Base], r)
 		for n, ok := r.Pattern.Base.Parent(); ok; n, ok = n.Parent() {

@@ -34,7 +34,7 @@ func ParseName(s string) (Name, error) {
 	if len(s) > maxNameLen {
 		return "", fmt.Errorf("allowlist: name is %d bytes, longer than %d", len(s), maxNameLen)
 	}
-	var b []byte // allocated only when the name has upper-case letters
+	upper := false
 	label, digitsOnly := 0, true
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -49,11 +49,7 @@ func ParseName(s string) (Name, error) {
 			digitsOnly = false
 		case '0' <= c && c <= '9':
 		case 'A' <= c && c <= 'Z':
-			digitsOnly = false
-			if b == nil {
-				b = []byte(s)
-			}
-			b[i] = c + 'a' - 'A'
+			digitsOnly, upper = false, true
 		default:
 			return "", fmt.Errorf("allowlist: byte %q not allowed in name %q", c, s)
 		}
@@ -70,8 +66,8 @@ func ParseName(s string) (Name, error) {
 	if digitsOnly {
 		return "", fmt.Errorf("allowlist: %q is an address, not a name", s)
 	}
-	if b != nil {
-		return Name(b), nil
+	if upper {
+		return Name(strings.ToLower(s)), nil // ASCII only here: one allocation
 	}
 	return Name(s), nil
 }
