@@ -1,0 +1,50 @@
+package forwarder
+
+import (
+	"net/netip"
+
+	"github.com/lnm-project/lnm/allowlist"
+)
+
+// Via says which way an allowed stream leaves the box.
+type Via string
+
+const (
+	ViaParent Via = "parent" // to the parent box, which decides again
+	ViaDirect Via = "direct" // to an address the SNI resolves to (top level)
+	ViaTo     Via = "to"     // to a rule's fixed destination (east-west)
+	ViaTCP    Via = "tcp"    // a static TCP route, no SNI
+)
+
+// Decision is what the forwarder does with one ClientHello.
+type Decision struct {
+	Verdict allowlist.Verdict
+	// Reason is the allow list's reason word ("listed", "not_listed", "port_not_allowed",
+	// "source_not_allowed").
+	Reason string
+	// Rule decided the stream, or for a denial is the nearest rule that matched the name.
+	Rule *allowlist.Rule
+	// Via and To say where an allowed stream goes; To is set only for ViaTo.
+	Via Via
+	To  allowlist.Target
+}
+
+// Decide is the forwarder's policy: the SNI, the port the device connected to and its address
+// must match a rule. An allowed stream goes to the rule's fixed destination if it has one,
+// else to the parent if there is one, else to the name itself.
+func Decide(list *allowlist.List, sni allowlist.Name, port uint16, src netip.Addr, hasParent bool) Decision {
+	ad := list.Decide(allowlist.Query{Name: sni, Port: port, Source: src})
+	d := Decision{Verdict: ad.Verdict, Reason: string(ad.Reason), Rule: ad.Rule}
+	if ad.Verdict != allowlist.Allow {
+		return d
+	}
+	switch {
+	case !ad.Rule.To.IsZero():
+		d.Via, d.To = ViaTo, ad.Rule.To
+	case hasParent:
+		d.Via = ViaParent
+	default:
+		d.Via = ViaDirect
+	}
+	return d
+}

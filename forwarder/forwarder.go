@@ -1,0 +1,290 @@
+// Package forwarder accepts device connections on the proxy ports, reads each TLS ClientHello,
+// decides with the allow list, and splices the stream to its destination without terminating
+// TLS: the parent box one level up, the name's own address at the top level, or a rule's
+// fixed destination. Static TCP routes forward a port to one destination without reading SNI.
+package forwarder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lnm-project/lnm/allowlist"
+)
+
+// PortMap is one proxy port: devices connect to Listen, the stream leaves for Upstream.
+type PortMap struct {
+	Listen   uint16
+	Upstream uint16 // zero: same as Listen
+}
+
+// Route is a static TCP route: every connection to Port goes to To, no SNI is read.
+type Route struct {
+	Port uint16
+	To   allowlist.Target
+}
+
+// Resolver looks up a real name's addresses for the top-level box; resolver.Upstream is the
+// production implementation.
+type Resolver interface {
+	Lookup(ctx context.Context, name allowlist.Name) ([]netip.Addr, error)
+}
+
+// Defaults for the Config durations and sizes left at zero.
+const (
+	DefaultHelloTimeout = 10 * time.Second
+	DefaultDialTimeout  = 5 * time.Second
+	DefaultIdleTimeout  = time.Hour
+	DefaultDrainTimeout = 5 * time.Second
+)
+
+// Config says what a Forwarder listens on and where it sends streams.
+type Config struct {
+	// Listen is the address the proxy and route ports bind to. The unspecified address binds
+	// every local address.
+	Listen netip.Addr
+	// Ports are the TLS ports routed by SNI.
+	Ports []PortMap
+	// Routes are static TCP routes.
+	Routes []Route
+	// Sources are the devices that may connect; others are closed at once. Empty: anyone.
+	Sources []netip.Prefix
+	// List decides which SNI may pass; replace it at run time with SetList. Nil denies all.
+	List *allowlist.List
+	// Parent is the box one level up. Valid: every allowed stream goes to Parent on the
+	// upstream port and the parent decides again. Invalid: this is the top level and names
+	// are resolved with Resolver.
+	Parent netip.Addr
+	// Resolver resolves SNI names at the top level and named destinations of rules and
+	// routes. Nil: such connections fail with reason "resolve_failed".
+	Resolver Resolver
+	// Self lists the box's own addresses, which are never dialed for a resolved name.
+	Self []netip.Addr
+	// HelloTimeout bounds reading the ClientHello, counted once from accept; partial data does
+	// not extend it. Zero: DefaultHelloTimeout.
+	HelloTimeout time.Duration
+	// DialTimeout bounds each connection attempt upstream. Zero: DefaultDialTimeout.
+	DialTimeout time.Duration
+	// IdleTimeout closes a stream after this long with no bytes in either direction (checked
+	// per direction, so a silent stream ends between one and two periods after its last byte).
+	// Zero: DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// DrainTimeout bounds how long Close waits for live streams before cutting them.
+	// Zero: DefaultDrainTimeout.
+	DrainTimeout time.Duration
+	// MaxHelloSize caps the ClientHello handshake message. Zero: MaxHelloSize (16 KiB).
+	MaxHelloSize int
+	// Logger receives one record per decision and per closed stream. Nil: discard.
+	Logger *slog.Logger
+	// OnEvent, if set, receives every connection event (the audit trail plugs in here). It
+	// runs on the connection's goroutine and must not block.
+	OnEvent func(Event)
+	// Dial opens upstream connections. Nil: a net.Dialer with DialTimeout.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// Forwarder serves the proxy and route ports of one Config.
+type Forwarder struct {
+	cfg    Config
+	log    *slog.Logger
+	list   atomic.Pointer[allowlist.List]
+	nextID atomic.Uint64
+
+	ctx    context.Context // good until Close
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	conns     map[*stream]struct{}
+	closed    bool
+	wg        sync.WaitGroup // accept loops and streams
+}
+
+// New checks the config and returns a Forwarder that is not yet listening.
+func New(cfg Config) (*Forwarder, error) {
+	if cfg.HelloTimeout <= 0 {
+		cfg.HelloTimeout = DefaultHelloTimeout
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if cfg.MaxHelloSize <= 0 {
+		cfg.MaxHelloSize = MaxHelloSize
+	}
+	if !cfg.Listen.IsValid() {
+		return nil, errors.New("forwarder: no listen address")
+	}
+	for i, p := range cfg.Ports {
+		if p.Listen == 0 {
+			return nil, fmt.Errorf("forwarder: proxy port %d is zero", i+1)
+		}
+		if p.Upstream == 0 {
+			cfg.Ports[i].Upstream = p.Listen
+		}
+	}
+	if cfg.Dial == nil {
+		d := &net.Dialer{Timeout: cfg.DialTimeout}
+		cfg.Dial = d.DialContext
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f := &Forwarder{cfg: cfg, log: log.With("pkg", "forwarder"), conns: map[*stream]struct{}{}}
+	f.list.Store(cfg.List)
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	return f, nil
+}
+
+// SetList replaces the allow list for new connections.
+func (f *Forwarder) SetList(l *allowlist.List) { f.list.Store(l) }
+
+// Start binds every proxy and route port, then serves them in the background. If any port
+// cannot be bound, none stay bound.
+func (f *Forwarder) Start() error {
+	type port struct {
+		n     uint16
+		serve func(net.Conn)
+	}
+	var ports []port
+	for _, p := range f.cfg.Ports {
+		p := p
+		ports = append(ports, port{p.Listen, func(c net.Conn) { f.serveTLS(c, p) }})
+	}
+	for _, r := range f.cfg.Routes {
+		r := r
+		ports = append(ports, port{r.Port, func(c net.Conn) { f.serveRoute(c, r) }})
+	}
+	var lns []net.Listener
+	for _, p := range ports {
+		addr := netip.AddrPortFrom(f.cfg.Listen, p.n).String()
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return fmt.Errorf("forwarder: listen on %s: %w", addr, err)
+		}
+		lns = append(lns, ln)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		for _, l := range lns {
+			l.Close()
+		}
+		return errors.New("forwarder: closed")
+	}
+	f.listeners = lns
+	for i, ln := range lns {
+		f.log.Info("listening", "addr", ln.Addr().String())
+		f.wg.Add(1)
+		go f.acceptLoop(ln, ports[i].serve)
+	}
+	return nil
+}
+
+// Addrs returns the bound listener addresses in Config order: proxy ports, then routes.
+func (f *Forwarder) Addrs() []netip.AddrPort {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []netip.AddrPort
+	for _, ln := range f.listeners {
+		out = append(out, ln.Addr().(*net.TCPAddr).AddrPort())
+	}
+	return out
+}
+
+// Close stops accepting, waits up to DrainTimeout for live streams to finish, then cuts the
+// rest. It is idempotent.
+func (f *Forwarder) Close() error {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return nil
+	}
+	f.closed = true
+	for _, ln := range f.listeners {
+		ln.Close()
+	}
+	f.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(f.cfg.DrainTimeout):
+		f.cancel() // stops pending hellos and dials
+		f.mu.Lock()
+		for s := range f.conns {
+			s.abort("shutdown")
+		}
+		f.mu.Unlock()
+		<-done
+	}
+	f.cancel()
+	return nil
+}
+
+// acceptLoop accepts until the listener closes, backing off on temporary errors (such as
+// running out of file descriptors) from 5 ms doubling to 1 s, as net/http does, so that a
+// full FD table does not spin a core.
+func (f *Forwarder) acceptLoop(ln net.Listener, serve func(net.Conn)) {
+	defer f.wg.Done()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			f.log.Warn("accept failed", "addr", ln.Addr().String(), "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+			case <-f.ctx.Done():
+				return
+			}
+			continue
+		}
+		delay = 0
+		f.mu.Lock()
+		if f.closed {
+			f.mu.Unlock()
+			c.Close()
+			return
+		}
+		f.wg.Add(1)
+		f.mu.Unlock()
+		go func() {
+			defer f.wg.Done()
+			serve(c)
+		}()
+	}
+}
+
+// sourceAllowed reports whether the device address may use the box at all.
+func sourceAllowed(sources []netip.Prefix, a netip.Addr) bool {
+	if len(sources) == 0 {
+		return true
+	}
+	a = a.Unmap()
+	for _, p := range sources {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

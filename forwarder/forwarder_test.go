@@ -1,0 +1,590 @@
+package forwarder_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/forwarder"
+)
+
+// testPKI is a CA and a server certificate for a set of names.
+type testPKI struct {
+	pool *x509.CertPool
+	cert tls.Certificate
+}
+
+func newPKI(t testing.TB, names ...string) *testPKI {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "lnm test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &testPKI{pool: pool, cert: tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: key}}
+}
+
+// tlsBackend is a TLS server on loopback that answers each line with "SNI:line" and records
+// the server names it saw.
+type tlsBackend struct {
+	ln   net.Listener
+	mu   sync.Mutex
+	snis []string
+}
+
+func startTLSBackend(t testing.TB, pki *testPKI) *tlsBackend {
+	t.Helper()
+	b := &tlsBackend{}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{pki.cert},
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			b.mu.Lock()
+			b.snis = append(b.snis, h.ServerName)
+			b.mu.Unlock()
+			return nil, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.ln = ln
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				tc := c.(*tls.Conn)
+				if err := tc.Handshake(); err != nil {
+					return
+				}
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 {
+						fmt.Fprintf(c, "%s:%s", tc.ConnectionState().ServerName, buf[:n])
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return b
+}
+
+func (b *tlsBackend) port() uint16 { return uint16(b.ln.Addr().(*net.TCPAddr).Port) }
+
+func (b *tlsBackend) seen() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.snis...)
+}
+
+// freePort finds a loopback port that is free now.
+func freePort(t testing.TB) uint16 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+func rules(t testing.TB, lines ...string) *allowlist.List {
+	t.Helper()
+	var rs []allowlist.Rule
+	for _, l := range lines {
+		f := strings.Fields(l)
+		p, err := allowlist.ParsePattern(f[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := allowlist.Rule{Pattern: p, Origin: l}
+		for i := 1; i < len(f); i++ {
+			switch f[i] {
+			case "from":
+				i++
+				r.From = append(r.From, netip.MustParsePrefix(f[i]))
+			case "to":
+				i++
+				r.To, err = allowlist.ParseTarget(f[i])
+				if err != nil {
+					t.Fatal(err)
+				}
+			default:
+				var port uint16
+				fmt.Sscan(f[i], &port)
+				r.Ports = append(r.Ports, port)
+			}
+		}
+		rs = append(rs, r)
+	}
+	l, err := allowlist.New(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// events collects a forwarder's events.
+type events struct {
+	mu   sync.Mutex
+	list []forwarder.Event
+	ch   chan forwarder.Event
+}
+
+func newEvents() *events { return &events{ch: make(chan forwarder.Event, 100)} }
+
+func (e *events) add(ev forwarder.Event) {
+	e.mu.Lock()
+	e.list = append(e.list, ev)
+	e.mu.Unlock()
+	e.ch <- ev
+}
+
+// next waits for the next event of the given kind.
+func (e *events) next(t testing.TB, kind forwarder.EventKind) forwarder.Event {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case ev := <-e.ch:
+			if ev.Kind == kind {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("no %s event within 5s", kind)
+		}
+	}
+}
+
+type setup struct {
+	cfg    forwarder.Config
+	fwd    *forwarder.Forwarder
+	events *events
+	port   uint16 // the proxy port devices dial
+}
+
+// start runs a forwarder on 127.0.0.1 whose first proxy port is a fresh free port mapped to
+// upstreamPort, and checks that it leaves no goroutine behind.
+func start(t *testing.T, cfg forwarder.Config, upstreamPort uint16) *setup {
+	t.Helper()
+	base := runtime.NumGoroutine()
+	s := &setup{events: newEvents(), port: freePort(t)}
+	cfg.Listen = netip.MustParseAddr("127.0.0.1")
+	cfg.Ports = append([]forwarder.PortMap{{Listen: s.port, Upstream: upstreamPort}}, cfg.Ports...)
+	cfg.OnEvent = s.events.add
+	f, err := forwarder.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.cfg, s.fwd = cfg, f
+	t.Cleanup(func() {
+		if err := f.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		f.Close() // idempotent
+		deadline := time.Now().Add(3 * time.Second)
+		for runtime.NumGoroutine() > base+2 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := runtime.NumGoroutine(); n > base+2 {
+			buf := make([]byte, 1<<20)
+			t.Errorf("goroutines: %d before, %d after Close\n%s", base, n, buf[:runtime.Stack(buf, true)])
+		}
+	})
+	return s
+}
+
+func (s *setup) addr() string { return fmt.Sprintf("127.0.0.1:%d", s.port) }
+
+// talk opens a TLS session for sni through the forwarder, sends msg and returns the reply.
+func talk(t testing.TB, addr, sni string, pki *testPKI, msg string) (string, error) {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: sni, RootCAs: pki.pool})
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, msg); err != nil {
+		return "", err
+	}
+	buf := make([]byte, 4096)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := c.Read(buf)
+	return string(buf[:n]), err
+}
+
+func TestForwardThroughParent(t *testing.T) {
+	pki := newPKI(t, "api.azure.test", "blocked.evil.test", "mqtt.vendor.test")
+	be := startTLSBackend(t, pki)
+	s := start(t, forwarder.Config{
+		List:   rules(t, "*.azure.test", "mqtt.vendor.test 8883"),
+		Parent: netip.MustParseAddr("127.0.0.1"),
+	}, be.port())
+
+	t.Run("allowed", func(t *testing.T) {
+		got, err := talk(t, s.addr(), "api.azure.test", pki, "hello")
+		if err != nil || got != "api.azure.test:hello" {
+			t.Fatalf("reply %q, %v", got, err)
+		}
+		open := s.events.next(t, forwarder.EventOpen)
+		if open.SNI != "api.azure.test" || open.Via != forwarder.ViaParent || open.Rule.Origin != "*.azure.test" {
+			t.Errorf("open event %+v", open)
+		}
+		if open.Upstream.Port() != be.port() || open.HelloSize < 1400 {
+			t.Errorf("upstream %v, hello size %d (Go's default X25519MLKEM768 share alone is 1216 bytes)", open.Upstream, open.HelloSize)
+		}
+		closed := s.events.next(t, forwarder.EventClose)
+		if closed.ID != open.ID || closed.BytesUp < int64(open.HelloSize) || closed.BytesDown == 0 {
+			t.Errorf("close event %+v", closed)
+		}
+	})
+	t.Run("not listed", func(t *testing.T) {
+		_, err := talk(t, s.addr(), "blocked.evil.test", pki, "x")
+		if err == nil || !strings.Contains(err.Error(), "access denied") {
+			t.Fatalf("want a TLS access_denied alert, got %v", err)
+		}
+		if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != "not_listed" || ev.SNI != "blocked.evil.test" {
+			t.Errorf("deny event %+v", ev)
+		}
+	})
+	t.Run("wrong port", func(t *testing.T) {
+		_, err := talk(t, s.addr(), "mqtt.vendor.test", pki, "x")
+		if err == nil || !strings.Contains(err.Error(), "access denied") {
+			t.Fatalf("want a TLS access_denied alert, got %v", err)
+		}
+		if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != "port_not_allowed" || ev.Rule == nil {
+			t.Errorf("deny event %+v", ev)
+		}
+	})
+	for _, sni := range be.seen() {
+		if sni != "api.azure.test" {
+			t.Errorf("backend saw a connection for %q, which the box should have stopped", sni)
+		}
+	}
+}
+
+func TestClassicalHello(t *testing.T) {
+	pki := newPKI(t, "api.azure.test")
+	be := startTLSBackend(t, pki)
+	s := start(t, forwarder.Config{List: rules(t, "*.azure.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.port())
+	c, err := tls.Dial("tcp", s.addr(), &tls.Config{ServerName: "api.azure.test", RootCAs: pki.pool,
+		CurvePreferences: []tls.CurveID{tls.X25519}, MaxVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if ev := s.events.next(t, forwarder.EventOpen); ev.HelloSize > 1000 {
+		t.Errorf("classical hello of %d bytes; want a small one", ev.HelloSize)
+	}
+}
+
+func TestSourceNotAllowed(t *testing.T) {
+	s := start(t, forwarder.Config{
+		List:    rules(t, ".example.test"),
+		Sources: []netip.Prefix{netip.MustParsePrefix("198.18.3.0/24")},
+		Parent:  netip.MustParseAddr("127.0.0.1"),
+	}, 1)
+	// The box resets the connection at once: either the dial or the first read fails.
+	if c, err := net.Dial("tcp", s.addr()); err == nil {
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("read %d bytes from a box that should close at once", n)
+		}
+	}
+	if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != "source_not_allowed" {
+		t.Errorf("deny event %+v", ev)
+	}
+}
+
+// rawHello records the bytes a Go TLS client sends first.
+func rawHello(t testing.TB, sni string) []byte {
+	t.Helper()
+	a, b := net.Pipe()
+	go func() {
+		tls.Client(a, &tls.Config{ServerName: sni}).Handshake()
+	}()
+	defer a.Close()
+	defer b.Close()
+	var out []byte
+	buf := make([]byte, 64<<10)
+	for {
+		b.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := b.Read(buf)
+		out = append(out, buf[:n]...)
+		if _, h, err := forwarder.ReadClientHello(bytes.NewReader(out), forwarder.MaxHelloSize); err == nil && h.SNI != "" {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("recording a hello: %v", err)
+		}
+	}
+}
+
+// plainBackend reads everything until EOF, then answers with what it read and closes.
+func plainBackend(t testing.TB) (port uint16, got chan []byte) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	got = make(chan []byte, 10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b, _ := io.ReadAll(c)
+				fmt.Fprintf(c, "read %d bytes", len(b))
+				got <- b
+			}()
+		}
+	}()
+	return uint16(ln.Addr().(*net.TCPAddr).Port), got
+}
+
+func TestReplayByteAtATimeAndHalfClose(t *testing.T) {
+	port, got := plainBackend(t)
+	s := start(t, forwarder.Config{List: rules(t, "opc.plant.test"), Parent: netip.MustParseAddr("127.0.0.1")}, port)
+	hello := rawHello(t, "opc.plant.test")
+	payload := append(append([]byte(nil), hello...), "after the hello"...)
+
+	c, err := net.Dial("tcp", s.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range payload { // one byte per segment
+		if _, err := c.Write(payload[i : i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.(*net.TCPConn).CloseWrite() // the backend sees EOF only if the box passes the FIN on
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	reply, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("read %d bytes", len(payload)); string(reply) != want {
+		t.Errorf("reply %q, want %q", reply, want)
+	}
+	if b := <-got; !bytes.Equal(b, payload) {
+		t.Errorf("backend got %d bytes, not exactly the %d the device sent", len(b), len(payload))
+	}
+	if ev := s.events.next(t, forwarder.EventClose); ev.BytesUp != int64(len(payload)) || ev.Reason != "eof" {
+		t.Errorf("close event %+v", ev)
+	}
+}
+
+func TestHelloFailures(t *testing.T) {
+	s := start(t, forwarder.Config{
+		List:         rules(t, ".example.test"),
+		Parent:       netip.MustParseAddr("127.0.0.1"),
+		HelloTimeout: 300 * time.Millisecond,
+	}, 1)
+	hello := rawHello(t, "www.example.test")
+	for _, tc := range []struct {
+		name, reason string
+		send         []byte
+		closeWrite   bool
+	}{
+		{"http", "not_tls", []byte("GET / HTTP/1.1\r\nHost: www.example.test\r\n\r\n"), false},
+		{"zeros", "not_tls", make([]byte, 100), false},
+		{"silent", "clienthello_timeout", nil, false},
+		{"slow header", "clienthello_timeout", hello[:3], false},
+		{"half a hello then FIN", "client_closed", hello[:len(hello)/2], true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", s.addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write(tc.send)
+			if tc.closeWrite {
+				c.(*net.TCPConn).CloseWrite()
+			}
+			if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != tc.reason {
+				t.Errorf("deny reason %q, want %q", ev.Reason, tc.reason)
+			}
+		})
+	}
+}
+
+// resolverFunc answers lookups from a table; the real upstream client is tested in package
+// resolver and end to end.
+type resolverFunc func(allowlist.Name) ([]netip.Addr, error)
+
+func (f resolverFunc) Lookup(_ context.Context, n allowlist.Name) ([]netip.Addr, error) { return f(n) }
+
+func TestDirectRefusesInsideAddresses(t *testing.T) {
+	pki := newPKI(t, "rebind.example.test", "gone.example.test", "fixed.example.test")
+	be := startTLSBackend(t, pki)
+	s := start(t, forwarder.Config{
+		List: rules(t, "rebind.example.test", "gone.example.test",
+			fmt.Sprintf("fixed.example.test to 127.0.0.1:%d", be.port())),
+		Resolver: resolverFunc(func(n allowlist.Name) ([]netip.Addr, error) {
+			if n == "gone.example.test" {
+				return nil, errors.New("NXDOMAIN")
+			}
+			return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("169.254.169.254")}, nil
+		}),
+	}, be.port())
+
+	if _, err := talk(t, s.addr(), "rebind.example.test", pki, "x"); err == nil {
+		t.Fatal("a name resolving to loopback and link-local was forwarded")
+	}
+	if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != forwarder.ReasonPrivateTarget {
+		t.Errorf("deny event %+v", ev)
+	}
+	if _, err := talk(t, s.addr(), "gone.example.test", pki, "x"); err == nil {
+		t.Fatal("an unresolvable name was forwarded")
+	}
+	if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != forwarder.ReasonResolveFailed {
+		t.Errorf("deny event %+v", ev)
+	}
+	// A rule's explicit `to` may point inside: the operator said so.
+	if got, err := talk(t, s.addr(), "fixed.example.test", pki, "hi"); err != nil || got != "fixed.example.test:hi" {
+		t.Fatalf("to-rule: %q, %v", got, err)
+	}
+	if ev := s.events.next(t, forwarder.EventOpen); ev.Via != forwarder.ViaTo {
+		t.Errorf("open event via %q, want to", ev.Via)
+	}
+}
+
+func TestParentDown(t *testing.T) {
+	s := start(t, forwarder.Config{List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, freePort(t))
+	pki := newPKI(t, "a.example.test")
+	if _, err := talk(t, s.addr(), "a.example.test", pki, "x"); err == nil {
+		t.Fatal("handshake succeeded with the parent down")
+	}
+	if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != forwarder.ReasonParentFailed {
+		t.Errorf("deny event %+v", ev)
+	}
+}
+
+func TestTCPRoute(t *testing.T) {
+	port, got := plainBackend(t)
+	routePort := freePort(t)
+	s := start(t, forwarder.Config{
+		Parent: netip.MustParseAddr("127.0.0.1"),
+		Routes: []forwarder.Route{{Port: routePort, To: allowlist.Target{Addr: netip.MustParseAddr("127.0.0.1"), Port: port}}},
+	}, 1)
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", routePort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "MQTT CONNECT")
+	c.(*net.TCPConn).CloseWrite()
+	reply, _ := io.ReadAll(c)
+	if string(reply) != "read 12 bytes" || string(<-got) != "MQTT CONNECT" {
+		t.Errorf("reply %q", reply)
+	}
+	if ev := s.events.next(t, forwarder.EventClose); ev.Via != forwarder.ViaTCP || ev.BytesUp != 12 {
+		t.Errorf("close event %+v", ev)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	pki := newPKI(t, "a.example.test")
+	be := startTLSBackend(t, pki)
+	s := start(t, forwarder.Config{
+		List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1"),
+		IdleTimeout: 200 * time.Millisecond,
+	}, be.port())
+	c, err := tls.Dial("tcp", s.addr(), &tls.Config{ServerName: "a.example.test", RootCAs: pki.pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Traffic for longer than the idle timeout keeps the stream up.
+	for i := 0; i < 5; i++ {
+		io.WriteString(c, "ping")
+		c.Read(make([]byte, 100))
+		time.Sleep(100 * time.Millisecond)
+	}
+	ev := s.events.next(t, forwarder.EventClose)
+	if ev.Reason != "idle_timeout" {
+		t.Errorf("close reason %q, want idle_timeout", ev.Reason)
+	}
+	if ev.Duration < 500*time.Millisecond {
+		t.Errorf("stream closed after %v, while still active", ev.Duration)
+	}
+}
+
+func TestCloseDrainsThenCuts(t *testing.T) {
+	pki := newPKI(t, "a.example.test")
+	be := startTLSBackend(t, pki)
+	s := start(t, forwarder.Config{
+		List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1"),
+		DrainTimeout: 200 * time.Millisecond,
+	}, be.port())
+	c, err := tls.Dial("tcp", s.addr(), &tls.Config{ServerName: "a.example.test", RootCAs: pki.pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s.events.next(t, forwarder.EventOpen)
+	begin := time.Now()
+	s.fwd.Close()
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Errorf("Close took %v with a drain timeout of 200ms", took)
+	}
+	if ev := s.events.next(t, forwarder.EventClose); ev.Reason != "shutdown" {
+		t.Errorf("close reason %q, want shutdown", ev.Reason)
+	}
+	if _, err := net.DialTimeout("tcp", s.addr(), time.Second); err == nil {
+		t.Error("the proxy port still accepts after Close")
+	}
+}

@@ -1,0 +1,187 @@
+package forwarder
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/lnm-project/lnm/allowlist"
+)
+
+// TLS alert records sent before closing (RFC 8446 §6). The legacy record version 0x0303 is
+// what every TLS 1.2 and 1.3 peer accepts.
+var (
+	alertAccessDenied  = []byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 49}  // fatal access_denied
+	alertInternalError = []byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80}  // fatal internal_error
+	alertDecodeError   = []byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 50}  // fatal decode_error
+	alertUnrecognized  = []byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112} // fatal unrecognized_name
+)
+
+// stream is a live connection the forwarder tracks for shutdown.
+type stream struct {
+	client net.Conn
+	pipe   *pipe // nil until spliced
+}
+
+func (s *stream) abort(reason string) {
+	if s.pipe != nil {
+		s.pipe.closeBoth(reason)
+		return
+	}
+	s.client.Close()
+}
+
+func (f *Forwarder) track(s *stream) {
+	f.mu.Lock()
+	f.conns[s] = struct{}{}
+	f.mu.Unlock()
+}
+
+func (f *Forwarder) untrack(s *stream) {
+	f.mu.Lock()
+	delete(f.conns, s)
+	f.mu.Unlock()
+}
+
+// serveTLS handles one connection to a proxy port: source check, ClientHello, decision,
+// destination, splice.
+func (f *Forwarder) serveTLS(c net.Conn, pm PortMap) {
+	start := time.Now()
+	ev := Event{ID: f.nextID.Add(1), Client: remoteAddrPort(c), Port: pm.Listen}
+	s := &stream{client: c}
+	f.track(s)
+	defer f.untrack(s)
+
+	if !sourceAllowed(f.cfg.Sources, ev.Client.Addr()) {
+		f.deny(c, ev, "source_not_allowed", nil)
+		return
+	}
+
+	c.SetReadDeadline(start.Add(f.cfg.HelloTimeout))
+	raw, hello, err := ReadClientHello(c, f.cfg.MaxHelloSize)
+	c.SetReadDeadline(time.Time{})
+	ev.SNI, ev.ALPN, ev.ECH, ev.HelloSize = hello.SNI, hello.ALPN, hello.ECH, hello.Size
+	if err != nil {
+		reason, alert := "malformed_hello", alertDecodeError
+		var he *HelloError
+		if errors.As(err, &he) {
+			reason = he.Reason
+		}
+		switch reason {
+		case ReasonNotTLS, ReasonHelloTimeout, ReasonClientClosed:
+			alert = nil // not a TLS peer, or nobody left to tell
+		case ReasonNoSNI, ReasonBadSNI:
+			alert = alertUnrecognized
+		}
+		f.deny(c, ev, reason, alert)
+		return
+	}
+
+	d := Decide(f.list.Load(), hello.SNI, pm.Listen, ev.Client.Addr(), f.cfg.Parent.IsValid())
+	ev.Rule, ev.Via = d.Rule, d.Via
+	if d.Verdict != allowlist.Allow {
+		f.deny(c, ev, d.Reason, alertAccessDenied)
+		return
+	}
+	up, upAddr, reason, err := f.connect(d, hello.SNI, pm.Upstream)
+	ev.Upstream = upAddr
+	if err != nil {
+		f.log.Debug("upstream failed", "id", ev.ID, "sni", string(hello.SNI), "err", err)
+		f.deny(c, ev, reason, alertInternalError)
+		return
+	}
+	// Replay the hello exactly as the device sent it; the upstream (or the parent box, which
+	// reads it again) completes the handshake with the device.
+	if _, err := up.Write(raw); err != nil {
+		up.Close()
+		f.deny(c, ev, ReasonUpstreamFailed, alertInternalError)
+		return
+	}
+	f.splice(s, ev, up, start, len(raw))
+}
+
+// serveRoute handles one connection to a static TCP route: no hello, no decision.
+func (f *Forwarder) serveRoute(c net.Conn, r Route) {
+	start := time.Now()
+	ev := Event{ID: f.nextID.Add(1), Client: remoteAddrPort(c), Port: r.Port, Via: ViaTCP}
+	s := &stream{client: c}
+	f.track(s)
+	defer f.untrack(s)
+	if !sourceAllowed(f.cfg.Sources, ev.Client.Addr()) {
+		f.deny(c, ev, "source_not_allowed", nil)
+		return
+	}
+	up, upAddr, reason, err := f.connect(Decision{Verdict: allowlist.Allow, Via: ViaTCP, To: r.To}, "", r.To.Port)
+	ev.Upstream = upAddr
+	if err != nil {
+		f.log.Debug("upstream failed", "id", ev.ID, "route", r.To.String(), "err", err)
+		f.deny(c, ev, reason, nil)
+		return
+	}
+	f.splice(s, ev, up, start, 0)
+}
+
+// connect resolves the destination and dials the addresses in order until one answers.
+func (f *Forwarder) connect(d Decision, sni allowlist.Name, upstreamPort uint16) (net.Conn, netip.AddrPort, string, error) {
+	addrs, reason, err := f.destinations(f.ctx, d, sni, upstreamPort)
+	if err != nil {
+		return nil, netip.AddrPort{}, reason, err
+	}
+	var errs []error
+	for _, a := range addrs {
+		ctx, cancel := context.WithTimeout(f.ctx, f.cfg.DialTimeout)
+		up, err := f.cfg.Dial(ctx, "tcp", a.String())
+		cancel()
+		if err == nil {
+			return up, a, "", nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, addrs[len(addrs)-1], reason, errors.Join(errs...)
+}
+
+// splice runs the stream; replayed counts the hello bytes already sent upstream, which belong
+// to the device's byte count.
+func (f *Forwarder) splice(s *stream, ev Event, up net.Conn, start time.Time, replayed int) {
+	ev.Kind, ev.Verdict, ev.Reason = EventOpen, "allow", "listed"
+	if ev.Via == ViaTCP {
+		ev.Reason = "route"
+	}
+	p := &pipe{client: s.client, upstream: up, idle: f.cfg.IdleTimeout}
+	f.mu.Lock()
+	s.pipe = p
+	closing := f.closed && f.ctx.Err() != nil
+	f.mu.Unlock()
+	f.emit(ev)
+	if closing {
+		p.closeBoth("shutdown")
+	}
+	ev.BytesUp, ev.BytesDown = p.run()
+	ev.BytesUp += int64(replayed)
+	ev.Kind, ev.Reason, ev.Duration = EventClose, p.endReason(), time.Since(start)
+	f.emit(ev)
+}
+
+// deny closes a connection that was not forwarded, after an optional TLS alert.
+func (f *Forwarder) deny(c net.Conn, ev Event, reason string, alert []byte) {
+	if alert != nil {
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		c.Write(alert)
+	}
+	if tc, ok := c.(*net.TCPConn); ok && alert == nil {
+		tc.SetLinger(0) // nothing to say: free the socket at once
+	}
+	c.Close()
+	ev.Kind, ev.Verdict, ev.Reason = EventDeny, "deny", reason
+	f.emit(ev)
+}
+
+func remoteAddrPort(c net.Conn) netip.AddrPort {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ap := a.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
