@@ -80,6 +80,9 @@ type Config struct {
 	DrainTimeout time.Duration
 	// MaxHelloSize caps the ClientHello handshake message. Zero: MaxHelloSize (16 KiB).
 	MaxHelloSize int
+	// MaxPending caps connections still waiting for their ClientHello, in all and from one
+	// source address. Zero: DefaultMaxPending and DefaultMaxPendingPerSrc.
+	MaxPending, MaxPendingPerSrc int
 	// Logger receives one record per decision and per closed stream. Nil: discard.
 	Logger *slog.Logger
 	// OnEvent, if set, receives every connection event (the audit trail plugs in here). It
@@ -93,8 +96,9 @@ type Config struct {
 type Forwarder struct {
 	cfg    Config
 	log    *slog.Logger
-	list   atomic.Pointer[allowlist.List]
-	nextID atomic.Uint64
+	list    atomic.Pointer[allowlist.List]
+	nextID  atomic.Uint64
+	pending *pendingLimiter
 
 	ctx    context.Context // good until Close
 	cancel context.CancelFunc
@@ -123,6 +127,12 @@ func New(cfg Config) (*Forwarder, error) {
 	if cfg.MaxHelloSize <= 0 {
 		cfg.MaxHelloSize = MaxHelloSize
 	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = DefaultMaxPending
+	}
+	if cfg.MaxPendingPerSrc <= 0 {
+		cfg.MaxPendingPerSrc = DefaultMaxPendingPerSrc
+	}
 	if !cfg.Listen.IsValid() {
 		return nil, errors.New("forwarder: no listen address")
 	}
@@ -142,7 +152,12 @@ func New(cfg Config) (*Forwarder, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &Forwarder{cfg: cfg, log: log.With("pkg", "forwarder"), conns: map[*stream]struct{}{}}
+	f := &Forwarder{
+		cfg:     cfg,
+		log:     log.With("pkg", "forwarder"),
+		conns:   map[*stream]struct{}{},
+		pending: newPendingLimiter(cfg.MaxPending, cfg.MaxPendingPerSrc),
+	}
 	f.list.Store(cfg.List)
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	return f, nil

@@ -588,3 +588,42 @@ func TestCloseDrainsThenCuts(t *testing.T) {
 		t.Error("the proxy port still accepts after Close")
 	}
 }
+
+func TestPendingCap(t *testing.T) {
+	pki := newPKI(t, "a.example.test")
+	be := startTLSBackend(t, pki)
+	s := start(t, forwarder.Config{
+		List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1"),
+		MaxPendingPerSrc: 3,
+	}, be.port())
+	var silent []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", s.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		silent = append(silent, c)
+	}
+	// The fourth silent connection from the same address is over the cap.
+	c, err := net.Dial("tcp", s.addr())
+	if err == nil {
+		defer c.Close()
+	}
+	if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != forwarder.ReasonTooManyPending {
+		t.Fatalf("deny reason %q, want %s", ev.Reason, forwarder.ReasonTooManyPending)
+	}
+	// Once one pending connection goes away, a real client gets through again.
+	silent[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, err := talk(t, s.addr(), "a.example.test", pki, "hi")
+		if err == nil && got == "a.example.test:hi" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery after the flood: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -59,9 +59,14 @@ func (f *Forwarder) serveTLS(c net.Conn, pm PortMap) {
 		return
 	}
 
+	if !f.pending.acquire(ev.Client.Addr()) {
+		f.deny(c, ev, ReasonTooManyPending, nil)
+		return
+	}
 	c.SetReadDeadline(start.Add(f.cfg.HelloTimeout))
 	raw, hello, err := ReadClientHello(c, f.cfg.MaxHelloSize)
 	c.SetReadDeadline(time.Time{})
+	f.pending.release(ev.Client.Addr())
 	ev.SNI, ev.ALPN, ev.ECH, ev.HelloSize = hello.SNI, hello.ALPN, hello.ECH, hello.Size
 	if err != nil {
 		reason, alert := "malformed_hello", alertDecodeError
