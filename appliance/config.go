@@ -1,0 +1,211 @@
+// Package appliance turns one config file into a running lnm box: it parses and validates the
+// config, builds the resolver and the forwarder from it, and swaps them on reload.
+//
+// This file and its config_*.go siblings hold the config: Parse reads the Corefile-syntax text
+// without side effects (no lookups, no listening, no reading /etc/resolv.conf), and Validate
+// does the cross-field checks. `lnm check` is exactly those two calls followed by Summary.
+package appliance
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lnm-project/lnm/allowlist"
+)
+
+// Defaults that Parse fills in for directives the file leaves out.
+const (
+	DefaultDNSPort      uint16 = 53
+	DefaultTTL                 = 60 * time.Second
+	DefaultHelloTimeout        = 10 * time.Second
+	DefaultDialTimeout         = 5 * time.Second
+	DefaultIdleTimeout         = time.Hour
+	// DefaultDNSServerPort is the port of an upstream or zone server written without one.
+	DefaultDNSServerPort uint16 = 53
+)
+
+// Config is one box's effective configuration. Parse returns it with every default already
+// applied, so the runtime reads the fields as they are; a Config built in code should start
+// from Defaults. Each field's comment names its directive and what its zero value does.
+type Config struct {
+	// File is the name the config was parsed from; it prefixes every error and origin.
+	File string
+
+	// Level is the box's level in the plant network (`level N`, 0 to 5). It only labels logs,
+	// audit records and the summary. Zero: level 0, which is also the value when absent.
+	Level int
+
+	// Name is the box's name in logs and audit records (`name NAME`). Empty: the host name,
+	// looked up at run time (never by Parse).
+	Name string
+
+	// Listen holds the addresses DNS and the proxies bind to (`listen ADDR...`): at most one
+	// IPv4 and one IPv6 address, either of which may be the wildcard 0.0.0.0 or ::. A-records
+	// carry the IPv4 address and AAAA-records the IPv6 one; for a wildcard, the local address
+	// the query arrived on. Empty: invalid, Validate requires it.
+	Listen []netip.Addr
+
+	// DNSPort is the UDP and TCP port of the authoritative DNS server (`dns PORT`).
+	// Zero: no DNS server (`dns off`). Parse sets DefaultDNSPort when the directive is absent.
+	DNSPort uint16
+
+	// Proxies are the TLS ports routed by SNI (`proxy 443 8883 8443:443`). Empty: no TLS
+	// listener; names still resolve to the box, but no connection is forwarded.
+	Proxies []PortMap
+
+	// Parent is the box one level up (`parent ADDR`): allowed TLS connections are dialed there
+	// on the same upstream port, and it decides again. Invalid (zero): this is the top box,
+	// which resolves names itself through Upstream.
+	Parent netip.Addr
+
+	// Upstream lists the DNS servers for real names (`upstream ADDR[:PORT]...`, port 53 when
+	// left out). Without Parent they resolve every SNI; with Parent they resolve only the names
+	// in `tcp` routes and `to` targets, since allowed TLS connections go to the parent.
+	// Empty: the servers in /etc/resolv.conf, read at run time.
+	Upstream []netip.AddrPort
+
+	// Sources limits who may use the box (`sources CIDR...`); a bare address is a /32 or
+	// /128. DNS queries from elsewhere are REFUSED and connections closed. Empty: anyone.
+	Sources []netip.Prefix
+
+	// TTL is the TTL of synthesized answers and the negative TTL of NXDOMAIN (`ttl 30s`, or
+	// bare seconds: `ttl 30`), whole seconds from 1s to 24h. Zero: invalid; Parse sets
+	// DefaultTTL when the directive is absent.
+	TTL time.Duration
+
+	// HelloTimeout bounds the wait for a full ClientHello, from accept (`hello_timeout`).
+	// DialTimeout bounds each upstream dial (`dial_timeout`). IdleTimeout closes a spliced
+	// connection after no byte moved in either direction for that long (`idle_timeout`).
+	// Zero: invalid; Parse sets DefaultHelloTimeout, DefaultDialTimeout, DefaultIdleTimeout.
+	HelloTimeout, DialTimeout, IdleTimeout time.Duration
+
+	// Admin is where the admin API listens (`admin PATH`, a Unix socket). Empty: no admin API.
+	Admin string
+	// Metrics is the HOST:PORT of the metrics endpoint (`metrics ADDR`; HOST is an IP address
+	// or empty for every address). Empty: no metrics endpoint.
+	Metrics string
+	// AuditDir is the directory of the durable audit log (`audit DIR`). Empty: records are
+	// kept in memory only.
+	AuditDir string
+
+	// Rules is the allow list, in the order written (`allow { ... }`, one rule per line; the
+	// directive may appear more than once). Each rule's Origin is "FILE:LINE". Empty: every
+	// name is denied. Match order is List().Ordered().
+	Rules []allowlist.Rule
+
+	// Zones are stub zones whose names are forwarded to the zone's own servers
+	// (`zone NAME { forward ADDR[:PORT]... }`). Empty: none.
+	Zones []Zone
+
+	// Routes are static TCP ports forwarding every connection to one destination, without
+	// SNI (`tcp PORT HOST:PORT`). Empty: none.
+	Routes []Route
+
+	// pos holds the line of each single-valued directive as written, for Validate's errors;
+	// lnmLine is the line of the `lnm` block. Both are zero for a Config built in code.
+	pos     map[string]int
+	lnmLine int
+}
+
+// PortMap is one `proxy` port: the box listens on Listen and dials the parent or the
+// destination on Upstream. Written as "443" (both the same) or "8443:443".
+type PortMap struct {
+	Listen, Upstream uint16
+}
+
+// String returns the port map in config syntax.
+func (p PortMap) String() string {
+	if p.Listen == p.Upstream {
+		return strconv.Itoa(int(p.Listen))
+	}
+	return strconv.Itoa(int(p.Listen)) + ":" + strconv.Itoa(int(p.Upstream))
+}
+
+// Zone is a stub zone: names at or below Name are forwarded to Forward and the answer relayed.
+type Zone struct {
+	Name    allowlist.Name
+	Forward []netip.AddrPort
+	Origin  string // "FILE:LINE" of the zone directive
+}
+
+// Route is a static TCP route: every connection to Port goes to To.
+type Route struct {
+	Port   uint16
+	To     allowlist.Target
+	Origin string // "FILE:LINE" of the tcp directive
+}
+
+// ConfigError is a problem at one place in a config file. Parse and Validate return only
+// these (Validate joins several with errors.Join, one per line of text).
+type ConfigError struct {
+	File string
+	Line int // 1-based; zero when the problem has no line (a Config built in code)
+	Msg  string
+}
+
+// Error returns "FILE:LINE: message", the form editors and `lnm check` print.
+func (e *ConfigError) Error() string {
+	switch {
+	case e.Line > 0:
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	case e.File != "":
+		return e.File + ": " + e.Msg
+	}
+	return "config: " + e.Msg
+}
+
+// Defaults returns a Config holding every default and nothing else; it does not validate
+// (Listen is still empty).
+func Defaults() *Config {
+	return &Config{
+		DNSPort:      DefaultDNSPort,
+		TTL:          DefaultTTL,
+		HelloTimeout: DefaultHelloTimeout,
+		DialTimeout:  DefaultDialTimeout,
+		IdleTimeout:  DefaultIdleTimeout,
+	}
+}
+
+// Load reads, parses and validates the config file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{File: path, Msg: strings.TrimPrefix(err.Error(), "open "+path+": ")}
+	}
+	c, err := Parse(path, bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Parse reads a config in Corefile syntax. It checks each directive's own syntax and values;
+// Validate checks how they fit together. Parse has no side effects: the caddyfile `import`
+// directive and {$ENV} placeholders are not supported.
+func Parse(filename string, r io.Reader) (*Config, error) {
+	// Read everything first: the caddyfile lexer panics on a read error.
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, &ConfigError{File: filename, Msg: err.Error()}
+	}
+	return parse(filename, data)
+}
+
+// List builds the indexed allow list from Rules. Its error (a duplicate rule) names both
+// origins.
+func (c *Config) List() (*allowlist.List, error) {
+	l, err := allowlist.New(c.Rules)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}

@@ -1,0 +1,637 @@
+package appliance
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coredns/caddy/caddyfile"
+
+	"github.com/lnm-project/lnm/allowlist"
+)
+
+// ruleSyntax is the allow-line grammar, quoted in errors.
+const ruleSyntax = "PATTERN [PORT...] [from CIDR...] [to HOST:PORT]"
+
+// maxTTL keeps synthesized answers from outliving a config change by more than a day.
+const maxTTL = 24 * time.Hour
+
+// singleValued are the directives that may appear once in the lnm block.
+var singleValued = []string{
+	"level", "name", "listen", "dns", "proxy", "parent", "upstream", "sources", "ttl",
+	"hello_timeout", "dial_timeout", "idle_timeout", "admin", "metrics", "audit",
+}
+
+// parser is a caddyfile Dispenser whose errors are *ConfigError.
+type parser struct {
+	caddyfile.Dispenser
+	c *Config
+}
+
+func parse(filename string, data []byte) (*Config, error) {
+	d := caddyfile.NewDispenser(filename, bytes.NewReader(data))
+	if err := checkBraces(d); err != nil {
+		return nil, err
+	}
+	c := Defaults()
+	c.File = filename
+	c.pos = map[string]int{}
+	p := &parser{Dispenser: d, c: c}
+	if err := p.file(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Errf returns an error at the current token's line.
+func (p *parser) Errf(format string, args ...any) error {
+	return p.errAt(p.Line(), format, args...)
+}
+
+func (p *parser) errAt(line int, format string, args ...any) error {
+	return &ConfigError{File: p.File(), Line: line, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ArgErr reports that a directive has the wrong number of arguments.
+func (p *parser) ArgErr(directive, want string) error {
+	return p.Errf("%s: want %s", directive, want)
+}
+
+func (p *parser) origin(line int) string {
+	return p.File() + ":" + strconv.Itoa(line)
+}
+
+// hasBlock reports whether a block opens after the current token, without moving.
+func (p *parser) hasBlock() bool {
+	peek := p.Dispenser
+	return peek.NextArg() && peek.Val() == "{"
+}
+
+func (p *parser) noBlock(what string) error {
+	if p.hasBlock() {
+		return p.Errf("%s takes no block", what)
+	}
+	return nil
+}
+
+func (p *parser) file() error {
+	d := p
+	for d.Next() {
+		if d.Val() != "lnm" {
+			return d.Errf("unknown directive %q: a config is one lnm { ... } block", d.Val())
+		}
+		if p.c.lnmLine != 0 {
+			return d.Errf("second lnm block (the first is at line %d): one file configures one box", p.c.lnmLine)
+		}
+		p.c.lnmLine = d.Line()
+		if args := d.RemainingArgs(); len(args) > 0 {
+			return d.Errf("lnm takes no arguments, found %q", args[0])
+		}
+		if !p.hasBlock() {
+			return d.Errf("lnm needs a block on the same line: lnm { ... }")
+		}
+		for d.NextBlock() {
+			if err := p.directive(); err != nil {
+				return err
+			}
+		}
+	}
+	if p.c.lnmLine == 0 {
+		return &ConfigError{File: p.File(), Line: 1, Msg: "no lnm { ... } block"}
+	}
+	return nil
+}
+
+func (p *parser) directive() error {
+	d := p
+	name, line := d.Val(), d.Line()
+	switch name {
+	case "allow":
+		return p.allow()
+	case "zone":
+		return p.zone()
+	case "tcp":
+		return p.route()
+	}
+	if !slices.Contains(singleValued, name) {
+		return d.Errf("unknown property %q", name)
+	}
+	if prev, ok := p.c.pos[name]; ok {
+		return d.Errf("%s given twice (first at line %d)", name, prev)
+	}
+	p.c.pos[name] = line
+	args := d.RemainingArgs()
+	if err := p.noBlock(name); err != nil {
+		return err
+	}
+	c := p.c
+	var err error
+	switch name {
+	case "level":
+		err = p.level(args)
+	case "name":
+		c.Name, err = p.oneArg(name, "a box name", args)
+	case "listen":
+		err = p.listen(args)
+	case "dns":
+		err = p.dns(args)
+	case "proxy":
+		err = p.proxy(args)
+	case "parent":
+		err = p.parent(args)
+	case "upstream":
+		c.Upstream, err = p.servers(name, args)
+	case "sources":
+		c.Sources, err = p.prefixes(name, args)
+	case "ttl":
+		err = p.ttl(args)
+	case "hello_timeout":
+		c.HelloTimeout, err = p.timeout(name, args)
+	case "dial_timeout":
+		c.DialTimeout, err = p.timeout(name, args)
+	case "idle_timeout":
+		c.IdleTimeout, err = p.timeout(name, args)
+	case "admin":
+		c.Admin, err = p.oneArg(name, "the path of the admin socket", args)
+	case "metrics":
+		err = p.metrics(args)
+	case "audit":
+		c.AuditDir, err = p.oneArg(name, "the audit log directory", args)
+	}
+	return err
+}
+
+func (p *parser) oneArg(directive, want string, args []string) (string, error) {
+	if len(args) != 1 {
+		return "", p.ArgErr(directive, "one argument, "+want)
+	}
+	return args[0], nil
+}
+
+func (p *parser) level(args []string) error {
+	s, err := p.oneArg("level", "a number from 0 to 5", args)
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 5 {
+		return p.Errf("level %q: want a Purdue level from 0 to 5", s)
+	}
+	p.c.Level = n
+	return nil
+}
+
+func (p *parser) listen(args []string) error {
+	if len(args) == 0 || len(args) > 2 {
+		return p.ArgErr("listen", "one IPv4 address, one IPv6 address, or one of each")
+	}
+	for _, s := range args {
+		a, err := parseAddr(s)
+		if err != nil {
+			return p.Errf("listen: %v", err)
+		}
+		if a.IsMulticast() {
+			return p.Errf("listen: %s is a multicast address", a)
+		}
+		for _, prev := range p.c.Listen {
+			if prev.Is4() == a.Is4() {
+				return p.Errf("listen: %s and %s are both %s; give at most one of each family", prev, a, family(a))
+			}
+		}
+		p.c.Listen = append(p.c.Listen, a)
+	}
+	return nil
+}
+
+func (p *parser) dns(args []string) error {
+	s, err := p.oneArg("dns", "a port or off", args)
+	if err != nil {
+		return err
+	}
+	if s == "off" {
+		p.c.DNSPort = 0
+		return nil
+	}
+	port, err := parsePort(s)
+	if err != nil {
+		return p.Errf("dns: %v, or off", err)
+	}
+	p.c.DNSPort = port
+	return nil
+}
+
+func (p *parser) proxy(args []string) error {
+	if len(args) == 0 {
+		return p.ArgErr("proxy", "one or more ports, each PORT or LISTEN:UPSTREAM")
+	}
+	for _, s := range args {
+		var m PortMap
+		listen, upstream, remap := strings.Cut(s, ":")
+		port, err := parsePort(listen)
+		if err != nil {
+			return p.Errf("proxy: %v", err)
+		}
+		m.Listen, m.Upstream = port, port
+		if remap {
+			if m.Upstream, err = parsePort(upstream); err != nil {
+				return p.Errf("proxy %s: upstream %v", s, err)
+			}
+		}
+		for _, prev := range p.c.Proxies {
+			if prev.Listen == m.Listen {
+				return p.Errf("proxy: listen port %d given twice", m.Listen)
+			}
+		}
+		p.c.Proxies = append(p.c.Proxies, m)
+	}
+	return nil
+}
+
+func (p *parser) parent(args []string) error {
+	s, err := p.oneArg("parent", "the address of the box one level up", args)
+	if err != nil {
+		return err
+	}
+	a, err := parseAddr(s)
+	if err != nil {
+		return p.Errf("parent: %v", err)
+	}
+	if a.IsUnspecified() || a.IsMulticast() {
+		return p.Errf("parent: %s is not a host address", a)
+	}
+	p.c.Parent = a
+	return nil
+}
+
+// servers reads DNS servers, ADDR or ADDR:PORT (IPv6 with a port in brackets).
+func (p *parser) servers(directive string, args []string) ([]netip.AddrPort, error) {
+	if len(args) == 0 {
+		return nil, p.ArgErr(directive, "one or more server addresses, ADDR or ADDR:PORT")
+	}
+	var out []netip.AddrPort
+	for _, s := range args {
+		ap, err := parseServer(s)
+		if err != nil {
+			return nil, p.Errf("%s: %v", directive, err)
+		}
+		if slices.Contains(out, ap) {
+			return nil, p.Errf("%s: %s given twice", directive, ap)
+		}
+		out = append(out, ap)
+	}
+	return out, nil
+}
+
+func (p *parser) prefixes(directive string, args []string) ([]netip.Prefix, error) {
+	if len(args) == 0 {
+		return nil, p.ArgErr(directive, "one or more CIDRs or addresses")
+	}
+	var out []netip.Prefix
+	for _, s := range args {
+		pf, err := parsePrefix(s)
+		if err != nil {
+			return nil, p.Errf("%s: %v", directive, err)
+		}
+		if slices.Contains(out, pf) {
+			return nil, p.Errf("%s: %s given twice", directive, pf)
+		}
+		out = append(out, pf)
+	}
+	return out, nil
+}
+
+func (p *parser) ttl(args []string) error {
+	s, err := p.oneArg("ttl", "a duration such as 30s", args)
+	if err != nil {
+		return err
+	}
+	t, err := parseDuration(s)
+	if err != nil {
+		return p.Errf("ttl: %v", err)
+	}
+	if t < time.Second || t > maxTTL || t%time.Second != 0 {
+		return p.Errf("ttl %s: want whole seconds from 1s to 24h", s)
+	}
+	p.c.TTL = t
+	return nil
+}
+
+func (p *parser) timeout(directive string, args []string) (time.Duration, error) {
+	s, err := p.oneArg(directive, "a duration such as 10s", args)
+	if err != nil {
+		return 0, err
+	}
+	t, err := parseDuration(s)
+	if err != nil {
+		return 0, p.Errf("%s: %v", directive, err)
+	}
+	if t <= 0 {
+		return 0, p.Errf("%s %s: want a duration above zero", directive, s)
+	}
+	return t, nil
+}
+
+func (p *parser) metrics(args []string) error {
+	s, err := p.oneArg("metrics", "HOST:PORT to serve metrics on", args)
+	if err != nil {
+		return err
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return p.Errf("metrics %q: want HOST:PORT, with HOST an IP address or empty", s)
+	}
+	if host != "" {
+		if _, err := parseAddr(host); err != nil {
+			return p.Errf("metrics: %v", err)
+		}
+	}
+	if _, err := parsePort(port); err != nil {
+		return p.Errf("metrics: %v", err)
+	}
+	p.c.Metrics = s
+	return nil
+}
+
+func (p *parser) allow() error {
+	d := p
+	if args := d.RemainingArgs(); len(args) > 0 {
+		return d.Errf("allow takes no arguments; write one rule per line inside allow { ... }")
+	}
+	if !p.hasBlock() {
+		return d.Errf("allow needs a block on the same line: allow { %s ... }", ruleSyntax)
+	}
+	for d.NextBlock() {
+		r, err := p.rule()
+		if err != nil {
+			return err
+		}
+		p.c.Rules = append(p.c.Rules, r)
+	}
+	return nil
+}
+
+// rule reads one allow line, the current token being its pattern.
+func (p *parser) rule() (allowlist.Rule, error) {
+	d := p
+	line, pattern := d.Line(), d.Val()
+	args := d.RemainingArgs()
+	if err := p.noBlock("a rule"); err != nil {
+		return allowlist.Rule{}, err
+	}
+	r := allowlist.Rule{Origin: p.origin(line)}
+	var err error
+	if r.Pattern, err = allowlist.ParsePattern(pattern); err != nil {
+		return r, p.errAt(line, "%s", plain(err))
+	}
+	i := 0
+	for ; i < len(args) && args[i] != "from" && args[i] != "to"; i++ {
+		port, err := parsePort(args[i])
+		if err != nil {
+			return r, p.errAt(line, "%v (one rule per line: %s)", err, ruleSyntax)
+		}
+		if slices.Contains(r.Ports, port) {
+			return r, p.errAt(line, "port %d given twice in one rule", port)
+		}
+		r.Ports = append(r.Ports, port)
+	}
+	if i < len(args) && args[i] == "from" {
+		i++
+		start := i
+		for ; i < len(args) && args[i] != "to"; i++ {
+			if args[i] == "from" {
+				return r, p.errAt(line, "from given twice in one rule")
+			}
+			pf, err := parsePrefix(args[i])
+			if err != nil {
+				return r, p.errAt(line, "from: %v", err)
+			}
+			if slices.Contains(r.From, pf) {
+				return r, p.errAt(line, "from: %s given twice", pf)
+			}
+			r.From = append(r.From, pf)
+		}
+		if i == start {
+			return r, p.errAt(line, "from needs one or more CIDRs or addresses")
+		}
+	}
+	if i < len(args) && args[i] == "to" {
+		i++
+		if i == len(args) {
+			return r, p.errAt(line, "to needs a destination, HOST:PORT")
+		}
+		if r.To, err = allowlist.ParseTarget(args[i]); err != nil {
+			return r, p.errAt(line, "to: %s", plain(err))
+		}
+		if i++; i < len(args) {
+			return r, p.errAt(line, "unexpected %q after the destination (%s)", args[i], ruleSyntax)
+		}
+	}
+	// Canonical order, so that rules saying the same thing compare equal.
+	slices.Sort(r.Ports)
+	slices.SortFunc(r.From, netip.Prefix.Compare)
+	return r, nil
+}
+
+func (p *parser) zone() error {
+	d := p
+	line := d.Line()
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		return d.ArgErr("zone", "one zone name: zone NAME { forward ADDR... }")
+	}
+	if strings.Contains(args[0], "*") {
+		return d.Errf("zone %s: a zone is one name and everything below it; write it without '*'", args[0])
+	}
+	name, err := allowlist.ParseUnicodeName(args[0])
+	if err != nil {
+		return d.Errf("zone: %s", plain(err))
+	}
+	if !p.hasBlock() {
+		return d.Errf("zone %s needs a block on the same line: zone %s { forward ADDR... }", name, name)
+	}
+	z := Zone{Name: name, Origin: p.origin(line)}
+	for d.NextBlock() {
+		switch d.Val() {
+		case "forward":
+			if z.Forward != nil {
+				return d.Errf("forward given twice in zone %s", name)
+			}
+			args := d.RemainingArgs()
+			if err := p.noBlock("forward"); err != nil {
+				return err
+			}
+			if z.Forward, err = p.servers("forward", args); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unknown property %q in zone %s", d.Val(), name)
+		}
+	}
+	if len(z.Forward) == 0 {
+		return p.errAt(line, "zone %s: forward ADDR... is required", name)
+	}
+	p.c.Zones = append(p.c.Zones, z)
+	return nil
+}
+
+func (p *parser) route() error {
+	d := p
+	line := d.Line()
+	args := d.RemainingArgs()
+	if err := p.noBlock("tcp"); err != nil {
+		return err
+	}
+	if len(args) != 2 {
+		return d.ArgErr("tcp", "a port and a destination: tcp PORT HOST:PORT")
+	}
+	port, err := parsePort(args[0])
+	if err != nil {
+		return d.Errf("tcp: %v", err)
+	}
+	to, err := allowlist.ParseTarget(args[1])
+	if err != nil {
+		return d.Errf("tcp: %s", plain(err))
+	}
+	p.c.Routes = append(p.c.Routes, Route{Port: port, To: to, Origin: p.origin(line)})
+	return nil
+}
+
+// checkBraces makes blocks unambiguous before the Dispenser walks them: a '{' ends the line
+// that opens its block, a '}' stands alone on its line (or directly after '{' for an empty
+// block), and every block is closed. The Dispenser itself would silently end a block at EOF
+// or treat a '{' starting a line as the end of the enclosing block.
+func checkBraces(d caddyfile.Dispenser) error {
+	var toks []caddyfile.Token
+	for d.Next() {
+		toks = append(toks, caddyfile.Token{File: d.File(), Line: d.Line(), Text: d.Val()})
+	}
+	sameLine := func(i, j int) bool {
+		return i >= 0 && j < len(toks) && toks[i].Line+strings.Count(toks[i].Text, "\n") == toks[j].Line
+	}
+	errAt := func(t caddyfile.Token, format string, args ...any) error {
+		return &ConfigError{File: t.File, Line: t.Line, Msg: fmt.Sprintf(format, args...)}
+	}
+	var open []caddyfile.Token
+	for i, t := range toks {
+		switch t.Text {
+		case "{":
+			if !sameLine(i-1, i) || toks[i-1].Text == "{" || toks[i-1].Text == "}" {
+				return errAt(t, "'{' must end the line of the directive it belongs to")
+			}
+			if sameLine(i, i+1) && toks[i+1].Text != "}" {
+				return errAt(t, "unexpected %q after '{': start the block's contents on a new line", toks[i+1].Text)
+			}
+			open = append(open, t)
+		case "}":
+			if sameLine(i-1, i) && toks[i-1].Text != "{" {
+				return errAt(t, "'}' must be on a line of its own")
+			}
+			if sameLine(i, i+1) {
+				return errAt(t, "unexpected %q after '}': put it on a new line", toks[i+1].Text)
+			}
+			if len(open) == 0 {
+				return errAt(t, "unexpected '}': no block is open")
+			}
+			open = open[:len(open)-1]
+		}
+	}
+	if len(open) > 0 {
+		return errAt(open[len(open)-1], "block opened here is never closed: missing '}'")
+	}
+	return nil
+}
+
+// plain drops the allowlist package's prefix from its errors, which sit inside ours.
+func plain(err error) string {
+	return strings.ReplaceAll(err.Error(), "allowlist: ", "")
+}
+
+// parseAddr reads an IP address as a person writes it: no zone, and IPv4 in dotted form.
+func parseAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%q is not an IP address", s)
+	}
+	if a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("%s: zones (%%%s) are not supported", s, a.Zone())
+	}
+	if a.Is4In6() {
+		return netip.Addr{}, fmt.Errorf("%s: write IPv4 addresses as %s", s, a.Unmap())
+	}
+	return a, nil
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// parseServer reads a DNS server: ADDR, ADDR:PORT or [IPv6]:PORT.
+func parseServer(s string) (netip.AddrPort, error) {
+	var a netip.Addr
+	port := DefaultDNSServerPort
+	if host, portText, err := net.SplitHostPort(s); err == nil {
+		if port, err = parsePort(portText); err != nil {
+			return netip.AddrPort{}, fmt.Errorf("%s: %v", s, err)
+		}
+		if a, err = parseAddr(host); err != nil {
+			return netip.AddrPort{}, err
+		}
+	} else if a, err = parseAddr(s); err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q is not ADDR or ADDR:PORT", s)
+	}
+	if a.IsUnspecified() || a.IsMulticast() {
+		return netip.AddrPort{}, fmt.Errorf("%s is not a host address", a)
+	}
+	return netip.AddrPortFrom(a, port), nil
+}
+
+// parsePrefix reads a CIDR, or a bare address meaning just that host (/32 or /128). A CIDR
+// with bits set past its length is rejected rather than masked: it is usually a typo.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := parseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR or an address", s)
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	pf, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR", s)
+	}
+	if pf.Addr().Is4In6() {
+		return netip.Prefix{}, fmt.Errorf("%s: write IPv4 prefixes in dotted form", s)
+	}
+	if m := pf.Masked(); m != pf {
+		return netip.Prefix{}, fmt.Errorf("%s has bits set past /%d: did you mean %s?", s, pf.Bits(), m)
+	}
+	return pf, nil
+}
+
+func parsePort(s string) (uint16, error) {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("port %q: want a number from 1 to 65535", s)
+	}
+	return uint16(n), nil
+}
+
+// parseDuration reads a Go duration ("30s", "1h30m") or a bare number of seconds ("30").
+func parseDuration(s string) (time.Duration, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	t, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as 30s, 5m or 1h", s)
+	}
+	return t, nil
+}

@@ -1,0 +1,318 @@
+package appliance
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lnm-project/lnm/allowlist"
+)
+
+// Validate checks how the directives fit together: listen is given, no two listeners share
+// a port, every rule port has a proxy listener, no rule is written twice, and nothing points
+// back at the box itself. It returns every problem it finds, joined in line order, each a
+// *ConfigError.
+func (c *Config) Validate() error {
+	v := validator{c: c}
+	v.settings()
+	v.ports()
+	v.rules()
+	v.loops()
+	if len(v.errs) == 0 {
+		// A backstop: the checks above already reject everything allowlist.New refuses.
+		if _, err := c.List(); err != nil {
+			v.add(c.lnmLine, "%v", err)
+		}
+	}
+	slices.SortStableFunc(v.errs, func(a, b *ConfigError) int {
+		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line))
+	})
+	errs := make([]error, len(v.errs))
+	for i, e := range v.errs {
+		errs[i] = e
+	}
+	return errors.Join(errs...)
+}
+
+type validator struct {
+	c    *Config
+	errs []*ConfigError
+}
+
+func (v *validator) add(line int, format string, args ...any) {
+	v.errs = append(v.errs, &ConfigError{File: v.c.File, Line: line, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) addAt(origin string, format string, args ...any) {
+	file, line := splitOrigin(origin, v.c.File)
+	v.errs = append(v.errs, &ConfigError{File: file, Line: line, Msg: fmt.Sprintf(format, args...)})
+}
+
+// line returns where a directive was written, or the lnm line when it was not.
+func (c *Config) line(directive string) int {
+	if n, ok := c.pos[directive]; ok {
+		return n
+	}
+	return c.lnmLine
+}
+
+// splitOrigin splits "FILE:LINE"; an origin without a line keeps the whole text as the file.
+func splitOrigin(origin, file string) (string, int) {
+	if origin == "" {
+		return file, 0
+	}
+	i := strings.LastIndexByte(origin, ':')
+	if i < 0 {
+		return origin, 0
+	}
+	n, err := strconv.Atoi(origin[i+1:])
+	if err != nil {
+		return origin, 0
+	}
+	return origin[:i], n
+}
+
+func (v *validator) settings() {
+	c := v.c
+	if len(c.Listen) == 0 {
+		v.add(c.lnmLine, "listen is required: the address DNS answers carry and the proxies bind")
+	}
+	for _, d := range []struct {
+		name string
+		t    time.Duration
+	}{{"ttl", c.TTL}, {"hello_timeout", c.HelloTimeout}, {"dial_timeout", c.DialTimeout}, {"idle_timeout", c.IdleTimeout}} {
+		if d.t <= 0 {
+			v.add(c.line(d.name), "%s must be above zero", d.name)
+		}
+	}
+	if c.Parent.IsValid() && slices.Contains(c.Listen, c.Parent) {
+		v.add(c.line("parent"), "parent %s is this box's own listen address", c.Parent)
+	}
+	seen := map[allowlist.Name]string{}
+	for _, z := range c.Zones {
+		if prev, ok := seen[z.Name]; ok {
+			v.addAt(z.Origin, "zone %s given twice (first at %s)", z.Name, prev)
+			continue
+		}
+		seen[z.Name] = z.Origin
+	}
+}
+
+// ports checks that no two listeners share a TCP port: dns (which also serves TCP), each
+// proxy listen port and each tcp route.
+func (v *validator) ports() {
+	c := v.c
+	owner := map[uint16]string{} // port → what listens on it, for the message
+	if c.DNSPort != 0 {
+		owner[c.DNSPort] = fmt.Sprintf("dns (line %d)", c.line("dns"))
+		if _, ok := c.pos["dns"]; !ok {
+			owner[c.DNSPort] = fmt.Sprintf("dns (port %d by default; dns off disables it)", c.DNSPort)
+		}
+	}
+	for _, m := range c.Proxies {
+		if prev, ok := owner[m.Listen]; ok {
+			v.add(c.line("proxy"), "proxy port %d is already used by %s", m.Listen, prev)
+			continue
+		}
+		owner[m.Listen] = fmt.Sprintf("proxy (line %d)", c.line("proxy"))
+	}
+	for _, r := range c.Routes {
+		if prev, ok := owner[r.Port]; ok {
+			v.addAt(r.Origin, "tcp port %d is already used by %s", r.Port, prev)
+			continue
+		}
+		_, line := splitOrigin(r.Origin, c.File)
+		owner[r.Port] = fmt.Sprintf("tcp (line %d)", line)
+	}
+}
+
+func (v *validator) rules() {
+	c := v.c
+	var listening []string
+	for _, m := range c.Proxies {
+		listening = append(listening, strconv.Itoa(int(m.Listen)))
+	}
+	have := "there is no proxy directive"
+	if len(listening) > 0 {
+		have = "proxy listens on " + strings.Join(listening, " ")
+	}
+	first := map[string]string{} // rule text → origin
+	for i := range c.Rules {
+		r := &c.Rules[i]
+		for _, port := range r.Ports {
+			if !slices.ContainsFunc(c.Proxies, func(m PortMap) bool { return m.Listen == port }) {
+				v.addAt(r.Origin, "rule %q: port %d has no proxy listener (%s)", r.String(), port, have)
+			}
+		}
+		key := ruleKey(r)
+		if prev, ok := first[key]; ok {
+			v.addAt(r.Origin, "duplicate rule %q (first at %s)", r.String(), prev)
+			continue
+		}
+		first[key] = r.Origin
+	}
+}
+
+// ruleKey is equal for rules that say the same thing whatever order their ports and
+// sources were written in.
+func ruleKey(r *allowlist.Rule) string {
+	n := *r
+	n.Ports = slices.Sorted(slices.Values(r.Ports))
+	n.From = slices.SortedFunc(slices.Values(r.From), netip.Prefix.Compare)
+	return n.String()
+}
+
+// loops rejects destinations that are the box itself: the connection or query would come
+// straight back in.
+func (v *validator) loops() {
+	c := v.c
+	tcpPorts := map[uint16]bool{}
+	for _, m := range c.Proxies {
+		tcpPorts[m.Listen] = true
+	}
+	for _, r := range c.Routes {
+		tcpPorts[r.Port] = true
+	}
+	for _, r := range c.Routes {
+		if tcpPorts[r.To.Port] && c.isSelf(r.To.Addr) {
+			v.addAt(r.Origin, "tcp %d: destination %s is this box itself", r.Port, r.To)
+		}
+	}
+	for i := range c.Rules {
+		r := &c.Rules[i]
+		if !r.To.IsZero() && tcpPorts[r.To.Port] && c.isSelf(r.To.Addr) {
+			v.addAt(r.Origin, "rule %q: destination %s is this box itself", r.String(), r.To)
+		}
+	}
+	if c.DNSPort == 0 {
+		return
+	}
+	for _, s := range c.Upstream {
+		if s.Port() == c.DNSPort && c.isSelf(s.Addr()) {
+			v.add(c.line("upstream"), "upstream %s is this box's own DNS server, which answers only the allow list", s)
+		}
+	}
+	for _, z := range c.Zones {
+		for _, s := range z.Forward {
+			if s.Port() == c.DNSPort && c.isSelf(s.Addr()) {
+				v.addAt(z.Origin, "zone %s: forward %s is this box's own DNS server", z.Name, s)
+			}
+		}
+	}
+}
+
+// isSelf reports whether a is one of the listen addresses, or a loopback address while
+// listening on the wildcard of its family. Other local addresses would need a lookup.
+func (c *Config) isSelf(a netip.Addr) bool {
+	if !a.IsValid() {
+		return false
+	}
+	for _, l := range c.Listen {
+		if l == a || (l.IsUnspecified() && l.Is4() == a.Is4() && a.IsLoopback()) {
+			return true
+		}
+	}
+	return false
+}
+
+// Warnings lists what is allowed but probably not meant, as "FILE:LINE: message": rules
+// that can never decide, rules the resolver will never answer for, settings with no effect.
+// Call it on a valid Config.
+func (c *Config) Warnings() []string {
+	var ws []*ConfigError
+	warn := func(origin string, format string, args ...any) {
+		file, line := splitOrigin(origin, c.File)
+		ws = append(ws, &ConfigError{File: file, Line: line, Msg: fmt.Sprintf(format, args...)})
+	}
+	lnm := c.File + ":" + strconv.Itoa(c.lnmLine)
+	if len(c.Rules) == 0 {
+		warn(lnm, "no allow rules: every name is denied")
+	} else if len(c.Proxies) == 0 {
+		warn(lnm, "allow rules but no proxy ports: names resolve to this box, but no connection is forwarded")
+	}
+	var nameTargets bool
+	for i := range c.Rules {
+		r := &c.Rules[i]
+		nameTargets = nameTargets || r.To.Name != ""
+		for _, z := range c.Zones {
+			if r.Pattern.Base == z.Name || r.Pattern.Base.IsBelow(z.Name) {
+				warn(r.Origin, "rule %q: names in zone %s are answered by the zone's servers (%s), not with this box's address", r.String(), z.Name, z.Origin)
+			}
+		}
+		if len(r.From) > 0 && len(c.Sources) > 0 && !overlapsAny(r.From, c.Sources) {
+			warn(r.Origin, "rule %q never matches: its from lies outside sources", r.String())
+		}
+	}
+	for _, rt := range c.Routes {
+		nameTargets = nameTargets || rt.To.Name != ""
+	}
+	if c.Parent.IsValid() && len(c.Upstream) > 0 && !nameTargets {
+		warn(c.File+":"+strconv.Itoa(c.line("upstream")), "upstream is unused: connections go to the parent, and no tcp route or to destination is a name")
+	}
+	if l, err := c.List(); err == nil {
+		ordered := l.Ordered()
+		for i, r := range ordered {
+			for _, s := range ordered[:i] {
+				if covers(s, r) {
+					warn(r.Origin, "rule %q never decides: %q (%s) comes first and matches everything it does", r.String(), s.String(), s.Origin)
+					break
+				}
+			}
+		}
+	}
+	slices.SortStableFunc(ws, func(a, b *ConfigError) int {
+		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line))
+	})
+	out := make([]string, len(ws))
+	for i, w := range ws {
+		out[i] = w.Error()
+	}
+	return out
+}
+
+// covers reports whether rule s matches every name, port and source that r matches, so
+// that r, coming after s in match order, never decides.
+func covers(s, r *allowlist.Rule) bool {
+	if s.Pattern != r.Pattern {
+		return false
+	}
+	if len(s.Ports) > 0 {
+		if len(r.Ports) == 0 {
+			return false
+		}
+		for _, p := range r.Ports {
+			if !slices.Contains(s.Ports, p) {
+				return false
+			}
+		}
+	}
+	if len(s.From) > 0 {
+		if len(r.From) == 0 {
+			return false
+		}
+		for _, rp := range r.From {
+			if !slices.ContainsFunc(s.From, func(sp netip.Prefix) bool {
+				return sp.Bits() <= rp.Bits() && sp.Contains(rp.Addr())
+			}) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func overlapsAny(a, b []netip.Prefix) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x.Overlaps(y) {
+				return true
+			}
+		}
+	}
+	return false
+}
