@@ -94,8 +94,8 @@ type Config struct {
 
 // Forwarder serves the proxy and route ports of one Config.
 type Forwarder struct {
-	cfg    Config
-	log    *slog.Logger
+	cfg     Config
+	log     *slog.Logger
 	list    atomic.Pointer[allowlist.List]
 	nextID  atomic.Uint64
 	pending *pendingLimiter
