@@ -1,0 +1,71 @@
+# lnm — build, run, test. `make run` and `make test` are the two commands a newcomer needs.
+GO       ?= go
+BIN      ?= bin/lnm
+CONFIG   ?= examples/quickstart.conf
+FUZZTIME ?= 10s
+# Debian packages the tests drive as real clients: dig, kdig, curl, openssl, mosquitto_pub, ip.
+TEST_DEBS := iproute2 bind9-dnsutils knot-dnsutils curl openssl mosquitto-clients ca-certificates
+
+# Every native fuzz target, as package:Target; `make test` runs each for FUZZTIME.
+FUZZ := \
+	./forwarder:FuzzParseClientHello \
+	./forwarder:FuzzReadClientHello \
+	./resolver:FuzzServeDNS \
+	./appliance:FuzzParse
+
+.PHONY: build run check test unit fuzz lint bench deps clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/lnm
+
+run: build
+	@echo
+	@echo "lnm is starting on $(CONFIG). From another terminal try:"
+	@echo "  dig @127.0.0.1 -p 5353 www.example.com          # the box's address (127.0.0.1)"
+	@echo "  dig @127.0.0.1 -p 5353 www.google.com           # NXDOMAIN: not on the list"
+	@echo "  curl --connect-to ::127.0.0.1:8443 https://www.example.com/   # through the box"
+	@echo "  curl --connect-to ::127.0.0.1:8443 https://www.google.com/    # refused by the box"
+	@echo "Stop with Ctrl-C."
+	@echo
+	$(BIN) run --config $(CONFIG)
+
+check: build
+	$(BIN) check --config $(CONFIG)
+
+# test installs the real clients the tests use (when root and missing), then runs every test
+# (network-namespace tests need root and skip loudly without it), then each fuzz target briefly.
+test: deps unit fuzz
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+fuzz:
+	@set -e; for f in $(FUZZ); do \
+		pkg=$${f%%:*}; target=$${f##*:}; \
+		echo "fuzz $$pkg $$target for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
+
+deps:
+	@missing=""; \
+	for cmd in ip dig kdig curl openssl mosquitto_pub; do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing test clients (missing:$$missing)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEBS) >/dev/null; \
+		else \
+			echo "WARNING: missing$$missing; tests that drive them will skip. Install: sudo apt-get install $(TEST_DEBS)"; \
+		fi; \
+	fi
+	$(GO) mod download
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+clean:
+	rm -rf bin

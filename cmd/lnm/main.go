@@ -1,0 +1,216 @@
+// Command lnm is the layered-network-management appliance: one program that answers DNS for
+// an allow list and forwards the TLS streams that follow, level by level.
+//
+// Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lmittmann/tint"
+	"github.com/urfave/cli/v2"
+
+	"github.com/lnm-project/lnm/appliance"
+)
+
+// version is set at build time with -ldflags "-X main.version=…"; otherwise the module
+// version or VCS revision recorded by the Go toolchain is used.
+var version = ""
+
+const defaultConfig = "/etc/lnm/lnm.conf"
+
+// exitError carries an exit code through urfave/cli.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func main() {
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	err := app.Run(args)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "lnm: %v\n", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 2 // urfave/cli usage errors
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	configFlag := &cli.StringFlag{
+		Name:    "config",
+		Aliases: []string{"c"},
+		Value:   defaultConfig,
+		EnvVars: []string{"LNM_CONFIG"},
+		Usage:   "configuration file",
+	}
+	return &cli.App{
+		Name:      "lnm",
+		Usage:     "layered network management: one allow list for DNS and TLS forwarding",
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-format", Value: "auto", Usage: "auto (colour on a terminal, JSON otherwise), text or json"},
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and picks the code
+		Commands: []*cli.Command{
+			{
+				Name:  "run",
+				Usage: "run the appliance in the foreground",
+				Flags: []cli.Flag{configFlag},
+				Action: func(c *cli.Context) error {
+					log, err := newLogger(c.String("log-level"), c.String("log-format"), stderr)
+					if err != nil {
+						return &exitError{2, err}
+					}
+					return runAppliance(c.String("config"), log)
+				},
+			},
+			{
+				Name:  "check",
+				Usage: "parse and validate the configuration, print the effective settings and rules in match order",
+				Flags: []cli.Flag{configFlag},
+				Action: func(c *cli.Context) error {
+					cfg, err := appliance.Load(c.String("config"))
+					if err != nil {
+						return &exitError{2, err}
+					}
+					fmt.Fprint(stdout, cfg.Summary())
+					return nil
+				},
+			},
+			{
+				Name:  "version",
+				Usage: "print the version",
+				Action: func(*cli.Context) error {
+					fmt.Fprintln(stdout, "lnm", buildVersion())
+					return nil
+				},
+			},
+		},
+	}
+}
+
+// runAppliance loads the config, starts every listener and serves until SIGINT or SIGTERM.
+func runAppliance(path string, log *slog.Logger) error {
+	cfg, err := appliance.Load(path)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			log.Warn("SIGHUP received: live reload is not implemented yet; restart lnm to apply a new config")
+		}
+	}()
+
+	rt, err := appliance.Start(cfg, log)
+	if err != nil {
+		return &exitError{1, err}
+	}
+	log.Info("lnm running", "version", buildVersion(), "config", path, "level", cfg.Level)
+	<-ctx.Done()
+	log.Info("stopping")
+	start := time.Now()
+	err = rt.Close()
+	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
+	if err != nil {
+		return &exitError{1, err}
+	}
+	return nil
+}
+
+// newLogger builds the process logger: tint's coloured text for people at a terminal, JSON
+// for journald and log shippers.
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	switch format {
+	case "auto":
+		format = "json"
+		if isTerminal(w) {
+			format = "tint"
+		}
+	case "text":
+		format = "tint"
+	case "json":
+	default:
+		return nil, fmt.Errorf("--log-format %q: want auto, text or json", format)
+	}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv})), nil
+	}
+	return slog.New(tint.NewTextHandler(w, &tint.Options{
+		Level:      lv,
+		TimeFormat: time.DateTime,
+		NoColor:    !isTerminal(w),
+	})), nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	rev, dirty := "", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "devel"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return strings.Join([]string{"devel", rev}, "+")
+}
