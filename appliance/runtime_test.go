@@ -1,0 +1,94 @@
+package appliance
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func loopbackConfig(t *testing.T, dnsPort, proxyPort int) *Config {
+	t.Helper()
+	text := fmt.Sprintf(`lnm {
+    listen 127.0.0.1
+    dns    %d
+    proxy  %d
+    parent 127.0.0.2
+    allow {
+        *.azure.test
+    }
+}
+`, dnsPort, proxyPort)
+	cfg, err := Parse("runtime.conf", strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestRuntimeServesAndStops(t *testing.T) {
+	dnsPort, proxyPort := freeTCPPort(t), freeTCPPort(t)
+	rt, err := Start(loopbackConfig(t, dnsPort, proxyPort), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := fmt.Sprintf("127.0.0.1:%d", dnsPort)
+	for _, network := range []string{"udp", "tcp"} {
+		c := &dns.Client{Net: network}
+		m := new(dns.Msg).SetQuestion("api.azure.test.", dns.TypeA)
+		r, _, err := c.Exchange(m, server)
+		if err != nil {
+			t.Fatalf("%s: %v", network, err)
+		}
+		if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "127.0.0.1" {
+			t.Fatalf("%s: answer %v, want the listen address", network, r.Answer)
+		}
+	}
+	if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", proxyPort)); err != nil {
+		t.Fatalf("proxy port not listening: %v", err)
+	} else {
+		c.Close()
+	}
+	if err := rt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rt.Close() // idempotent
+	if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", proxyPort)); err == nil {
+		c.Close()
+		t.Fatal("proxy port still open after Close")
+	}
+}
+
+func TestRuntimeStartFailureLeavesNothingBound(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dnsPort := freeTCPPort(t)
+	_, err = Start(loopbackConfig(t, dnsPort, busy.Addr().(*net.TCPAddr).Port), nil)
+	if err == nil || !strings.Contains(err.Error(), busy.Addr().String()) {
+		t.Fatalf("Start with a busy proxy port: %v, want an error naming %s", err, busy.Addr())
+	}
+	// The DNS port it had bound before failing must be free again.
+	ln, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", dnsPort))
+	if err != nil {
+		t.Fatalf("DNS port still bound after a failed start: %v", err)
+	}
+	ln.Close()
+}
