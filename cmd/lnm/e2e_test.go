@@ -5,6 +5,7 @@ package main
 // examples/level3.conf and examples/level4.conf, with the one change the test needs.
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -222,8 +223,8 @@ func TestE2E(t *testing.T) {
 			"--cafile", l.caFile, "-t", "lnm/e2e", "-m", "through-two-boxes")
 		if err != nil {
 			t.Errorf("mosquitto_pub over TLS from dev: %v\n%s", err, errOut)
-		} else if seen := l.inetSeen(); !strings.Contains(seen, `topic=lnm/e2e payload="through-two-boxes"`) {
-			t.Errorf("the broker never got the message:\n%s", seen)
+		} else if !l.waitSeen(`topic=lnm/e2e payload="through-two-boxes"`) {
+			t.Errorf("the broker never got the message:\n%s", l.inetSeen())
 		}
 		alive(t)
 	})
@@ -234,6 +235,7 @@ func TestE2E(t *testing.T) {
 			t.Fatalf("mqtt.vendor.test on 443 was let through: %s", body)
 		}
 		checkDenied(t, errOut)
+		checkDenyLogged(t, l3, "mqtt.vendor.test", 443, "port_not_allowed")
 		if seen := l.inetSeen(); strings.Contains(seen, "tls port=443 sni=mqtt.vendor.test") {
 			t.Errorf("the internet saw mqtt.vendor.test on 443:\n%s", seen)
 		}
@@ -246,6 +248,10 @@ func TestE2E(t *testing.T) {
 			t.Fatalf("blocked.evil.test was let through: %s", body)
 		}
 		checkDenied(t, errOut)
+		checkDenyLogged(t, l3, "blocked.evil.test", 443, "not_listed")
+		if n := strings.Count(l.inetSeen(), "blocked.evil.test"); n != 0 {
+			t.Errorf("the internet saw blocked.evil.test %d times:\n%s", n, l.inetSeen())
+		}
 		alive(t)
 	})
 
@@ -257,6 +263,7 @@ func TestE2E(t *testing.T) {
 			t.Fatalf("level-4 box let blocked.evil.test through: %s", body)
 		}
 		checkDenied(t, errOut)
+		checkDenyLogged(t, l4, "blocked.evil.test", 443, "not_listed")
 		if seen := l.inetSeen(); strings.Contains(seen, "blocked.evil.test") {
 			t.Errorf("the internet saw blocked.evil.test:\n%s", seen)
 		}
@@ -274,6 +281,7 @@ func TestE2E(t *testing.T) {
 			t.Errorf("opcua.vendor.test from %s was let through: %s", devAddr2, body)
 		} else {
 			checkDenied(t, errOut)
+			checkDenyLogged(t, l3, "opcua.vendor.test", 443, "source_not_allowed")
 		}
 		if n := strings.Count(l.inetSeen(), "tls port=443 sni=opcua.vendor.test"); n != 1 {
 			t.Errorf("the internet saw %d hellos for opcua.vendor.test, want 1:\n%s", n, l.inetSeen())
@@ -292,5 +300,35 @@ func checkDenied(t *testing.T, clientErr string) {
 	t.Helper()
 	if !strings.Contains(clientErr, "access denied") {
 		t.Errorf("want a TLS access_denied alert from the box; the client said: %s", strings.TrimSpace(clientErr))
+	}
+}
+
+// checkDenyLogged asserts the box logged its denial of sni on port with the given reason
+// (the forwarder's JSON log: msg "conn deny", fields sni, port, reason). The line may be
+// written just after the client saw the alert, so it is polled for briefly.
+func checkDenyLogged(t *testing.T, box *proc, sni string, port int, reason string) {
+	t.Helper()
+	var got []string
+	found := waitFor(2*time.Second, func() bool {
+		got = got[:0]
+		for line := range strings.Lines(readFile(box.log)) {
+			var e struct {
+				Msg    string  `json:"msg"`
+				SNI    string  `json:"sni"`
+				Port   float64 `json:"port"`
+				Reason string  `json:"reason"`
+			}
+			if json.Unmarshal([]byte(line), &e) != nil || e.Msg != "conn deny" || e.SNI != sni || int(e.Port) != port {
+				continue
+			}
+			if e.Reason == reason {
+				return true
+			}
+			got = append(got, e.Reason)
+		}
+		return false
+	})
+	if !found {
+		t.Errorf("%s: no `conn deny` log line for sni=%s port=%d reason=%s (reasons logged for it: %v)", box.name, sni, port, reason, got)
 	}
 }

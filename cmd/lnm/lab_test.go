@@ -360,11 +360,12 @@ func (p *proc) exited() (bool, error) {
 	}
 }
 
-// dumpLogsOnFailure prints every process log at the end of a failed test. Register it
-// before starting processes, so that it runs after they are stopped and logs are complete.
+// dumpLogsOnFailure prints every process log at the end of a failed test, or of any test
+// when LNM_LAB_LOGS is set. Register it before starting processes, so that it runs after
+// they are stopped and the logs are complete.
 func (l *lab) dumpLogsOnFailure() {
 	l.t.Cleanup(func() {
-		if !l.t.Failed() {
+		if !l.t.Failed() && os.Getenv("LNM_LAB_LOGS") == "" {
 			return
 		}
 		l.mu.Lock()
@@ -512,6 +513,12 @@ func (l *lab) startInet() *proc {
 // inetSeen returns the internet's event log: one line per DNS query, TLS hello, HTTP
 // request and MQTT packet it saw.
 func (l *lab) inetSeen() string { return readFile(filepath.Join(l.dir, "inet-seen.log")) }
+
+// waitSeen waits briefly for the internet to log want: a client can finish before the
+// server has written the line for what it sent.
+func (l *lab) waitSeen(want string) bool {
+	return waitFor(3*time.Second, func() bool { return strings.Contains(l.inetSeen(), want) })
+}
 
 func readFile(path string) string {
 	b, err := os.ReadFile(path)
@@ -857,7 +864,7 @@ func TestLab(t *testing.T) {
 		}
 		_, errOut, err = l.run("inet", "mosquitto_pub", "-h", "mqtt.vendor.test", "-p", "8883",
 			"--cafile", l.caFile, "-t", "lnm/lab", "-m", "hello-lab")
-		if err != nil || !strings.Contains(l.inetSeen(), `topic=lnm/lab payload="hello-lab"`) {
+		if err != nil || !l.waitSeen(`topic=lnm/lab payload="hello-lab"`) {
 			t.Errorf("mosquitto_pub inside inet: %v\n%s\nseen:\n%s", err, errOut, l.inetSeen())
 		}
 	})
