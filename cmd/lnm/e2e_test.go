@@ -53,12 +53,20 @@ const (
 `
 )
 
-// buildLNM builds cmd/lnm from the module root into the test's temporary directory.
+// raceEnabled is set by race_test.go when the tests are built with -race.
+var raceEnabled bool
+
+// buildLNM builds cmd/lnm from the module root into the test's temporary directory, with
+// the race detector when the tests have it.
 func buildLNM(t *testing.T) string {
 	t.Helper()
 	root := moduleRoot(t)
 	bin := filepath.Join(t.TempDir(), "lnm")
-	c := exec.Command("go", "build", "-o", bin, "./cmd/lnm")
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	c := exec.Command("go", append(args, "./cmd/lnm")...)
 	c.Dir = root
 	if out, err := c.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/lnm: %v\n%s", err, out)
@@ -141,7 +149,7 @@ func TestE2E(t *testing.T) {
 	start := time.Now()
 	requireLab(t)
 	bin := buildLNM(t)
-	t.Logf("lnm built in %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("lnm built in %v (race detector: %v)", time.Since(start).Round(time.Millisecond), raceEnabled)
 
 	l := newLab(t)
 	l.dumpLogsOnFailure()

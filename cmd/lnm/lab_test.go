@@ -343,6 +343,9 @@ func (l *lab) stop(p *proc) {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
+		if p.err != nil {
+			l.t.Errorf("%s (pid %d) exited with %v after SIGTERM, want a clean stop (status 0)", p.name, p.cmd.Process.Pid, p.err)
+		}
 	case <-time.After(10 * time.Second):
 		l.t.Errorf("%s (pid %d) did not exit within 10 s of SIGTERM; killing it", p.name, p.cmd.Process.Pid)
 		_ = p.cmd.Process.Kill()
