@@ -1,0 +1,322 @@
+// Package audit keeps lnm's records durably: an append-only log of JSON Lines segments with
+// group-commit fsync, rotation by rename, retention, and a reader that filters old records and
+// skips a torn last line. The record schema defined here is a public interface (see
+// docs/audit-records.md): fields are added, never renamed.
+//
+// The package stores and filters records; it does not know how DNS or TLS produce them.
+package audit
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Kind is what a record describes.
+type Kind string
+
+const (
+	KindDNS     Kind = "dns"     // one answered DNS question
+	KindConn    Kind = "conn"    // a connection opened, closed, or denied
+	KindConfig  Kind = "config"  // a configuration change (start, reload, allow-list edit)
+	KindSummary Kind = "summary" // a count standing for many suppressed records (floods)
+)
+
+// Conn events.
+const (
+	EventOpen  = "open"
+	EventClose = "close"
+	EventDeny  = "deny"
+)
+
+// Verdicts.
+const (
+	VerdictAllow     = "allow"
+	VerdictDeny      = "deny"
+	VerdictWouldDeny = "would-deny" // learn mode: denied by the list, let through
+	VerdictRefused   = "refused"
+)
+
+// Flags on connection records. They are findings, not errors.
+const (
+	// FlagUnlinked: no DNS query from this client for this name within the link window; the
+	// device resolved elsewhere or has an address baked in.
+	FlagUnlinked = "unlinked"
+	// FlagSNIMismatch: the client's recent queries were for other names (connection
+	// coalescing, or domain fronting).
+	FlagSNIMismatch = "sni_mismatch"
+)
+
+// Record is one audit record. Which fields are set depends on Kind; the zero value of every
+// field means "absent" and is left out of the JSON form, except the byte counts and duration
+// of a conn close, which are always written.
+type Record struct {
+	Seq   uint64    // assigned by the log; continues across restarts and files
+	Time  time.Time // written as RFC 3339 UTC with milliseconds
+	Box   string
+	Level int
+	Kind  Kind
+
+	// dns and conn. For dns, Client carries no port.
+	Client  netip.AddrPort
+	Verdict string
+	Rule    string // the deciding rule as written, "PATTERN ... (FILE:LINE)"
+	Reason  string
+
+	// dns
+	Name   string // the question name, normalized (lower case, no trailing dot)
+	QType  string // "A", "AAAA", "HTTPS", "TYPE1000"
+	Rcode  string // "NOERROR", "NXDOMAIN", "REFUSED", …
+	Answer []netip.Addr
+
+	// conn
+	Event      string // open, close, deny
+	ID         uint64 // the connection's id, shared by its open and close records
+	Port       uint16 // the port the device connected to
+	SNI        string
+	ALPN       []string
+	Upstream   netip.AddrPort
+	Via        string // parent, direct, to, tcp
+	QuerySeq   uint64 // seq of the linked dns record; 0: not linked
+	Flags      []string
+	BytesUp    int64 // close only: bytes from the device
+	BytesDown  int64 // close only: bytes to the device
+	DurationMS int64 // close only
+
+	// config
+	Change string
+	Hash   string
+	UID    *int // the unix uid that asked for the change; nil: the box itself (start, SIGHUP)
+
+	// summary
+	Count uint64 // how many records this summary stands for
+}
+
+// timeLayout is RFC 3339 with exactly three fractional digits, in UTC.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// AppendJSON appends the record as one JSON object (no newline) in the documented field order.
+// It is the hot path of the log and allocates nothing beyond growing b.
+func (r *Record) AppendJSON(b []byte) []byte {
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, r.Seq, 10)
+	b = append(b, `,"time":"`...)
+	b = r.Time.UTC().AppendFormat(b, timeLayout)
+	b = append(b, '"')
+	b = appendString(b, "box", r.Box)
+	b = append(b, `,"level":`...)
+	b = strconv.AppendInt(b, int64(r.Level), 10)
+	b = appendString(b, "kind", string(r.Kind))
+	if r.Client.IsValid() {
+		if r.Kind == KindDNS || r.Client.Port() == 0 {
+			b = appendString(b, "client", r.Client.Addr().String())
+		} else {
+			b = appendString(b, "client", r.Client.String())
+		}
+	}
+	b = appendString(b, "event", r.Event)
+	if r.ID != 0 {
+		b = append(b, `,"id":`...)
+		b = strconv.AppendUint(b, r.ID, 10)
+	}
+	b = appendString(b, "name", r.Name)
+	b = appendString(b, "qtype", r.QType)
+	if r.Port != 0 {
+		b = append(b, `,"port":`...)
+		b = strconv.AppendUint(b, uint64(r.Port), 10)
+	}
+	b = appendString(b, "sni", r.SNI)
+	b = appendStrings(b, "alpn", r.ALPN)
+	b = appendString(b, "verdict", r.Verdict)
+	b = appendString(b, "rule", r.Rule)
+	b = appendString(b, "reason", r.Reason)
+	b = appendString(b, "rcode", r.Rcode)
+	if r.Answer != nil {
+		b = append(b, `,"answer":[`...)
+		for i, a := range r.Answer {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = a.AppendTo(b)
+			b = append(b, '"')
+		}
+		b = append(b, ']')
+	}
+	if r.Upstream.IsValid() {
+		b = appendString(b, "upstream", r.Upstream.String())
+	}
+	b = appendString(b, "via", r.Via)
+	if r.QuerySeq != 0 {
+		b = append(b, `,"query_seq":`...)
+		b = strconv.AppendUint(b, r.QuerySeq, 10)
+	}
+	b = appendStrings(b, "flags", r.Flags)
+	if r.Kind == KindConn && r.Event == EventClose {
+		b = append(b, `,"bytes_up":`...)
+		b = strconv.AppendInt(b, r.BytesUp, 10)
+		b = append(b, `,"bytes_down":`...)
+		b = strconv.AppendInt(b, r.BytesDown, 10)
+		b = append(b, `,"duration_ms":`...)
+		b = strconv.AppendInt(b, r.DurationMS, 10)
+	}
+	b = appendString(b, "change", r.Change)
+	b = appendString(b, "hash", r.Hash)
+	if r.UID != nil {
+		b = append(b, `,"uid":`...)
+		b = strconv.AppendInt(b, int64(*r.UID), 10)
+	}
+	if r.Count != 0 {
+		b = append(b, `,"count":`...)
+		b = strconv.AppendUint(b, r.Count, 10)
+	}
+	return append(b, '}')
+}
+
+// MarshalJSON returns AppendJSON's form.
+func (r Record) MarshalJSON() ([]byte, error) { return r.AppendJSON(nil), nil }
+
+func appendString(b []byte, key, v string) []byte {
+	if v == "" {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, key...)
+	b = append(b, '"', ':')
+	return appendQuoted(b, v)
+}
+
+// appendQuoted writes v as a JSON string: quotes, backslashes and control characters escaped,
+// invalid UTF-8 replaced by U+FFFD, so a hostile byte can never break a line of the log.
+func appendQuoted(b []byte, v string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(v); {
+		c := v[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20 || c == 0x7f:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(v[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, v[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+func appendStrings(b []byte, key string, vs []string) []byte {
+	if len(vs) == 0 {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, key...)
+	b = append(b, `":[`...)
+	for i, v := range vs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendQuoted(b, v)
+	}
+	return append(b, ']')
+}
+
+// wire is the JSON form for decoding.
+type wire struct {
+	Seq        uint64   `json:"seq"`
+	Time       string   `json:"time"`
+	Box        string   `json:"box"`
+	Level      int      `json:"level"`
+	Kind       Kind     `json:"kind"`
+	Client     string   `json:"client"`
+	Event      string   `json:"event"`
+	ID         uint64   `json:"id"`
+	Name       string   `json:"name"`
+	QType      string   `json:"qtype"`
+	Port       uint16   `json:"port"`
+	SNI        string   `json:"sni"`
+	ALPN       []string `json:"alpn"`
+	Verdict    string   `json:"verdict"`
+	Rule       string   `json:"rule"`
+	Reason     string   `json:"reason"`
+	Rcode      string   `json:"rcode"`
+	Answer     []string `json:"answer"`
+	Upstream   string   `json:"upstream"`
+	Via        string   `json:"via"`
+	QuerySeq   uint64   `json:"query_seq"`
+	Flags      []string `json:"flags"`
+	BytesUp    int64    `json:"bytes_up"`
+	BytesDown  int64    `json:"bytes_down"`
+	DurationMS int64    `json:"duration_ms"`
+	Change     string   `json:"change"`
+	Hash       string   `json:"hash"`
+	UID        *int     `json:"uid"`
+	Count      uint64   `json:"count"`
+}
+
+// UnmarshalJSON reads the form AppendJSON writes. Unknown fields are ignored, so newer logs
+// stay readable by older tools.
+func (r *Record) UnmarshalJSON(data []byte) error {
+	var w wire
+	if err := json.Unmarshal(data, &w); err != nil {
+		return err
+	}
+	t, err := time.Parse(time.RFC3339Nano, w.Time)
+	if err != nil {
+		return fmt.Errorf("audit: record %d: time: %w", w.Seq, err)
+	}
+	*r = Record{
+		Seq: w.Seq, Time: t, Box: w.Box, Level: w.Level, Kind: w.Kind, Event: w.Event, ID: w.ID,
+		Name: w.Name, QType: w.QType, Port: w.Port, SNI: w.SNI, ALPN: w.ALPN, Verdict: w.Verdict,
+		Rule: w.Rule, Reason: w.Reason, Rcode: w.Rcode, Via: w.Via, QuerySeq: w.QuerySeq,
+		Flags: w.Flags, BytesUp: w.BytesUp, BytesDown: w.BytesDown, DurationMS: w.DurationMS,
+		Change: w.Change, Hash: w.Hash, UID: w.UID, Count: w.Count,
+	}
+	if w.Client != "" {
+		if r.Client, err = parseAddrPort(w.Client); err != nil {
+			return fmt.Errorf("audit: record %d: client: %w", w.Seq, err)
+		}
+	}
+	if w.Upstream != "" {
+		if r.Upstream, err = parseAddrPort(w.Upstream); err != nil {
+			return fmt.Errorf("audit: record %d: upstream: %w", w.Seq, err)
+		}
+	}
+	if w.Answer != nil {
+		r.Answer = make([]netip.Addr, 0, len(w.Answer))
+		for _, s := range w.Answer {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return fmt.Errorf("audit: record %d: answer: %w", w.Seq, err)
+			}
+			r.Answer = append(r.Answer, a)
+		}
+	}
+	return nil
+}
+
+// parseAddrPort reads "ip:port", "[v6]:port" or a bare address (port 0).
+func parseAddrPort(s string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return netip.AddrPortFrom(a, 0), nil
+}
