@@ -111,11 +111,13 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = strconv.AppendInt(b, int64(r.Level), 10)
 	b = appendString(b, "kind", string(r.Kind))
 	if r.Client.IsValid() {
+		b = append(b, `,"client":"`...)
 		if r.Kind == KindDNS || r.Client.Port() == 0 {
-			b = appendString(b, "client", r.Client.Addr().String())
+			b = r.Client.Addr().AppendTo(b)
 		} else {
-			b = appendString(b, "client", r.Client.String())
+			b = r.Client.AppendTo(b)
 		}
+		b = append(b, '"')
 	}
 	b = appendString(b, "event", r.Event)
 	if r.ID != 0 {
@@ -147,7 +149,9 @@ func (r *Record) AppendJSON(b []byte) []byte {
 		b = append(b, ']')
 	}
 	if r.Upstream.IsValid() {
-		b = appendString(b, "upstream", r.Upstream.String())
+		b = append(b, `,"upstream":"`...)
+		b = r.Upstream.AppendTo(b)
+		b = append(b, '"')
 	}
 	b = appendString(b, "via", r.Via)
 	if r.QuerySeq != 0 {
