@@ -1,0 +1,442 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/lnm-project/lnm/allowlist"
+	"github.com/miekg/dns"
+	"golang.org/x/net/netutil"
+)
+
+// Zone is a stub zone: questions for its name and every name below it are forwarded to its
+// servers and the answer relayed, whatever the allow list says (local plant names keep working
+// when devices point at the box).
+type Zone struct {
+	Name    allowlist.Name
+	Servers []netip.AddrPort // tried in order until one answers
+}
+
+// sortZones returns a copy of zones, the deepest name first, for zoneFor.
+func sortZones(zones []Zone) []Zone {
+	zones = slices.Clone(zones)
+	slices.SortStableFunc(zones, func(a, b Zone) int {
+		return strings.Count(string(b.Name), ".") - strings.Count(string(a.Name), ".")
+	})
+	return zones
+}
+
+// zoneFor returns the deepest zone holding name, or nil; zones come from sortZones.
+func zoneFor(zones []Zone, name allowlist.Name) *Zone {
+	for i := range zones {
+		if z := &zones[i]; name == z.Name || name.IsBelow(z.Name) {
+			return z
+		}
+	}
+	return nil
+}
+
+// Config configures a Server. Only Addr is required.
+type Config struct {
+	// Addr is the address and port the server listens on, UDP and TCP alike. An unspecified
+	// address (0.0.0.0, ::) listens on every address, and A and AAAA answers then carry the
+	// local address each query arrived on. Port 0 picks a free port (see Server.Addr).
+	// Zero: New fails.
+	Addr netip.AddrPort
+	// Answer4 is the box's IPv4 address for A answers. Zero: Addr's address when that is a
+	// specific IPv4 address; on a wildcard, the local address of the query when it came over
+	// IPv4. When no address applies, A questions get NODATA.
+	Answer4 netip.Addr
+	// Answer6 is the box's IPv6 address for AAAA answers, with the same defaults as Answer4.
+	// Zero on an IPv4 box: AAAA questions get NODATA, so devices fall back to IPv4.
+	Answer6 netip.Addr
+	// TTL is the TTL of synthesized answers and the negative TTL of the SOA. Zero: 60s.
+	TTL time.Duration
+	// List is the allow list the server starts with; SetList replaces it. Nil: nothing is
+	// allowed, so every name is NXDOMAIN (stub zones still work).
+	List *allowlist.List
+	// Sources are the clients the server answers. Others get REFUSED. Empty: everyone.
+	Sources []netip.Prefix
+	// Zones are the stub zones. Empty: none; the server never sends a query of its own.
+	Zones []Zone
+	// MaxTCPConns bounds concurrent TCP connections; more wait in the kernel's backlog.
+	// Zero: 150 (BIND's tcp-clients). Negative: unbounded.
+	MaxTCPConns int
+	// Logger receives errors and panics, with a "pkg"="resolver" attribute. Nil: discarded.
+	Logger *slog.Logger
+	// OnQuery is called once per answered question, on the query's goroutine just before
+	// the reply is sent, so that the audit record exists before the client can act on the
+	// answer; it must be quick. Nil: nothing is called.
+	OnQuery func(QueryEvent)
+	// NotifyStarted is called by Start once UDP and TCP both listen. Nil: nothing is called.
+	NotifyStarted func()
+}
+
+const (
+	defaultTTL         = 60 * time.Second
+	defaultMaxTCPConns = 150
+	tcpReadTimeout     = 5 * time.Second  // for the first message on a connection
+	tcpIdleTimeout     = 10 * time.Second // between messages (RFC 7766 §6.2.3)
+	tcpWriteTimeout    = 5 * time.Second
+	zoneTryTimeout     = 2 * time.Second // per stub-zone server
+	closeTimeout       = 3 * time.Second
+)
+
+// Server is the authoritative DNS server. Build one with New, then Start it.
+type Server struct {
+	cfg  Config
+	pol  policy
+	list atomic.Pointer[allowlist.List]
+	log  *slog.Logger
+
+	ctx    context.Context // good until Close: bounds stub-zone forwarding
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	addr    netip.AddrPort
+	servers []*dns.Server
+	served  sync.WaitGroup // the serving goroutines
+
+	closeOnce sync.Once
+	closeErr  error
+
+	zoneTimeout time.Duration // per stub-zone server; tests shorten it
+
+	// testHook, when set, is called first thing in ServeDNS; tests make it panic.
+	testHook func(*dns.Msg)
+}
+
+// New checks the configuration and builds a server; it does not listen.
+func New(cfg Config) (*Server, error) {
+	if !cfg.Addr.IsValid() {
+		return nil, errors.New("resolver: no listen address")
+	}
+	listen := cfg.Addr.Addr().Unmap()
+	wildcard := listen.IsUnspecified()
+	if cfg.TTL == 0 {
+		cfg.TTL = defaultTTL
+	}
+	ttl := cfg.TTL / time.Second
+	if cfg.TTL < time.Second || ttl > 1<<31-1 {
+		return nil, fmt.Errorf("resolver: TTL %s is not between 1s and 2^31-1 seconds", cfg.TTL)
+	}
+	if cfg.MaxTCPConns == 0 {
+		cfg.MaxTCPConns = defaultMaxTCPConns
+	}
+	a4, a6 := cfg.Answer4.Unmap(), cfg.Answer6
+	if !a4.IsValid() && !wildcard && listen.Is4() {
+		a4 = listen
+	}
+	if !a6.IsValid() && !wildcard && listen.Is6() {
+		a6 = listen.WithZone("")
+	}
+	if a4.IsValid() && !a4.Is4() {
+		return nil, fmt.Errorf("resolver: Answer4 %s is not an IPv4 address", a4)
+	}
+	if a6.IsValid() && (!a6.Is6() || a6.Is4In6() || a6.Zone() != "") {
+		return nil, fmt.Errorf("resolver: Answer6 %s is not a global-form IPv6 address", a6)
+	}
+	zones := sortZones(cfg.Zones)
+	for _, z := range zones {
+		if z.Name == "" || len(z.Servers) == 0 {
+			return nil, fmt.Errorf("resolver: stub zone %q needs a name and at least one server", z.Name)
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg: cfg,
+		pol: policy{
+			answer4:  a4,
+			answer6:  a6,
+			wildcard: wildcard,
+			ttl:      uint32(ttl),
+			sources:  slices.Clone(cfg.Sources),
+			zones:    zones,
+		},
+		log:         cfg.Logger.With("pkg", "resolver"),
+		zoneTimeout: zoneTryTimeout,
+	}
+	s.list.Store(cfg.List)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// SetList replaces the allow list; queries already being answered finish with the old one.
+func (s *Server) SetList(l *allowlist.List) { s.list.Store(l) }
+
+// Addr returns the address the server listens on, with the port it got when Config.Addr's
+// port was 0. Before Start it is Config.Addr.
+func (s *Server) Addr() netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.addr.IsValid() {
+		return s.addr
+	}
+	return s.cfg.Addr
+}
+
+// Start listens on UDP and TCP and returns once both serve. A server starts at most once.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("resolver: start: server is closed")
+	}
+	if s.started {
+		return errors.New("resolver: start: server already started")
+	}
+	tl, uc, err := listenBoth(s.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	s.addr = netip.AddrPortFrom(s.cfg.Addr.Addr(), uint16(tl.Addr().(*net.TCPAddr).Port))
+	if s.cfg.MaxTCPConns > 0 {
+		tl = netutil.LimitListener(tl, s.cfg.MaxTCPConns)
+	}
+
+	ready := make(chan struct{}, 2)
+	notify := func() { ready <- struct{}{} }
+	failed := make(chan error, 2)
+	s.servers = []*dns.Server{
+		{
+			PacketConn:        uc,
+			Handler:           s,
+			DecorateReader:    newUDPReader,
+			NotifyStartedFunc: notify,
+		},
+		{
+			Listener:          tl,
+			Handler:           s,
+			ReadTimeout:       tcpReadTimeout,
+			WriteTimeout:      tcpWriteTimeout,
+			IdleTimeout:       func() time.Duration { return tcpIdleTimeout },
+			MaxTCPQueries:     -1, // the timers bound a connection, not a count (CoreDNS #5784)
+			NotifyStartedFunc: notify,
+		},
+	}
+	for _, srv := range s.servers {
+		s.served.Add(1)
+		go func() {
+			defer s.served.Done()
+			if err := srv.ActivateAndServe(); err != nil {
+				s.log.Error("dns server stopped", "addr", s.addr, "err", err)
+				failed <- err
+			}
+		}()
+	}
+	for range s.servers {
+		select {
+		case <-ready:
+		case err := <-failed:
+			uc.Close()
+			tl.Close()
+			return fmt.Errorf("resolver: serve %s: %w", s.addr, err)
+		}
+	}
+	s.started = true
+	s.log.Info("dns server listening", "addr", s.addr)
+	if s.cfg.NotifyStarted != nil {
+		s.cfg.NotifyStarted()
+	}
+	return nil
+}
+
+// listenBoth binds TCP, then UDP on the same port. With port 0 the kernel picks the TCP port,
+// which may be taken for UDP; then it tries another.
+func listenBoth(addr netip.AddrPort) (net.Listener, *udpConn, error) {
+	tcpNet, udpNet := "tcp", "udp"
+	if addr.Addr().Is4() {
+		tcpNet, udpNet = "tcp4", "udp4" // 0.0.0.0 means IPv4 only, not Go's dual stack
+	}
+	for try := 0; ; try++ {
+		tl, err := net.ListenTCP(tcpNet, net.TCPAddrFromAddrPort(addr))
+		if err != nil {
+			return nil, nil, fmt.Errorf("resolver: listen tcp %s: %w", addr, err)
+		}
+		bound := netip.AddrPortFrom(addr.Addr(), uint16(tl.Addr().(*net.TCPAddr).Port))
+		uc, err := listenUDP(udpNet, bound)
+		if err == nil {
+			return tl, uc, nil
+		}
+		tl.Close()
+		if addr.Port() != 0 || try == 10 || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, fmt.Errorf("resolver: listen udp %s: %w", bound, err)
+		}
+	}
+}
+
+// Close stops both listeners and waits, for at most a few seconds, for queries being answered
+// (stub-zone forwards are cancelled). It returns the same result however often it is called.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.shutdown() })
+	return s.closeErr
+}
+
+func (s *Server) shutdown() error {
+	s.mu.Lock()
+	s.closed = true
+	started := s.started
+	s.mu.Unlock()
+	s.cancel()
+	if !started {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	var errs []error
+	for _, srv := range s.servers {
+		if err := srv.ShutdownContext(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("resolver: stop %s: %w", s.addr, err))
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		s.served.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("resolver: stop %s: %w", s.addr, ctx.Err()))
+	}
+	return errors.Join(errs...)
+}
+
+// ServeDNS answers one request. A panic is logged and answered with SERVFAIL.
+func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	var (
+		client             netip.AddrPort
+		tcp, hooked, wrote bool
+	)
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic answering a query", "client", client, "panic", p, "stack", string(debug.Stack()))
+			if wrote || req == nil || req.Response {
+				return
+			}
+			m := new(dns.Msg)
+			m.SetRcode(req, dns.RcodeServerFailure)
+			if !hooked { // a panicking OnQuery is not called again from here
+				s.notify(req, m, client, tcp, outcome{verdict: VerdictError, reason: ReasonPanic})
+			}
+			w.WriteMsg(m)
+		}
+	}()
+	client, tcp = peer(w)
+	if s.testHook != nil {
+		s.testHook(req)
+	}
+	q := query{list: s.list.Load(), client: client.Addr(), local: localAddr(w), udp: !tcp}
+
+	reply, out := s.pol.answer(req, q)
+	if out.zone != nil {
+		reply = s.pol.relayed(req, s.forward(req, out.zone), q)
+		if reply.Rcode == dns.RcodeServerFailure {
+			out.reason = ReasonZoneFailed
+		}
+	}
+	if reply == nil {
+		return
+	}
+	hooked = true
+	s.notify(req, reply, client, tcp, out)
+	wrote = true
+	if err := w.WriteMsg(reply); err != nil {
+		s.log.Debug("write reply", "client", client, "err", err)
+	}
+}
+
+// forward asks the stub zone's servers the client's question and returns the first
+// conclusive response, or nil.
+func (s *Server) forward(req *dns.Msg, z *Zone) *dns.Msg {
+	question := req.Question[0]
+	q := new(dns.Msg)
+	q.Id = dns.Id()
+	q.RecursionDesired = req.RecursionDesired
+	q.CheckingDisabled = req.CheckingDisabled
+	q.Question = []dns.Question{question}
+	q.SetEdns0(ednsSize, readEDNS(req).do)
+	resp, _, err := exchange(s.ctx, q, z.Servers, s.zoneTimeout)
+	if err != nil {
+		s.log.Warn("stub zone servers failed", "zone", z.Name, "name", question.Name, "err", err)
+		return nil
+	}
+	return resp
+}
+
+func (s *Server) notify(req, reply *dns.Msg, client netip.AddrPort, tcp bool, out outcome) {
+	if s.cfg.OnQuery == nil || len(req.Question) == 0 {
+		return
+	}
+	ev := QueryEvent{
+		Time:    time.Now(),
+		Client:  client,
+		TCP:     tcp,
+		QName:   req.Question[0].Name,
+		Name:    out.name,
+		Type:    req.Question[0].Qtype,
+		Verdict: out.verdict,
+		Reason:  out.reason,
+		Rule:    out.rule,
+		Rcode:   reply.Rcode,
+	}
+	for _, rr := range reply.Answer {
+		switch rr := rr.(type) {
+		case *dns.A:
+			if a, ok := netip.AddrFromSlice(rr.A); ok {
+				ev.Answers = append(ev.Answers, a.Unmap())
+			}
+		case *dns.AAAA:
+			if a, ok := netip.AddrFromSlice(rr.AAAA); ok {
+				ev.Answers = append(ev.Answers, a)
+			}
+		}
+	}
+	s.cfg.OnQuery(ev)
+}
+
+// peer returns the client's address and whether it came over TCP.
+func peer(w dns.ResponseWriter) (netip.AddrPort, bool) {
+	switch a := w.RemoteAddr().(type) {
+	case *udpPeer:
+		return unmapPort(a.remote.AddrPort()), false
+	case *net.UDPAddr:
+		return unmapPort(a.AddrPort()), false
+	case *net.TCPAddr:
+		return unmapPort(a.AddrPort()), true
+	}
+	return netip.AddrPort{}, false
+}
+
+// localAddr returns the address the query arrived on, when known.
+func localAddr(w dns.ResponseWriter) netip.Addr {
+	if p, ok := w.RemoteAddr().(*udpPeer); ok && p.local.IsValid() {
+		return p.local
+	}
+	switch a := w.LocalAddr().(type) {
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap()
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+func unmapPort(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
