@@ -689,10 +689,10 @@ func (tr *helloTrickleReader) Read(p []byte) (int, error) {
 // really arrived, not the length the client announced.
 func TestReadClientHelloMemory(t *testing.T) {
 	cases := []struct {
-		name     string
-		head     []byte
-		trickle  int
-		want     string
+		name    string
+		head    []byte
+		trickle int
+		want    string
 		// maxBytes allocated per call: far below the declared lengths (16 MiB, 16000), with
 		// room for the race detector's bookkeeping (about 3.3 KiB under -race).
 		maxBytes uint64
