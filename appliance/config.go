@@ -28,6 +28,15 @@ const (
 	DefaultIdleTimeout         = time.Hour
 	// DefaultDNSServerPort is the port of an upstream or zone server written without one.
 	DefaultDNSServerPort uint16 = 53
+
+	DefaultAdmin              = "/run/lnm/admin.sock"
+	DefaultAuditDir           = "/var/lib/lnm/audit"
+	DefaultFsync              = 100 * time.Millisecond
+	DefaultAuditMaxAge        = 90 * 24 * time.Hour
+	DefaultAuditMaxSize int64 = 4 << 30
+	DefaultLinkWindow         = 10 * time.Minute
+	DefaultStoreMax           = 1_000_000
+	DefaultStoreAge           = 24 * time.Hour
 )
 
 // Config is one box's effective configuration. Parse returns it with every default already
@@ -85,14 +94,37 @@ type Config struct {
 	// Zero: invalid; Parse sets DefaultHelloTimeout, DefaultDialTimeout, DefaultIdleTimeout.
 	HelloTimeout, DialTimeout, IdleTimeout time.Duration
 
-	// Admin is where the admin API listens (`admin PATH`, a Unix socket). Empty: no admin API.
+	// Admin is where the admin API listens (`admin PATH`, a Unix socket, mode 0660; `admin
+	// off`). Empty: no admin API. Parse sets DefaultAdmin when the directive is absent.
 	Admin string
 	// Metrics is the HOST:PORT of the metrics endpoint (`metrics ADDR`; HOST is an IP address
 	// or empty for every address). Empty: no metrics endpoint.
 	Metrics string
-	// AuditDir is the directory of the durable audit log (`audit DIR`). Empty: records are
-	// kept in memory only.
+	// AuditDir is the directory of the durable audit log (`audit DIR`; `audit off`). Empty:
+	// records are kept in memory only. Parse sets DefaultAuditDir when the directive is absent.
 	AuditDir string
+
+	// Fsync is the audit log's group-commit interval (`fsync 100ms`); FsyncAlways syncs
+	// every record (`fsync always`). Zero Fsync with FsyncAlways false: invalid; Parse sets
+	// DefaultFsync.
+	Fsync       time.Duration
+	FsyncAlways bool
+	// AuditMaxAge and AuditMaxSize bound the audit log on disk (`audit_max_age 2160h`,
+	// `audit_max_size 4GiB`): the oldest segments are deleted first. Zero: invalid; Parse sets
+	// DefaultAuditMaxAge and DefaultAuditMaxSize.
+	AuditMaxAge  time.Duration
+	AuditMaxSize int64
+	// AuditFailOpen keeps answering and connecting when audit records cannot be written
+	// (`on_audit_failure allow`). False (`on_audit_failure closed`, the default): new DNS
+	// queries get SERVFAIL and new connections are refused until writing works again.
+	AuditFailOpen bool
+
+	// LinkWindow is how far back a connection looks for the DNS query that led to it
+	// (`link_window 10m`). StoreMax and StoreAge bound the records held in memory
+	// (`store_max 1000000`, `store_age 24h`). Zero: invalid; Parse sets the defaults.
+	LinkWindow time.Duration
+	StoreMax   int
+	StoreAge   time.Duration
 
 	// Rules is the allow list, in the order written (`allow { ... }`, one rule per line; the
 	// directive may appear more than once). Each rule's Origin is "FILE:LINE". Empty: every
@@ -169,6 +201,14 @@ func Defaults() *Config {
 		HelloTimeout: DefaultHelloTimeout,
 		DialTimeout:  DefaultDialTimeout,
 		IdleTimeout:  DefaultIdleTimeout,
+		Admin:        DefaultAdmin,
+		AuditDir:     DefaultAuditDir,
+		Fsync:        DefaultFsync,
+		AuditMaxAge:  DefaultAuditMaxAge,
+		AuditMaxSize: DefaultAuditMaxSize,
+		LinkWindow:   DefaultLinkWindow,
+		StoreMax:     DefaultStoreMax,
+		StoreAge:     DefaultStoreAge,
 	}
 }
 

@@ -25,6 +25,8 @@ const maxTTL = 24 * time.Hour
 var singleValued = []string{
 	"level", "name", "listen", "dns", "proxy", "parent", "upstream", "sources", "ttl",
 	"hello_timeout", "dial_timeout", "idle_timeout", "admin", "metrics", "audit",
+	"fsync", "audit_max_age", "audit_max_size", "on_audit_failure", "link_window",
+	"store_max", "store_age",
 }
 
 // parser is a caddyfile Dispenser whose errors are *ConfigError.
@@ -157,11 +159,25 @@ func (p *parser) directive() error {
 	case "idle_timeout":
 		c.IdleTimeout, err = p.timeout(name, args)
 	case "admin":
-		c.Admin, err = p.oneArg(name, "the path of the admin socket", args)
+		c.Admin, err = p.pathOrOff(name, "the path of the admin socket", args)
 	case "metrics":
 		err = p.metrics(args)
 	case "audit":
-		c.AuditDir, err = p.oneArg(name, "the audit log directory", args)
+		c.AuditDir, err = p.pathOrOff(name, "the audit log directory", args)
+	case "fsync":
+		err = p.fsync(args)
+	case "audit_max_age":
+		c.AuditMaxAge, err = p.timeout(name, args)
+	case "audit_max_size":
+		c.AuditMaxSize, err = p.size(name, args)
+	case "on_audit_failure":
+		err = p.onAuditFailure(args)
+	case "link_window":
+		c.LinkWindow, err = p.timeout(name, args)
+	case "store_max":
+		c.StoreMax, err = p.count(name, args)
+	case "store_age":
+		c.StoreAge, err = p.timeout(name, args)
 	}
 	return err
 }
@@ -171,6 +187,87 @@ func (p *parser) oneArg(directive, want string, args []string) (string, error) {
 		return "", p.ArgErr(directive, "one argument, "+want)
 	}
 	return args[0], nil
+}
+
+// pathOrOff reads a path, or "off" for the empty string.
+func (p *parser) pathOrOff(directive, want string, args []string) (string, error) {
+	s, err := p.oneArg(directive, want+" or off", args)
+	if err != nil || s == "off" {
+		return "", err
+	}
+	return s, nil
+}
+
+func (p *parser) fsync(args []string) error {
+	s, err := p.oneArg("fsync", "a group-commit interval such as 100ms, or always", args)
+	if err != nil {
+		return err
+	}
+	if s == "always" {
+		p.c.FsyncAlways, p.c.Fsync = true, 0
+		return nil
+	}
+	if p.c.Fsync, err = p.timeout("fsync", []string{s}); err != nil {
+		return p.Errf("fsync %q: want a duration such as 100ms, or always", s)
+	}
+	return nil
+}
+
+func (p *parser) onAuditFailure(args []string) error {
+	s, err := p.oneArg("on_audit_failure", "closed or allow", args)
+	if err != nil {
+		return err
+	}
+	switch s {
+	case "closed":
+		p.c.AuditFailOpen = false
+	case "allow":
+		p.c.AuditFailOpen = true
+	default:
+		return p.Errf("on_audit_failure %q: want closed (refuse what cannot be audited) or allow", s)
+	}
+	return nil
+}
+
+// count reads a positive whole number.
+func (p *parser) count(directive string, args []string) (int, error) {
+	s, err := p.oneArg(directive, "a number above zero", args)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return 0, p.Errf("%s %q: want a whole number above zero", directive, s)
+	}
+	return n, nil
+}
+
+// sizeUnits are the suffixes size accepts, longest first so "MiB" is not read as "B".
+var sizeUnits = []struct {
+	suffix string
+	scale  int64
+}{
+	{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1},
+}
+
+// size reads a byte count such as 4GiB, 512MiB or 1000000.
+func (p *parser) size(directive string, args []string) (int64, error) {
+	s, err := p.oneArg(directive, "a size such as 512MiB or 4GiB", args)
+	if err != nil {
+		return 0, err
+	}
+	num, scale := s, int64(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(s, u.suffix) {
+			num, scale = strings.TrimSuffix(s, u.suffix), u.scale
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/scale {
+		return 0, p.Errf("%s %q: want a size above zero such as 512MiB or 4GiB", directive, s)
+	}
+	return n * scale, nil
 }
 
 func (p *parser) level(args []string) error {

@@ -16,7 +16,7 @@ import (
 // origins, and the warnings. The text is stable: same config, same bytes.
 func (c *Config) Summary() string {
 	var b strings.Builder
-	set := func(key, value string) { fmt.Fprintf(&b, "%-15s%s\n", key, value) }
+	set := func(key, value string) { fmt.Fprintf(&b, "%-17s%s\n", key, value) }
 
 	set("config", orNone(c.File, "(not from a file)"))
 	set("level", strconv.Itoa(c.Level))
@@ -42,6 +42,23 @@ func (c *Config) Summary() string {
 	set("admin", orNone(c.Admin, "off"))
 	set("metrics", orNone(c.Metrics, "off"))
 	set("audit", orNone(c.AuditDir, "off (records kept in memory only)"))
+	if c.AuditDir != "" {
+		if c.FsyncAlways {
+			set("fsync", "always")
+		} else {
+			set("fsync", duration(c.Fsync))
+		}
+		set("audit_max_age", duration(c.AuditMaxAge))
+		set("audit_max_size", sizeText(c.AuditMaxSize))
+	}
+	if c.AuditFailOpen {
+		set("on_audit_failure", "allow (keep serving when records cannot be written)")
+	} else {
+		set("on_audit_failure", "closed (refuse what cannot be audited)")
+	}
+	set("link_window", duration(c.LinkWindow))
+	set("store_max", strconv.Itoa(c.StoreMax))
+	set("store_age", duration(c.StoreAge))
 
 	if len(c.Zones) == 0 {
 		set("zone", "none")
@@ -156,4 +173,17 @@ func duration(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
+}
+
+// sizeText writes a byte count in the largest binary unit that divides it.
+func sizeText(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		scale  int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n%u.scale == 0 {
+			return strconv.FormatInt(n/u.scale, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
 }

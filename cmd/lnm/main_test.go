@@ -27,7 +27,7 @@ func TestCheck(t *testing.T) {
 		stderr string // substring
 	}{
 		{"level3 example", []string{"check", "--config", "../../examples/level3.conf"}, 0, "5 rules, in match order", ""},
-		{"level4 example", []string{"check", "-c", "../../examples/level4.conf"}, 0, "upstream       198.18.5.53:53", ""},
+		{"level4 example", []string{"check", "-c", "../../examples/level4.conf"}, 0, "198.18.5.53:53", ""},
 		{"bad pattern names file and line", []string{"check", "--config", bad}, 2, "", bad + ":4: pattern \"a.*.example.com\""},
 		{"missing file", []string{"check", "--config", "/nonexistent/lnm.conf"}, 2, "", "/nonexistent/lnm.conf"},
 		{"run refuses a bad config", []string{"run", "--config", bad}, 2, "", bad + ":4:"},
