@@ -41,12 +41,18 @@ type Event struct {
 	Duration           time.Duration
 }
 
-// emit logs the event and hands it to OnEvent.
-func (f *Forwarder) emit(e Event) {
+// emit logs the event and hands it to OnEvent, returning OnEvent's error.
+func (f *Forwarder) emit(e Event) error {
 	e.Time = time.Now()
+	var err error
 	if f.cfg.OnEvent != nil {
-		f.cfg.OnEvent(e)
+		err = f.cfg.OnEvent(e)
 	}
+	defer f.logEvent(e)
+	return err
+}
+
+func (f *Forwarder) logEvent(e Event) {
 	level := slog.LevelInfo
 	if e.Kind == EventDeny {
 		level = slog.LevelWarn

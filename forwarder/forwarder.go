@@ -86,8 +86,11 @@ type Config struct {
 	// Logger receives one record per decision and per closed stream. Nil: discard.
 	Logger *slog.Logger
 	// OnEvent, if set, receives every connection event (the audit trail plugs in here). It
-	// runs on the connection's goroutine and must not block.
-	OnEvent func(Event)
+	// runs on the connection's goroutine and must not block. If it returns an error for an
+	// open event (the record cannot be kept), the stream is closed before any byte is
+	// forwarded: what cannot be audited does not pass. Errors for deny and close events
+	// change nothing.
+	OnEvent func(Event) error
 	// Dial opens upstream connections. Nil: a net.Dialer with DialTimeout.
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 }

@@ -171,16 +171,29 @@ func rules(t testing.TB, lines ...string) *allowlist.List {
 type events struct {
 	mu   sync.Mutex
 	list []forwarder.Event
+	fail bool
 	ch   chan forwarder.Event
 }
 
 func newEvents() *events { return &events{ch: make(chan forwarder.Event, 100)} }
 
-func (e *events) add(ev forwarder.Event) {
+func (e *events) add(ev forwarder.Event) error {
 	e.mu.Lock()
 	e.list = append(e.list, ev)
+	fail := e.fail
 	e.mu.Unlock()
 	e.ch <- ev
+	if fail && ev.Kind == forwarder.EventOpen {
+		return errors.New("audit: disk full")
+	}
+	return nil
+}
+
+// failOpens makes every open event's record fail, as a full audit disk would.
+func (e *events) failOpens(fail bool) {
+	e.mu.Lock()
+	e.fail = fail
+	e.mu.Unlock()
 }
 
 // next waits for the next event of the given kind.
@@ -625,5 +638,34 @@ func TestPendingCap(t *testing.T) {
 			t.Fatalf("no recovery after the flood: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestFailsClosedWhenOpenCannotBeRecorded(t *testing.T) {
+	port, got := plainBackend(t)
+	s := start(t, forwarder.Config{List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, port)
+	s.events.failOpens(true)
+	hello := rawHello(t, "a.example.test")
+	c, err := net.Dial("tcp", s.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(append(hello, "secret"...))
+	c.(*net.TCPConn).CloseWrite()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	reply, _ := io.ReadAll(c)
+	if len(reply) != 0 {
+		t.Errorf("the device got %q through a stream that could not be recorded", reply)
+	}
+	if ev := s.events.next(t, forwarder.EventClose); ev.Reason != forwarder.ReasonAuditUnavailable {
+		t.Errorf("close reason %q, want %s", ev.Reason, forwarder.ReasonAuditUnavailable)
+	}
+	select {
+	case b := <-got:
+		if bytes.Contains(b, []byte("secret")) {
+			t.Errorf("the upstream received the device's data: %q", b)
+		}
+	case <-time.After(time.Second):
 	}
 }

@@ -19,6 +19,9 @@ var (
 	alertUnrecognized  = []byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112} // fatal unrecognized_name
 )
 
+// ReasonAuditUnavailable closes a stream whose open record could not be kept.
+const ReasonAuditUnavailable = "audit_unavailable"
+
 // stream is a live connection the forwarder tracks for shutdown.
 type stream struct {
 	client net.Conn
@@ -97,14 +100,7 @@ func (f *Forwarder) serveTLS(c net.Conn, pm PortMap) {
 		f.deny(c, ev, reason, alertInternalError)
 		return
 	}
-	// Replay the hello exactly as the device sent it; the upstream (or the parent box, which
-	// reads it again) completes the handshake with the device.
-	if _, err := up.Write(raw); err != nil {
-		up.Close()
-		f.deny(c, ev, ReasonUpstreamFailed, alertInternalError)
-		return
-	}
-	f.splice(s, ev, up, start, len(raw))
+	f.splice(s, ev, up, start, raw)
 }
 
 // serveRoute handles one connection to a static TCP route: no hello, no decision.
@@ -125,7 +121,7 @@ func (f *Forwarder) serveRoute(c net.Conn, r Route) {
 		f.deny(c, ev, reason, nil)
 		return
 	}
-	f.splice(s, ev, up, start, 0)
+	f.splice(s, ev, up, start, nil)
 }
 
 // connect resolves the destination and dials the addresses in order until one answers.
@@ -147,9 +143,9 @@ func (f *Forwarder) connect(d Decision, sni allowlist.Name, upstreamPort uint16)
 	return nil, addrs[len(addrs)-1], reason, errors.Join(errs...)
 }
 
-// splice runs the stream; replayed counts the hello bytes already sent upstream, which belong
-// to the device's byte count.
-func (f *Forwarder) splice(s *stream, ev Event, up net.Conn, start time.Time, replayed int) {
+// splice records the open stream, replays the bytes read before the decision, and runs the
+// stream until it ends. Nothing reaches the upstream before the open record is kept.
+func (f *Forwarder) splice(s *stream, ev Event, up net.Conn, start time.Time, replay []byte) {
 	ev.Kind, ev.Verdict, ev.Reason = EventOpen, "allow", "listed"
 	if ev.Via == ViaTCP {
 		ev.Reason = "route"
@@ -159,12 +155,23 @@ func (f *Forwarder) splice(s *stream, ev Event, up net.Conn, start time.Time, re
 	s.pipe = p
 	closing := f.closed && f.ctx.Err() != nil
 	f.mu.Unlock()
-	f.emit(ev)
-	if closing {
+	if err := f.emit(ev); err != nil {
+		f.log.Warn("closing a stream that could not be recorded", "id", ev.ID, "client", ev.Client.String(), "err", err)
+		p.closeBoth(ReasonAuditUnavailable)
+	} else if closing {
 		p.closeBoth("shutdown")
+	} else if len(replay) > 0 {
+		// Replay the hello exactly as the device sent it; the upstream (or the parent box,
+		// which reads it again) completes the handshake with the device.
+		n, err := up.Write(replay)
+		if err != nil {
+			p.closeBoth(ReasonUpstreamFailed)
+		}
+		ev.BytesUp = int64(n)
 	}
-	ev.BytesUp, ev.BytesDown = p.run()
-	ev.BytesUp += int64(replayed)
+	moved, back := p.run()
+	ev.BytesUp += moved
+	ev.BytesDown = back
 	ev.Kind, ev.Reason, ev.Duration = EventClose, p.endReason(), time.Since(start)
 	f.emit(ev)
 }

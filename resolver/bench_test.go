@@ -34,7 +34,7 @@ func BenchmarkAnswer(b *testing.B) {
 // OnQuery hook attached as the audit trail will be.
 func BenchmarkServeDNS(b *testing.B) {
 	s := fuzzServer(b)
-	s.cfg.OnQuery = func(QueryEvent) {}
+	s.cfg.OnQuery = func(QueryEvent) error { return nil }
 	for _, bc := range []struct {
 		name string
 		req  *dns.Msg

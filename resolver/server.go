@@ -77,8 +77,10 @@ type Config struct {
 	Logger *slog.Logger
 	// OnQuery is called once per answered question, on the query's goroutine just before
 	// the reply is sent, so that the audit record exists before the client can act on the
-	// answer; it must be quick. Nil: nothing is called.
-	OnQuery func(QueryEvent)
+	// answer; it must be quick. If it returns an error (the record cannot be kept), the
+	// client gets SERVFAIL instead of the answer: what cannot be audited is not answered, and
+	// a device with a second box tries that one. Nil: nothing is called.
+	OnQuery func(QueryEvent) error
 	// NotifyStarted is called by Start once UDP and TCP both listen. Nil: nothing is called.
 	NotifyStarted func()
 }
@@ -354,7 +356,11 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		return
 	}
 	hooked = true
-	s.notify(req, reply, client, tcp, out)
+	if err := s.notify(req, reply, client, tcp, out); err != nil {
+		s.log.Warn("answering SERVFAIL: the query could not be recorded", "client", client, "err", err)
+		reply = new(dns.Msg)
+		reply.SetRcode(req, dns.RcodeServerFailure)
+	}
 	wrote = true
 	if err := w.WriteMsg(reply); err != nil {
 		s.log.Debug("write reply", "client", client, "err", err)
@@ -379,9 +385,9 @@ func (s *Server) forward(req *dns.Msg, z *Zone) *dns.Msg {
 	return resp
 }
 
-func (s *Server) notify(req, reply *dns.Msg, client netip.AddrPort, tcp bool, out outcome) {
+func (s *Server) notify(req, reply *dns.Msg, client netip.AddrPort, tcp bool, out outcome) error {
 	if s.cfg.OnQuery == nil || len(req.Question) == 0 {
-		return
+		return nil
 	}
 	ev := QueryEvent{
 		Time:    time.Now(),
@@ -407,7 +413,7 @@ func (s *Server) notify(req, reply *dns.Msg, client netip.AddrPort, tcp bool, ou
 			}
 		}
 	}
-	s.cfg.OnQuery(ev)
+	return s.cfg.OnQuery(ev)
 }
 
 // peer returns the client's address and whether it came over TCP.

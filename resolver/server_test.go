@@ -155,10 +155,11 @@ func TestServerSourcesAndSetList(t *testing.T) {
 func TestServerOnQuery(t *testing.T) {
 	var mu sync.Mutex
 	var events []QueryEvent
-	s := startServer(t, Config{OnQuery: func(e QueryEvent) {
+	s := startServer(t, Config{OnQuery: func(e QueryEvent) error {
 		mu.Lock()
 		events = append(events, e)
 		mu.Unlock()
+		return nil
 	}})
 	ask(t, "udp", s.Addr(), newReq("Api.Example.com.", dns.TypeA))
 	ask(t, "tcp", s.Addr(), newReq("evil.example.org.", dns.TypeHTTPS))
@@ -362,10 +363,11 @@ func TestServerMalformed(t *testing.T) {
 
 func TestServerPanicIsServfail(t *testing.T) {
 	var events atomic.Int32
-	s := startServer(t, Config{OnQuery: func(e QueryEvent) {
+	s := startServer(t, Config{OnQuery: func(e QueryEvent) error {
 		if e.Verdict == VerdictError && e.Reason == ReasonPanic && e.Rcode == dns.RcodeServerFailure && e.Client.Port() != 0 {
 			events.Add(1)
 		}
+		return nil
 	}}, func(s *Server) {
 		s.testHook = func(m *dns.Msg) {
 			if m.Question[0].Name == "boom.example.com." {
@@ -391,7 +393,7 @@ func TestServerPanicIsServfail(t *testing.T) {
 // TestServerPanickingOnQuery: a broken audit hook costs the client a SERVFAIL, not the
 // process.
 func TestServerPanickingOnQuery(t *testing.T) {
-	s := startServer(t, Config{OnQuery: func(QueryEvent) { panic("audit broke") }})
+	s := startServer(t, Config{OnQuery: func(QueryEvent) error { panic("audit broke") }})
 	if resp := ask(t, "udp", s.Addr(), newReq("api.example.com.", dns.TypeA)); resp.Rcode != dns.RcodeServerFailure {
 		t.Errorf("rcode %s, want SERVFAIL", dns.RcodeToString[resp.Rcode])
 	}
@@ -496,5 +498,27 @@ func TestServerMaxTCPConns(t *testing.T) {
 	second.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if m := readTCPMsg(t, second); m.Rcode != dns.RcodeSuccess {
 		t.Errorf("after the first closed: %v", m)
+	}
+}
+
+// TestServerFailsClosed: when the query cannot be recorded, the client gets SERVFAIL, never
+// the answer, and the server recovers as soon as recording works again.
+func TestServerFailsClosed(t *testing.T) {
+	var failing atomic.Bool
+	failing.Store(true)
+	s := startServer(t, Config{OnQuery: func(QueryEvent) error {
+		if failing.Load() {
+			return errors.New("audit: disk full")
+		}
+		return nil
+	}})
+	for _, network := range []string{"udp", "tcp"} {
+		if resp := ask(t, network, s.Addr(), newReq("api.example.com.", dns.TypeA)); resp.Rcode != dns.RcodeServerFailure || len(resp.Answer) != 0 {
+			t.Errorf("%s while failing: rcode %s, %d answers; want SERVFAIL and none", network, dns.RcodeToString[resp.Rcode], len(resp.Answer))
+		}
+	}
+	failing.Store(false)
+	if resp := ask(t, "udp", s.Addr(), newReq("api.example.com.", dns.TypeA)); resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 1 {
+		t.Errorf("after recovery: rcode %s, %d answers", dns.RcodeToString[resp.Rcode], len(resp.Answer))
 	}
 }

@@ -112,10 +112,11 @@ func TestStubZoneForwarding(t *testing.T) {
 			{Name: "failover.internal", Servers: []netip.AddrPort{dead, nx.addr}},
 			{Name: "down.internal", Servers: []netip.AddrPort{dead}},
 		},
-		OnQuery: func(e QueryEvent) {
+		OnQuery: func(e QueryEvent) error {
 			if e.Verdict == VerdictZone {
 				events.Add(1)
 			}
+			return nil
 		},
 	}, func(s *Server) { s.zoneTimeout = 300 * time.Millisecond })
 
