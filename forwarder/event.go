@@ -36,6 +36,9 @@ type Event struct {
 	Upstream netip.AddrPort
 	// HelloSize is the ClientHello's handshake message length.
 	HelloSize int
+	// Resolve and Dial are how long finding and connecting the destination took (on open,
+	// and on a deny for an upstream failure). Zero: not done.
+	Resolve, Dial time.Duration
 	// On close: bytes from the device, bytes to the device, and the stream's lifetime.
 	BytesUp, BytesDown int64
 	Duration           time.Duration

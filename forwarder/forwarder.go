@@ -91,6 +91,9 @@ type Config struct {
 	// forwarded: what cannot be audited does not pass. Errors for deny and close events
 	// change nothing.
 	OnEvent func(Event) error
+	// NewID numbers connections; forwarders of one box share it so ids are unique per
+	// process. Nil: a counter of this Forwarder's own, from 1.
+	NewID func() uint64
 	// Dial opens upstream connections. Nil: a net.Dialer with DialTimeout.
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
@@ -100,7 +103,6 @@ type Forwarder struct {
 	cfg     Config
 	log     *slog.Logger
 	list    atomic.Pointer[allowlist.List]
-	nextID  atomic.Uint64
 	pending *pendingLimiter
 
 	ctx    context.Context // good until Close
@@ -146,6 +148,10 @@ func New(cfg Config) (*Forwarder, error) {
 		if p.Upstream == 0 {
 			cfg.Ports[i].Upstream = p.Listen
 		}
+	}
+	if cfg.NewID == nil {
+		var n atomic.Uint64
+		cfg.NewID = func() uint64 { return n.Add(1) }
 	}
 	if cfg.Dial == nil {
 		d := &net.Dialer{Timeout: cfg.DialTimeout}

@@ -52,7 +52,7 @@ func (f *Forwarder) untrack(s *stream) {
 // destination, splice.
 func (f *Forwarder) serveTLS(c net.Conn, pm PortMap) {
 	start := time.Now()
-	ev := Event{ID: f.nextID.Add(1), Client: remoteAddrPort(c), Port: pm.Listen}
+	ev := Event{ID: f.cfg.NewID(), Client: remoteAddrPort(c), Port: pm.Listen}
 	s := &stream{client: c}
 	f.track(s)
 	defer f.untrack(s)
@@ -93,7 +93,7 @@ func (f *Forwarder) serveTLS(c net.Conn, pm PortMap) {
 		f.deny(c, ev, d.Reason, alertAccessDenied)
 		return
 	}
-	up, upAddr, reason, err := f.connect(d, hello.SNI, pm.Upstream)
+	up, upAddr, reason, err := f.connect(&ev, d, hello.SNI, pm.Upstream)
 	ev.Upstream = upAddr
 	if err != nil {
 		f.log.Debug("upstream failed", "id", ev.ID, "sni", string(hello.SNI), "err", err)
@@ -106,7 +106,7 @@ func (f *Forwarder) serveTLS(c net.Conn, pm PortMap) {
 // serveRoute handles one connection to a static TCP route: no hello, no decision.
 func (f *Forwarder) serveRoute(c net.Conn, r Route) {
 	start := time.Now()
-	ev := Event{ID: f.nextID.Add(1), Client: remoteAddrPort(c), Port: r.Port, Via: ViaTCP}
+	ev := Event{ID: f.cfg.NewID(), Client: remoteAddrPort(c), Port: r.Port, Via: ViaTCP}
 	s := &stream{client: c}
 	f.track(s)
 	defer f.untrack(s)
@@ -114,7 +114,7 @@ func (f *Forwarder) serveRoute(c net.Conn, r Route) {
 		f.deny(c, ev, "source_not_allowed", nil)
 		return
 	}
-	up, upAddr, reason, err := f.connect(Decision{Verdict: allowlist.Allow, Via: ViaTCP, To: r.To}, "", r.To.Port)
+	up, upAddr, reason, err := f.connect(&ev, Decision{Verdict: allowlist.Allow, Via: ViaTCP, To: r.To}, "", r.To.Port)
 	ev.Upstream = upAddr
 	if err != nil {
 		f.log.Debug("upstream failed", "id", ev.ID, "route", r.To.String(), "err", err)
@@ -124,12 +124,17 @@ func (f *Forwarder) serveRoute(c net.Conn, r Route) {
 	f.splice(s, ev, up, start, nil)
 }
 
-// connect resolves the destination and dials the addresses in order until one answers.
-func (f *Forwarder) connect(d Decision, sni allowlist.Name, upstreamPort uint16) (net.Conn, netip.AddrPort, string, error) {
+// connect resolves the destination and dials the addresses in order until one answers. It
+// notes the time each step took in ev.
+func (f *Forwarder) connect(ev *Event, d Decision, sni allowlist.Name, upstreamPort uint16) (net.Conn, netip.AddrPort, string, error) {
+	begin := time.Now()
 	addrs, reason, err := f.destinations(f.ctx, d, sni, upstreamPort)
+	ev.Resolve = time.Since(begin)
 	if err != nil {
 		return nil, netip.AddrPort{}, reason, err
 	}
+	begin = time.Now()
+	defer func() { ev.Dial = time.Since(begin) }()
 	var errs []error
 	for _, a := range addrs {
 		ctx, cancel := context.WithTimeout(f.ctx, f.cfg.DialTimeout)
