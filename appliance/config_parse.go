@@ -297,7 +297,7 @@ func (p *parser) listen(args []string) error {
 		}
 		for _, prev := range p.c.Listen {
 			if prev.Is4() == a.Is4() {
-				return p.Errf("listen: %s and %s are both %s; give at most one of each family", prev, a, family(a))
+				return p.Errf("listen: %s and %s are both %s; give at most one of each family", prev, a, addrFamily(a))
 			}
 		}
 		p.c.Listen = append(p.c.Listen, a)
@@ -663,7 +663,7 @@ func parseAddr(s string) (netip.Addr, error) {
 	return a, nil
 }
 
-func family(a netip.Addr) string {
+func addrFamily(a netip.Addr) string {
 	if a.Is4() {
 		return "IPv4"
 	}

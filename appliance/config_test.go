@@ -269,7 +269,7 @@ func TestCodeBuiltConfig(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if s := c.Summary(); !strings.Contains(s, "config         (not from a file)\n") {
+	if s := c.Summary(); !strings.Contains(s, "config           (not from a file)\n") {
 		t.Errorf("summary:\n%s", s)
 	}
 }

@@ -85,10 +85,20 @@ func (v *validator) settings() {
 	for _, d := range []struct {
 		name string
 		t    time.Duration
-	}{{"ttl", c.TTL}, {"hello_timeout", c.HelloTimeout}, {"dial_timeout", c.DialTimeout}, {"idle_timeout", c.IdleTimeout}} {
+	}{{"ttl", c.TTL}, {"hello_timeout", c.HelloTimeout}, {"dial_timeout", c.DialTimeout}, {"idle_timeout", c.IdleTimeout},
+		{"link_window", c.LinkWindow}, {"store_age", c.StoreAge}, {"audit_max_age", c.AuditMaxAge}} {
 		if d.t <= 0 {
 			v.add(c.line(d.name), "%s must be above zero", d.name)
 		}
+	}
+	if c.StoreMax <= 0 {
+		v.add(c.line("store_max"), "store_max must be above zero")
+	}
+	if c.AuditDir != "" && c.AuditMaxSize <= 0 {
+		v.add(c.line("audit_max_size"), "audit_max_size must be above zero")
+	}
+	if c.AuditDir != "" && c.Fsync <= 0 && !c.FsyncAlways {
+		v.add(c.line("fsync"), "fsync must be a duration above zero, or always")
 	}
 	if c.Parent.IsValid() && slices.Contains(c.Listen, c.Parent) {
 		v.add(c.line("parent"), "parent %s is this box's own listen address", c.Parent)

@@ -21,16 +21,19 @@ func freeTCPPort(t *testing.T) int {
 
 func loopbackConfig(t *testing.T, dnsPort, proxyPort int) *Config {
 	t.Helper()
+	dir := t.TempDir()
 	text := fmt.Sprintf(`lnm {
     listen 127.0.0.1
     dns    %d
     proxy  %d
     parent 127.0.0.2
+    admin  %s/admin.sock
+    audit  %s/audit
     allow {
         *.azure.test
     }
 }
-`, dnsPort, proxyPort)
+`, dnsPort, proxyPort, dir, dir)
 	cfg, err := Parse("runtime.conf", strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)

@@ -114,10 +114,34 @@ func addRule(t *testing.T, conf, rule string) string {
 	return out.String()
 }
 
+// addDirectives inserts directives at the top of the lnm block.
+func addDirectives(t *testing.T, conf string, directives ...string) string {
+	t.Helper()
+	var out strings.Builder
+	done := false
+	for line := range strings.Lines(conf) {
+		out.WriteString(line)
+		if f := strings.Fields(line); !done && len(f) >= 2 && f[0] == "lnm" && f[1] == "{" {
+			for _, d := range directives {
+				out.WriteString("    " + d + "\n")
+			}
+			done = true
+		}
+	}
+	if !done {
+		t.Fatalf("no `lnm {` block in config:\n%s", conf)
+	}
+	return out.String()
+}
+
 // startBox checks and starts lnm inside the host's namespace and waits until its DNS and
 // proxy ports are bound.
 func (l *lab) startBox(bin, host, conf, listen string) *proc {
 	l.t.Helper()
+	// Each box keeps its admin socket and audit log in the test's directory, never in the
+	// machine's /run/lnm and /var/lib/lnm.
+	boxDir := filepath.Join(l.dir, host)
+	conf = addDirectives(l.t, conf, "admin "+filepath.Join(boxDir, "admin.sock"), "audit "+filepath.Join(boxDir, "audit"))
 	path := filepath.Join(l.dir, host+".conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		l.t.Fatal(err)

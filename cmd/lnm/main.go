@@ -129,6 +129,7 @@ func runAppliance(path string, log *slog.Logger) error {
 		}
 	}()
 
+	appliance.Version = buildVersion()
 	rt, err := appliance.Start(cfg, log)
 	if err != nil {
 		return &exitError{1, err}

@@ -1,0 +1,313 @@
+package appliance
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/lnm-project/lnm/audit"
+)
+
+// adminServer serves the admin API on a Unix socket.
+type adminServer struct {
+	rt   *Runtime
+	ln   net.Listener
+	srv  *http.Server
+	path string
+}
+
+// listenAdmin binds the admin socket (mode 0660, its directory created 0750). A socket file
+// left by a box that died is replaced; one that still answers is an error, since two boxes
+// must not share it.
+func listenAdmin(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("appliance: admin socket: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("appliance: admin socket %s is in use by another lnm", path)
+	}
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("appliance: admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("appliance: admin socket: %w", err)
+	}
+	return ln, nil
+}
+
+func newAdminServer(rt *Runtime, ln net.Listener, path string) *adminServer {
+	a := &adminServer{rt: rt, ln: ln, path: path}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PathAudit, a.audit)
+	mux.HandleFunc("GET "+PathAuditFollow, a.follow)
+	mux.HandleFunc("GET "+PathStatus, a.status)
+	a.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(rt.slog.Handler(), slog.LevelWarn),
+	}
+	return a
+}
+
+func (a *adminServer) serve() {
+	if err := a.srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		a.rt.slog.Error("admin API stopped", "err", err)
+	}
+}
+
+// close stops the server; followers are cut, since their streams never end on their own.
+func (a *adminServer) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := a.srv.Shutdown(ctx); err != nil {
+		a.srv.Close()
+	}
+	os.Remove(a.path)
+}
+
+func apiError(w http.ResponseWriter, code int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(APIError{Error: err.Error()})
+}
+
+// audit answers GET /v1/audit: records in seq order from memory, and from the log files for
+// the part of the range the store no longer holds.
+func (a *adminServer) audit(w http.ResponseWriter, r *http.Request) {
+	q, err := ParseQuery(r.URL.Query())
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err)
+		return
+	}
+	recs, err := a.rt.records(q)
+	if err != nil {
+		apiError(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	buf := make([]byte, 0, 64<<10)
+	for i := range recs {
+		buf = append(recs[i].AppendJSON(buf), '\n')
+		if len(buf) > 60<<10 {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+			buf = buf[:0]
+		}
+	}
+	w.Write(buf)
+}
+
+// records selects what GET /v1/audit returns.
+func (rt *Runtime) records(q Query) ([]audit.Record, error) {
+	if len(q.Seqs) > 0 {
+		var out []audit.Record
+		for _, seq := range q.Seqs {
+			if rec, ok := rt.store.Get(seq); ok {
+				out = append(out, rec)
+			}
+		}
+		return out, nil
+	}
+	recent := rt.store.Query(q.Filter)
+	if rt.cfg.AuditDir == "" || (q.Limit > 0 && len(recent) >= q.Limit) {
+		return recent, nil
+	}
+	// The store holds everything from its oldest record on; older records live only in the
+	// log files.
+	oldest := rt.store.Oldest()
+	if oldest.IsZero() {
+		oldest = time.Now()
+	}
+	older := q.Filter
+	if older.Until.IsZero() || oldest.Before(older.Until) {
+		older.Until = oldest
+	}
+	if !older.Since.IsZero() && !older.Since.Before(older.Until) {
+		return recent, nil
+	}
+	var fromFiles []audit.Record
+	var err error
+	if q.Limit > 0 {
+		fromFiles, err = audit.ReadNewest(rt.cfg.AuditDir, older, q.Limit-len(recent))
+	} else {
+		err = audit.Read(rt.cfg.AuditDir, older, func(r *audit.Record) bool {
+			fromFiles = append(fromFiles, *r)
+			return true
+		})
+	}
+	if err != nil && !errors.Is(err, audit.ErrCorrupt) {
+		return nil, err
+	}
+	// The unsynced tail of the log can overlap the store; seq decides.
+	first := uint64(0)
+	if len(recent) > 0 {
+		first = recent[0].Seq
+	}
+	out := fromFiles[:0]
+	for _, rec := range fromFiles {
+		if first == 0 || rec.Seq < first {
+			out = append(out, rec)
+		}
+	}
+	return append(out, recent...), nil
+}
+
+// follow answers GET /v1/audit/follow with a live stream of JSON Lines.
+func (a *adminServer) follow(w http.ResponseWriter, r *http.Request) {
+	q, err := ParseQuery(r.URL.Query())
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err)
+		return
+	}
+	if a.rt.log == nil {
+		apiError(w, http.StatusConflict, errors.New("audit is off: follow streams the audit log, which this box does not keep"))
+		return
+	}
+	ch, stop := a.rt.log.Follow(q.Filter)
+	defer stop()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	if flusher != nil {
+		flusher.Flush()
+	}
+	buf := make([]byte, 0, 1024)
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case rec, ok := <-ch:
+			if !ok {
+				return // dropped for falling behind, or the log closed
+			}
+			buf = append(rec.AppendJSON(buf[:0]), '\n')
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+	}
+}
+
+func (a *adminServer) status(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(a.rt.Status(r.Context()))
+}
+
+// Status reports the box's state for `lnm status`.
+func (rt *Runtime) Status(ctx context.Context) Status {
+	cfg := rt.cfg
+	now := time.Now()
+	st := Status{
+		Box: rt.trail.box, Level: cfg.Level, Version: rt.version, Config: cfg.File,
+		Started: rt.started, UptimeS: int64(now.Sub(rt.started).Seconds()), Mode: "enforce",
+		Rules: rt.list.Len(), Active: rt.metrics.active.Load(), Listeners: rt.listeners(),
+	}
+	if cfg.Parent.IsValid() && len(cfg.Proxies) > 0 {
+		st.Parent = probeParent(ctx, netip.AddrPortFrom(cfg.Parent, cfg.Proxies[0].Upstream))
+	}
+	st.Counters = rt.counters()
+	st.TopClients, st.TopNames = rt.top(now.Add(-time.Hour), 5)
+	st.Audit = AuditStatus{Dir: cfg.AuditDir, Healthy: true, FailOpen: cfg.AuditFailOpen, LastSeq: rt.trail.seq.Load()}
+	if rt.log != nil {
+		ls := rt.log.Stats()
+		st.Audit.Queue, st.Audit.LastSeq, st.Audit.Written, st.Audit.Refused = ls.QueueDepth, ls.LastSeq, ls.Records, ls.RefusedFailing+ls.RefusedFull
+		if err := rt.log.Healthy(); err != nil {
+			st.Audit.Healthy, st.Audit.Error = false, err.Error()
+		}
+	}
+	ss := rt.store.Stats()
+	st.Store = StoreStatus{Records: ss.Records(), Bytes: ss.Bytes, Oldest: rt.store.Oldest()}
+	return st
+}
+
+// probeParent opens and closes a TCP connection to the parent's proxy port. The parent
+// records it as a connection that sent no hello.
+func probeParent(ctx context.Context, addr netip.AddrPort) *ParentStatus {
+	ps := &ParentStatus{Addr: addr.String()}
+	d := net.Dialer{Timeout: 2 * time.Second}
+	begin := time.Now()
+	c, err := d.DialContext(ctx, "tcp", addr.String())
+	if err != nil {
+		ps.Error = err.Error()
+		return ps
+	}
+	c.Close()
+	ps.Reachable, ps.RTTMS = true, time.Since(begin).Milliseconds()
+	return ps
+}
+
+// top counts clients and names in the store's records since t (DNS questions and opened or
+// denied connections), the n most frequent first.
+func (rt *Runtime) top(since time.Time, n int) (clients, names []Count) {
+	byClient, byName := map[string]int{}, map[string]int{}
+	for _, r := range rt.store.Query(audit.Filter{Since: since}) {
+		name := r.Name
+		switch {
+		case r.Kind == audit.KindConn && r.Event != audit.EventClose:
+			name = r.SNI
+		case r.Kind != audit.KindDNS:
+			continue
+		}
+		if r.Client.IsValid() {
+			byClient[r.Client.Addr().String()]++
+		}
+		if name != "" {
+			byName[name]++
+		}
+	}
+	return topN(byClient, n), topN(byName, n)
+}
+
+func topN(m map[string]int, n int) []Count {
+	out := make([]Count, 0, len(m))
+	for k, v := range m {
+		out = append(out, Count{Key: k, Count: v})
+	}
+	slices.SortFunc(out, func(a, b Count) int {
+		if c := cmp.Compare(b.Count, a.Count); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Key, b.Key)
+	})
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out
+}
+
+// serveMetrics serves GET /metrics in Prometheus' text format.
+func serveMetrics(ln net.Listener, m *boxMetrics, extra func(), log *slog.Logger) *http.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		extra()
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		m.WriteTo(w)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics endpoint stopped", "err", err)
+		}
+	}()
+	return srv
+}

@@ -1,0 +1,190 @@
+package appliance
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/forwarder"
+	"github.com/lnm-project/lnm/resolver"
+	"github.com/lnm-project/lnm/store"
+)
+
+// trail turns resolver and forwarder events into audit records: it stamps them with the box,
+// links connections to the queries that led to them, numbers them through the audit log,
+// keeps them in the store, and counts them in the metrics. Its error tells a data path that
+// the decision must not proceed (fail closed).
+type trail struct {
+	box      string
+	level    int
+	log      *audit.Log // nil: audit off, records numbered here and kept in memory only
+	seq      atomic.Uint64
+	store    *store.Store
+	failOpen bool
+	metrics  *boxMetrics
+}
+
+// record links, numbers and keeps one record. It returns an error only when the record could
+// not be written durably and the box fails closed.
+func (t *trail) record(r *audit.Record) error {
+	r.Box, r.Level = t.box, t.level
+	if r.Time.IsZero() {
+		r.Time = time.Now()
+	}
+	if r.Kind == audit.KindConn && r.SNI != "" {
+		t.store.Link(r)
+	}
+	if t.log == nil {
+		r.Seq = t.seq.Add(1)
+		t.store.Insert(*r)
+		return nil
+	}
+	kept := *r // the log owns r once appended
+	if err := t.log.Append(r); err != nil {
+		if t.failOpen {
+			return nil // the log counts what it refused and writes a summary when it recovers
+		}
+		return err
+	}
+	kept.Seq = r.Seq
+	t.store.Insert(kept)
+	return nil
+}
+
+// onQuery is the resolver's OnQuery hook.
+func (t *trail) onQuery(ev resolver.QueryEvent) error {
+	r := &audit.Record{
+		Time:    ev.Time,
+		Kind:    audit.KindDNS,
+		Client:  ev.Client,
+		Name:    string(ev.Name),
+		QType:   qtypeText(ev.Type),
+		Verdict: dnsVerdict(ev.Verdict),
+		Reason:  string(ev.Reason),
+		Rule:    ruleText(ev.Rule),
+		Rcode:   rcodeText(ev.Rcode),
+		Answer:  ev.Answers,
+	}
+	if r.Name == "" {
+		r.Name = strings.TrimSuffix(ev.QName, ".") // not a host name: kept as sent, escaped on output
+	}
+	t.metrics.add(t.metrics.dnsQueries, 1, r.QType, r.Verdict)
+	return t.record(r)
+}
+
+// onConn is the forwarder's OnEvent hook.
+func (t *trail) onConn(ev forwarder.Event) error {
+	r := &audit.Record{
+		Time:     ev.Time,
+		Kind:     audit.KindConn,
+		Event:    string(ev.Kind),
+		ID:       ev.ID,
+		Client:   ev.Client,
+		Port:     ev.Port,
+		SNI:      string(ev.SNI),
+		ALPN:     ev.ALPN,
+		Verdict:  ev.Verdict,
+		Rule:     ruleText(ev.Rule),
+		Reason:   ev.Reason,
+		Upstream: ev.Upstream,
+		Via:      string(ev.Via),
+	}
+	m := t.metrics
+	port := strconv.Itoa(int(ev.Port))
+	switch ev.Kind {
+	case forwarder.EventOpen:
+		m.active.Add(1)
+		m.add(m.conns, 1, port, ev.Verdict, ev.Reason)
+		t.observeConnect(ev)
+	case forwarder.EventClose:
+		m.active.Add(-1)
+		r.BytesUp, r.BytesDown, r.DurationMS = ev.BytesUp, ev.BytesDown, ev.Duration.Milliseconds()
+		m.add(m.bytes, uint64(ev.BytesUp), "up")
+		m.add(m.bytes, uint64(ev.BytesDown), "down")
+		m.add(m.rxBytes, uint64(ev.BytesUp))
+		m.add(m.txBytes, uint64(ev.BytesDown))
+	case forwarder.EventDeny:
+		m.add(m.conns, 1, port, ev.Verdict, ev.Reason)
+		t.observeConnect(ev)
+	}
+	if ev.Kind != forwarder.EventClose && ev.Via != forwarder.ViaTCP {
+		m.add(m.serverTotalConns, 1)
+		if ev.SNI != "" {
+			m.add(m.sniFound, 1)
+		} else if ev.Reason != "source_not_allowed" && ev.Reason != forwarder.ReasonTooManyPending {
+			m.add(m.sniNotFound, 1)
+		}
+		if ev.HelloSize > 0 {
+			m.observe(m.helloSize, float64(ev.HelloSize))
+		}
+	}
+	return t.record(r)
+}
+
+func (t *trail) observeConnect(ev forwarder.Event) {
+	if ev.Resolve > 0 && ev.Via != forwarder.ViaParent {
+		t.metrics.observe(t.metrics.resolveLatency, ev.Resolve.Seconds())
+	}
+	if ev.Dial > 0 {
+		t.metrics.observe(t.metrics.dialLatency, ev.Dial.Seconds())
+	}
+}
+
+// configChange records a change of the running configuration.
+func (t *trail) configChange(change, hash string, uid *int) error {
+	return t.record(&audit.Record{Kind: audit.KindConfig, Change: change, Hash: hash, UID: uid})
+}
+
+// listHash names a rule set: the first 16 hex digits of the SHA-256 of its rules in match
+// order, one per line. The same rules give the same hash on every box.
+func listHash(l *allowlist.List) string {
+	h := sha256.New()
+	for _, r := range l.Ordered() {
+		h.Write([]byte(r.String()))
+		h.Write([]byte{'\n'})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+func ruleText(r *allowlist.Rule) string {
+	if r == nil {
+		return ""
+	}
+	if r.Origin == "" {
+		return r.String()
+	}
+	return r.String() + " (" + r.Origin + ")"
+}
+
+func qtypeText(t uint16) string {
+	if s, ok := dns.TypeToString[t]; ok {
+		return s
+	}
+	return "TYPE" + strconv.Itoa(int(t))
+}
+
+func rcodeText(rc int) string {
+	if s, ok := dns.RcodeToString[rc]; ok {
+		return s
+	}
+	return "RCODE" + strconv.Itoa(rc)
+}
+
+// dnsVerdict maps the resolver's verdicts onto the audit schema's: relayed stub-zone answers
+// are allowed, protocol errors denied (their reason says which).
+func dnsVerdict(v resolver.Verdict) string {
+	switch v {
+	case resolver.VerdictAllow, resolver.VerdictZone:
+		return audit.VerdictAllow
+	case resolver.VerdictRefused:
+		return audit.VerdictRefused
+	}
+	return audit.VerdictDeny
+}
