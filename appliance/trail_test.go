@@ -1,0 +1,253 @@
+package appliance
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/lnm-project/lnm/audit"
+)
+
+// selfSigned returns a server certificate for names and a pool that trusts it.
+func selfSigned(t *testing.T, names ...string) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), DNSNames: names, IsCA: true, BasicConstraintsValid: true,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+}
+
+// echoTLS serves TLS on addr and echoes one read back.
+func echoTLS(t *testing.T, addr string, cert tls.Certificate) int {
+	t.Helper()
+	ln, err := tls.Listen("tcp", addr, &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 1024)
+				n, _ := c.Read(buf)
+				c.Write(buf[:n])
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// adminClient talks HTTP to the admin socket.
+func adminClient(sock string) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+}
+
+func getRecords(t *testing.T, c *http.Client, q Query) []audit.Record {
+	t.Helper()
+	resp, err := c.Get("http://lnm" + PathAudit + "?" + q.Values().Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s: %s %s", PathAudit, resp.Status, b)
+	}
+	var out []audit.Record
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		var r audit.Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("bad line %q: %v", sc.Text(), err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// TestTrailLinksQueryToConnection runs a box on loopback whose parent is a TLS server, makes
+// a DNS query and the connection that follows, and reads the linked records back through the
+// admin API, from memory and, after a restart, from the audit log on disk.
+func TestTrailLinksQueryToConnection(t *testing.T) {
+	cert, pool := selfSigned(t, "api.azure.test", "other.azure.test")
+	backendPort := echoTLS(t, "127.0.0.2:0", cert)
+	dnsPort, proxyPort, metricsPort := freeTCPPort(t), freeTCPPort(t), freeTCPPort(t)
+	dir := t.TempDir()
+	text := fmt.Sprintf(`lnm {
+    name    test-box
+    level   3
+    listen  127.0.0.1
+    dns     %d
+    proxy   %d:%d
+    parent  127.0.0.2
+    admin   %s/admin.sock
+    audit   %s/audit
+    metrics 127.0.0.1:%d
+    allow {
+        *.azure.test
+    }
+}
+`, dnsPort, proxyPort, backendPort, dir, dir, metricsPort)
+	cfg, err := Parse(filepath.Join(dir, "lnm.conf"), strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := Start(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+
+	m := new(dns.Msg).SetQuestion("Api.Azure.Test.", dns.TypeA)
+	if r, err := dns.Exchange(m, fmt.Sprintf("127.0.0.1:%d", dnsPort)); err != nil || len(r.Answer) != 1 {
+		t.Fatalf("query: %v %v", r, err)
+	}
+	talk := func(sni string) {
+		c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", proxyPort), &tls.Config{ServerName: sni, RootCAs: pool})
+		if err != nil {
+			t.Fatalf("%s: %v", sni, err)
+		}
+		io.WriteString(c, "ping")
+		buf := make([]byte, 4)
+		io.ReadFull(c, buf)
+		c.Close()
+	}
+	talk("api.azure.test")   // follows the query
+	talk("other.azure.test") // resolved elsewhere: unlinked, and the client asked for another name
+
+	api := adminClient(filepath.Join(dir, "admin.sock"))
+	var recs []audit.Record
+	deadline := time.Now().Add(5 * time.Second)
+	for { // close records arrive when the streams end
+		recs = getRecords(t, api, Query{Filter: audit.Filter{Kind: audit.KindConn}})
+		if len(recs) >= 4 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	dnsRecs := getRecords(t, api, Query{Filter: audit.Filter{Kind: audit.KindDNS}})
+	if len(dnsRecs) != 1 || dnsRecs[0].Name != "api.azure.test" || dnsRecs[0].Box != "test-box" || dnsRecs[0].Level != 3 {
+		t.Fatalf("dns records %+v", dnsRecs)
+	}
+	querySeq := dnsRecs[0].Seq
+	byEvent := map[string][]audit.Record{}
+	for _, r := range recs {
+		byEvent[r.SNI+" "+r.Event] = append(byEvent[r.SNI+" "+r.Event], r)
+	}
+	for _, key := range []string{"api.azure.test open", "api.azure.test close"} {
+		rs := byEvent[key]
+		if len(rs) != 1 || rs[0].QuerySeq != querySeq || len(rs[0].Flags) != 0 {
+			t.Errorf("%s: %+v, want one record linked to query %d", key, rs, querySeq)
+		}
+	}
+	if c := byEvent["api.azure.test close"]; len(c) == 1 && (c[0].BytesUp < 100 || c[0].BytesDown < 100) {
+		t.Errorf("close without bytes: %+v", c[0])
+	}
+	if o := byEvent["other.azure.test open"]; len(o) != 1 || o[0].QuerySeq != 0 ||
+		!o[0].HasFlag(audit.FlagUnlinked) || !o[0].HasFlag(audit.FlagSNIMismatch) {
+		t.Errorf("other.azure.test open: %+v, want unlinked and sni_mismatch", o)
+	}
+
+	// Metrics, with the retired product's names.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`lnm_dns_queries_total{qtype="A",verdict="allow"} 1`,
+		`lnm_connections_total{port="` + fmt.Sprint(proxyPort) + `",verdict="allow",reason="listed"} 2`,
+		"tls_inspector_sni_found 2", "server_total_connections 2", "lnm_audit_healthy 1",
+		"# TYPE server_uptime gauge", `lnm_client_hello_bytes_bucket{le="+Inf"} 2`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+
+	// Status.
+	resp, err = api.Get("http://lnm" + PathStatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st Status
+	json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if st.Box != "test-box" || st.Parent == nil || !st.Parent.Reachable || st.Counters.DNSQueries != 1 ||
+		st.Counters.Conns != 2 || !st.Audit.Healthy || len(st.TopNames) == 0 {
+		t.Errorf("status %+v", st)
+	}
+
+	// After a graceful stop every record is on disk, and a new box continues the sequence
+	// and reads the old records from its log.
+	lastSeq := st.Audit.LastSeq
+	if err := rt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var onDisk []audit.Record
+	if err := audit.Read(filepath.Join(dir, "audit"), audit.Filter{}, func(r *audit.Record) bool {
+		onDisk = append(onDisk, *r)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range onDisk {
+		if r.Seq != uint64(i+1) {
+			t.Fatalf("record %d on disk has seq %d: a gap or a duplicate", i, r.Seq)
+		}
+	}
+	if last := onDisk[len(onDisk)-1]; last.Kind != audit.KindConfig || last.Change != "stop" || last.Seq <= lastSeq {
+		t.Errorf("last record on disk %+v, want the stop record after seq %d", last, lastSeq)
+	}
+	rt2, err := Start(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt2.Close()
+	old := getRecords(t, api, Query{Filter: audit.Filter{Kind: audit.KindDNS}})
+	if len(old) != 1 || old[0].Seq != querySeq {
+		t.Errorf("after restart the box returns %+v, want the old query from the log", old)
+	}
+	all := getRecords(t, api, Query{})
+	if n := len(all); n != len(onDisk)+1 || all[n-1].Change == "" || all[n-1].Seq != uint64(len(onDisk)+1) {
+		t.Errorf("after restart: %d records, last %+v; want the %d old ones and a start record", n, all[n-1], len(onDisk))
+	}
+}
