@@ -100,6 +100,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 					return nil
 				},
 			},
+			auditCommand(configFlag, stdout, stderr),
+			statusCommand(configFlag, stdout),
 			{
 				Name:  "version",
 				Usage: "print the version",

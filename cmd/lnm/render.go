@@ -1,0 +1,298 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/lnm-project/lnm/audit"
+)
+
+// The audit table is for people; machines use --json. One record is one line, so grep works:
+//
+//	SEQ  TIME                     KIND  CLIENT           NAME/SNI        VERDICT  DETAIL
+//	41   2026-03-01 10:15:02.123  dns   10.3.0.20        api.azure.test  allow    A NOERROR -> 10.3.0.1  rule …
+//	42   2026-03-01 10:15:02.180  conn  10.3.0.20:51234  api.azure.test  allow    open id 7 :443 …  query #41 …
+//
+// Times are local. DETAIL depends on the kind; a conn shows its flags in brackets right after
+// the event, where they are hard to miss, then the dns record it is linked to (by seq, with
+// its type, answer, and how long before the connection it was asked). The rule, the longest
+// and least surprising part, comes last.
+
+// columns of the table; the last one, DETAIL, is never padded.
+const (
+	colSeq = iota
+	colTime
+	colKind
+	colClient
+	colName
+	colVerdict
+	colDetail
+	numCols
+)
+
+type row [numCols]string
+
+var header = row{"SEQ", "TIME", "KIND", "CLIENT", "NAME/SNI", "VERDICT", "DETAIL"}
+
+// followWidths are the fixed widths of `lnm audit follow`, which cannot look ahead: an IPv4
+// client with its port, and names of common length, stay aligned; longer values push the
+// rest of their line right.
+var followWidths = [colDetail]int{7, 23, 7, 21, 30, 10}
+
+const (
+	timeLayout    = "2006-01-02 15:04:05.000"
+	timeOfDay     = "15:04:05.000"
+	columnSpacing = "  "
+)
+
+// renderer turns records into rows. queries holds the dns records conns link to, by seq.
+type renderer struct {
+	loc     *time.Location
+	queries map[uint64]*audit.Record
+}
+
+func (rd *renderer) time(t time.Time) string { return t.In(rd.loc).Format(timeLayout) }
+
+func (rd *renderer) row(r *audit.Record) row {
+	var out row
+	out[colSeq] = strconv.FormatUint(r.Seq, 10)
+	out[colTime] = rd.time(r.Time)
+	out[colKind] = orDash(field(string(r.Kind)))
+	out[colVerdict] = orDash(field(r.Verdict))
+	var d detail
+	switch r.Kind {
+	case audit.KindDNS:
+		out[colClient] = clientString(r, false)
+		out[colName] = orDash(field(r.Name))
+		rd.dnsDetail(&d, r)
+	case audit.KindConn:
+		out[colClient] = clientString(r, true)
+		out[colName] = orDash(field(r.SNI))
+		rd.connDetail(&d, r)
+	case audit.KindConfig:
+		out[colClient], out[colName] = "-", "-"
+		d.add(text(r.Change))
+		if r.UID != nil {
+			d.add("uid " + strconv.Itoa(*r.UID))
+		} else {
+			d.add("by the box")
+		}
+		if r.Hash != "" {
+			d.add("hash " + text(r.Hash))
+		}
+	case audit.KindSummary:
+		out[colClient], out[colName] = orDash(clientString(r, true)), orDash(field(r.Name))
+		d.add("count " + strconv.FormatUint(r.Count, 10))
+		if r.Reason != "" {
+			d.add("reason " + text(r.Reason))
+		}
+	default: // a kind newer than this program: what every record may carry
+		out[colClient], out[colName] = orDash(clientString(r, true)), orDash(field(r.Name))
+		if r.Reason != "" {
+			d.add("reason " + text(r.Reason))
+		}
+	}
+	out[colDetail] = d.String()
+	return out
+}
+
+func (rd *renderer) dnsDetail(d *detail, r *audit.Record) {
+	d.add(strings.TrimSpace(field(r.QType) + " " + field(r.Rcode)))
+	if len(r.Answer) > 0 {
+		d.append(" -> " + addrs(r))
+	}
+	if r.Reason != "" {
+		d.add("reason " + text(r.Reason))
+	}
+	if r.Rule != "" {
+		d.add("rule " + text(r.Rule))
+	}
+}
+
+func (rd *renderer) connDetail(d *detail, r *audit.Record) {
+	d.add(orDash(field(r.Event)))
+	if len(r.Flags) > 0 {
+		fl := make([]string, len(r.Flags))
+		for i, f := range r.Flags {
+			fl[i] = field(f)
+		}
+		d.append(" [" + strings.Join(fl, " ") + "]")
+	}
+	if r.ID != 0 {
+		d.append(" id " + strconv.FormatUint(r.ID, 10))
+	}
+	if r.Port != 0 {
+		d.append(" :" + strconv.Itoa(int(r.Port)))
+	}
+	if r.Via != "" {
+		d.append(" via " + field(r.Via))
+	}
+	if r.Upstream.IsValid() {
+		d.append(" -> " + r.Upstream.String())
+	}
+	if len(r.ALPN) > 0 {
+		a := make([]string, len(r.ALPN))
+		for i, p := range r.ALPN {
+			a[i] = field(p)
+		}
+		d.add("alpn " + strings.Join(a, ","))
+	}
+	if r.QuerySeq != 0 {
+		d.add(rd.link(r))
+	}
+	if r.Event == audit.EventClose {
+		d.add(fmt.Sprintf("up %s down %s in %s", size(r.BytesUp), size(r.BytesDown),
+			(time.Duration(r.DurationMS) * time.Millisecond).String()))
+	}
+	if r.Reason != "" {
+		d.add("reason " + text(r.Reason))
+	}
+	if r.Rule != "" && r.Event != audit.EventClose { // a close repeats its open's rule
+		d.add("rule " + text(r.Rule))
+	}
+}
+
+// link describes the dns record a conn is linked to.
+func (rd *renderer) link(r *audit.Record) string {
+	s := "query #" + strconv.FormatUint(r.QuerySeq, 10)
+	q := rd.queries[r.QuerySeq]
+	if q == nil {
+		return s + " (not found)"
+	}
+	s += " " + strings.TrimSpace(field(q.QType)+" "+field(q.Rcode))
+	if len(q.Answer) > 0 {
+		s += " -> " + addrs(q)
+	}
+	at, layout := q.Time.In(rd.loc), timeLayout
+	if sameDay(at, r.Time.In(rd.loc)) {
+		layout = timeOfDay // the date is in the row's TIME
+	}
+	s += " at " + at.Format(layout)
+	if gap := r.Time.Sub(q.Time).Round(time.Millisecond); gap >= 0 {
+		s += " (" + gap.String() + " before)"
+	}
+	return s
+}
+
+func sameDay(a, b time.Time) bool {
+	y1, m1, d1 := a.Date()
+	y2, m2, d2 := b.Date()
+	return y1 == y2 && m1 == m2 && d1 == d2
+}
+
+// detail assembles DETAIL: groups separated by two spaces, words within a group by one.
+type detail struct{ b strings.Builder }
+
+func (d *detail) add(s string) {
+	if s == "" {
+		return
+	}
+	if d.b.Len() > 0 {
+		d.b.WriteString(columnSpacing)
+	}
+	d.b.WriteString(s)
+}
+
+func (d *detail) append(s string) { d.b.WriteString(s) }
+
+func (d *detail) String() string { return d.b.String() }
+
+func clientString(r *audit.Record, withPort bool) string {
+	if !r.Client.IsValid() {
+		return ""
+	}
+	if !withPort || r.Client.Port() == 0 {
+		return r.Client.Addr().String()
+	}
+	return r.Client.String()
+}
+
+func addrs(r *audit.Record) string {
+	s := make([]string, len(r.Answer))
+	for i, a := range r.Answer {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// field makes a value safe for one column: names and SNIs come from devices, and a byte that
+// moves the cursor or starts a terminal escape must not reach the screen. A value with
+// anything but printable, non-space characters is shown Go-quoted.
+func field(s string) string {
+	for _, c := range s {
+		if c == utf8.RuneError || !unicode.IsPrint(c) || unicode.IsSpace(c) {
+			return strconv.QuoteToASCII(s)
+		}
+	}
+	return s
+}
+
+// text is field for free text, where plain spaces are fine.
+func text(s string) string {
+	for _, c := range s {
+		if c == utf8.RuneError || (!unicode.IsPrint(c) && c != ' ') {
+			return strconv.QuoteToASCII(s)
+		}
+	}
+	return s
+}
+
+// size writes a byte count the way people read it; --json has the exact number.
+func size(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + "B"
+	}
+	v, i := float64(n)/unit, 0
+	for v >= unit && i < 4 {
+		v /= unit
+		i++
+	}
+	return strconv.FormatFloat(v, 'f', 1, 64) + [...]string{"KiB", "MiB", "GiB", "TiB", "PiB"}[i]
+}
+
+// writeTable writes the header and rows aligned to the widest value of each column.
+func writeTable(w io.Writer, rows []row) error {
+	var widths [colDetail]int
+	for _, r := range append([]row{header}, rows...) {
+		for i := range widths {
+			widths[i] = max(widths[i], utf8.RuneCountInString(r[i]))
+		}
+	}
+	if err := writeRow(w, header, widths); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if err := writeRow(w, r, widths); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeRow(w io.Writer, r row, widths [colDetail]int) error {
+	var b strings.Builder
+	for i, wd := range widths {
+		b.WriteString(r[i])
+		if pad := wd - utf8.RuneCountInString(r[i]); pad > 0 {
+			b.WriteString(strings.Repeat(" ", pad))
+		}
+		b.WriteString(columnSpacing)
+	}
+	b.WriteString(r[colDetail])
+	line := strings.TrimRight(b.String(), " ")
+	_, err := io.WriteString(w, line+"\n")
+	return err
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lnm-project/lnm/appliance"
+)
+
+func TestStatusFromBox(t *testing.T) {
+	fixClock(t)
+	fb := startFakeBox(t, &fakeBox{status: sampleStatus()})
+	conf := writeConfig(t, fb.socket, "off")
+
+	code, stdout, stderr := runCLI(t, "status", "--config", conf)
+	if code != 0 || stderr != "" {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	golden(t, "status.golden", stdout)
+
+	code, stdout, stderr = runCLI(t, "status", "--config", conf, "--json")
+	if code != 0 || stderr != "" {
+		t.Fatalf("--json: exit %d\n%s", code, stderr)
+	}
+	want, _ := json.Marshal(sampleStatus())
+	if stdout != string(want)+"\n" {
+		t.Errorf("--json printed\n%s\nwant the document as sent\n%s", stdout, want)
+	}
+}
+
+func TestStatusRenderFailing(t *testing.T) {
+	st := sampleStatus()
+	st.Box, st.Level, st.UptimeS = "l4-dmz", 4, 3*86400+7200+5
+	st.Parent = &appliance.ParentStatus{Addr: "198.18.5.1:443", Error: "dial tcp 198.18.5.1:443: connect: connection refused"}
+	st.Listeners = nil
+	st.TopClients, st.TopNames = nil, nil
+	st.Audit = appliance.AuditStatus{Dir: "/var/lib/lnm/audit", Error: "audit: write audit-00000000000000000001.jsonl: no space left on device",
+		Queue: 10000, LastSeq: 99, Written: 98, Refused: 1234}
+	st.Store = appliance.StoreStatus{}
+	var b bytes.Buffer
+	if err := writeStatus(&b, &st, testZone); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "status_failing.golden", b.String())
+
+	st.Parent, st.Audit = nil, appliance.AuditStatus{}
+	b.Reset()
+	writeStatus(&b, &st, testZone)
+	golden(t, "status_top_level.golden", b.String())
+}
+
+func TestStatusUptime(t *testing.T) {
+	for _, tc := range []struct {
+		s    int64
+		want string
+	}{{0, "0s"}, {59, "59s"}, {61, "1m1s"}, {3600, "1h0m"}, {3*3600 + 12*60 + 5, "3h12m"}, {86400 + 5, "1d0h"}, {400 * 86400, "400d0h"}} {
+		if got := uptime(secs(tc.s)); got != tc.want {
+			t.Errorf("uptime(%ds) = %q, want %q", tc.s, got, tc.want)
+		}
+	}
+}
+
+func TestStatusErrors(t *testing.T) {
+	socket := filepath.Join(socketDir(t), "admin.sock")
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"not running", []string{"status", "--config", writeConfig(t, socket, "off")}, 1,
+			"lnm is not running or not reachable at " + socket + ": "},
+		{"admin off", []string{"status", "--config", writeConfig(t, "off", "off")}, 1, "the admin API is off in "},
+		{"bad config", []string{"status", "--config", "/nonexistent/lnm.conf"}, 2, "/nonexistent/lnm.conf"},
+		{"argument", []string{"status", "--config", writeConfig(t, socket, "off"), "now"}, 2, "status takes no arguments"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, tc.args...)
+			if code != tc.code || stdout != "" || !strings.Contains(stderr, tc.stderr) {
+				t.Fatalf("exit %d, want %d with %q\nstdout: %s\nstderr: %s", code, tc.code, tc.stderr, stdout, stderr)
+			}
+		})
+	}
+	t.Run("environment", func(t *testing.T) {
+		t.Setenv("LNM_CONFIG", writeConfig(t, socket, "off"))
+		if code, _, stderr := runCLI(t, "status"); code != 1 || !strings.Contains(stderr, socket) {
+			t.Fatalf("LNM_CONFIG not used: exit %d\n%s", code, stderr)
+		}
+	})
+}
+
+func secs(n int64) time.Duration { return time.Duration(n) * time.Second }
