@@ -1,0 +1,196 @@
+package store
+
+import (
+	"bytes"
+	"net/netip"
+	"slices"
+
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/audit"
+)
+
+// Query returns the records that match f, in seq order; with f.Limit, the newest Limit of
+// them. In each table it reads one index chosen from the filter (see plan) and checks every
+// candidate with f.Match, so an index only ever narrows the search and never changes the
+// answer. The records share their slices with the store: don't modify their elements.
+func (s *Store) Query(f audit.Filter) []audit.Record {
+	tx := s.db.Txn(false)
+	defer tx.Abort()
+	found, err := queryTxn(tx, s.schema, &f)
+	if err != nil {
+		panic(err) // a plan names an index or argument the schema lacks: a bug
+	}
+	out := make([]audit.Record, len(found))
+	for i, r := range found {
+		out[i] = *r
+	}
+	return out
+}
+
+func queryTxn(tx *memdb.Txn, sch *memdb.DBSchema, f *audit.Filter) ([]*audit.Record, error) {
+	if f.Name != nil && f.Name.Base == "" {
+		return nil, nil // matches nothing
+	}
+	var found []*audit.Record
+	for tn, table := range tableNames {
+		if f.Kind != "" && tableOf(f.Kind) != tn {
+			continue
+		}
+		var err error
+		if found, err = plan(sch.Tables[table], f).collect(tx, table, f, found); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(found, func(a, b *audit.Record) int {
+		switch {
+		case a.Seq < b.Seq:
+			return -1
+		case a.Seq > b.Seq:
+			return 1
+		}
+		return 0
+	})
+	if f.Limit > 0 && len(found) > f.Limit {
+		found = found[len(found)-f.Limit:]
+	}
+	return found, nil
+}
+
+// scan is one read of one index: every entry for one query value (arg), or with stop a
+// range from arg onwards that ends at the first record stop accepts.
+type scan struct {
+	index string
+	arg   any // nil: the whole index
+	stop  func(*audit.Record) bool
+}
+
+// readPlan is the scans that together find a superset of a table's matches. ordered: each
+// scan returns records in seq order, so with a Limit each can be read backwards and stop
+// after Limit matches; otherwise every candidate is read and the result sorted.
+type readPlan struct {
+	scans   []scan
+	ordered bool
+}
+
+// plan picks the index to read in table t for filter f, from the most selective kind of
+// condition to the least: one client and one exact name, one client, one exact name, the
+// unlinked flag, a non-allow verdict, a client range, a name pattern, a time range, and at
+// last the whole table in seq order. Allowed records are not in the verdict index (most
+// records are allowed, so it would not narrow anything).
+func plan(t *memdb.TableSchema, f *audit.Filter) readPlan {
+	has := func(index string) bool { _, ok := t.Indexes[index]; return ok }
+	ordered := func(index string) bool {
+		info, ok := t.Indexes[index].Indexer.(indexInfo)
+		return ok && info.seqOrdered()
+	}
+	one := func(index string, arg any) readPlan {
+		return readPlan{scans: []scan{{index: index, arg: arg}}, ordered: ordered(index)}
+	}
+	host := f.Client.IsValid() && f.Client.IsSingleIP()
+	var name string
+	exact := false
+	if f.Name != nil {
+		name, exact = string(f.Name.Base), f.Name.Kind == allowlist.Exact
+	}
+
+	switch {
+	case host && exact && has(indexClientName):
+		return one(indexClientName, clientNameQuery{Addr: f.Client.Addr(), Name: name})
+	case host && has(indexClient):
+		return one(indexClient, clientQuery{Addr: f.Client.Addr()})
+	case exact && has(indexName):
+		return one(indexName, nameQuery{Name: name})
+	case f.Unlinked && has(indexUnlinked):
+		return one(indexUnlinked, nil)
+	case f.Verdict != "" && f.Verdict != audit.VerdictAllow && has(indexVerdict):
+		p := one(indexVerdict, f.Verdict)
+		if f.Verdict == audit.VerdictDeny {
+			p.scans = append(p.scans, scan{index: indexVerdict, arg: audit.VerdictRefused})
+		}
+		return p
+	case f.Client.IsValid() && has(indexClient):
+		first, last := prefixRange(f.Client)
+		return readPlan{scans: []scan{{
+			index: indexClient,
+			arg:   clientQuery{Addr: first},
+			stop: func(r *audit.Record) bool {
+				a, _ := clientAddr(r)
+				a16 := a.As16()
+				return bytes.Compare(a16[:], last[:]) > 0
+			},
+		}}}
+	case f.Name != nil && has(indexName):
+		p := readPlan{scans: []scan{{index: indexName, arg: nameQuery{Name: name, Below: true}}}}
+		if f.Name.Kind == allowlist.Apex {
+			p.scans = append(p.scans, scan{index: indexName, arg: nameQuery{Name: name}})
+		}
+		return p
+	case !f.Since.IsZero() || !f.Until.IsZero():
+		return readPlan{scans: []scan{{
+			index: indexTime,
+			arg:   f.Since,
+			stop:  func(r *audit.Record) bool { return !f.Until.IsZero() && !r.Time.Before(f.Until) },
+		}}}
+	}
+	return one(indexID, nil)
+}
+
+// prefixRange returns a client prefix's first address and its last as a 16-byte key.
+func prefixRange(p netip.Prefix) (netip.Addr, [16]byte) {
+	p = p.Masked()
+	first := p.Addr()
+	bits := p.Bits()
+	if first.Is4() {
+		bits += 96
+	}
+	last := first.As16()
+	for i := bits; i < 128; i++ {
+		last[i/8] |= 0x80 >> (i % 8)
+	}
+	return first, last
+}
+
+// collect appends table's records that match f, as p reads them.
+func (p readPlan) collect(tx *memdb.Txn, table string, f *audit.Filter, found []*audit.Record) ([]*audit.Record, error) {
+	for _, sc := range p.scans {
+		var args []any
+		if sc.arg != nil {
+			args = []any{sc.arg}
+		}
+		if p.ordered && f.Limit > 0 {
+			it, err := tx.GetReverse(table, sc.index, args...)
+			if err != nil {
+				return nil, err
+			}
+			n := 0
+			for r := next(it); r != nil && n < f.Limit; r = next(it) {
+				if f.Match(r) {
+					found = append(found, r)
+					n++
+				}
+			}
+			continue
+		}
+		var it memdb.ResultIterator
+		var err error
+		if sc.stop != nil {
+			it, err = tx.LowerBound(table, sc.index, args...)
+		} else {
+			it, err = tx.Get(table, sc.index, args...)
+		}
+		if err != nil {
+			return nil, err
+		}
+		for r := next(it); r != nil; r = next(it) {
+			if sc.stop != nil && sc.stop(r) {
+				break
+			}
+			if f.Match(r) {
+				found = append(found, r)
+			}
+		}
+	}
+	return found, nil
+}
