@@ -78,6 +78,10 @@ func (rt *Runtime) start() error {
 		return err
 	}
 	go func() { defer close(rt.storeDone); rt.store.Run(rt.ctx) }()
+	box := cfg.Name
+	if box == "" {
+		box, _ = os.Hostname()
+	}
 	if cfg.AuditDir != "" {
 		rt.log, err = audit.Open(audit.Config{
 			Dir:        cfg.AuditDir,
@@ -85,15 +89,13 @@ func (rt *Runtime) start() error {
 			SyncAlways: cfg.FsyncAlways,
 			MaxAge:     cfg.AuditMaxAge,
 			MaxTotal:   cfg.AuditMaxSize,
+			Box:        box,
+			Level:      cfg.Level,
 			Logger:     rt.slog,
 		})
 		if err != nil {
 			return err
 		}
-	}
-	box := cfg.Name
-	if box == "" {
-		box, _ = os.Hostname()
 	}
 	rt.metrics = newBoxMetrics(rt.started)
 	rt.trail = &trail{box: box, level: cfg.Level, log: rt.log, store: rt.store, failOpen: cfg.AuditFailOpen, metrics: rt.metrics}
