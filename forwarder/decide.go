@@ -19,6 +19,8 @@ const (
 // Decision is what the forwarder does with one ClientHello.
 type Decision struct {
 	Verdict allowlist.Verdict
+	// Learned is set in learn mode when the list denied the stream and it was let through.
+	Learned bool
 	// Reason is the allow list's reason word ("listed", "not_listed", "port_not_allowed",
 	// "source_not_allowed").
 	Reason string
@@ -47,4 +49,25 @@ func Decide(list *allowlist.List, sni allowlist.Name, port uint16, src netip.Add
 		d.Via = ViaDirect
 	}
 	return d
+}
+
+// learned turns a denial into learn mode's pass: the stream goes where an allowed one would,
+// and is recorded as "would-deny" with the list's reason.
+func learned(d Decision, hasParent bool) Decision {
+	d.Verdict, d.Learned, d.Via = allowlist.Allow, true, ViaDirect
+	if hasParent {
+		d.Via = ViaParent
+	}
+	return d
+}
+
+// verdictWord is the verdict as events and audit records spell it.
+func (d Decision) verdictWord() string {
+	switch {
+	case d.Learned:
+		return "would-deny"
+	case d.Verdict == allowlist.Allow:
+		return "allow"
+	}
+	return "deny"
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,6 +81,12 @@ type Config struct {
 	DrainTimeout time.Duration
 	// MaxHelloSize caps the ClientHello handshake message. Zero: MaxHelloSize (16 KiB).
 	MaxHelloSize int
+	// Learn lets every connection with a valid SNI through, recording what enforce would
+	// deny as verdict "would-deny" (learn mode, for onboarding a plant). False: enforce.
+	Learn bool
+	// DrainRevoked lets live streams that a new allow list no longer allows run to their end
+	// (`on_revoke drain`). False: Reconfigure closes them (`on_revoke revoke`).
+	DrainRevoked bool
 	// MaxPending caps connections still waiting for their ClientHello, in all and from one
 	// source address. Zero: DefaultMaxPending and DefaultMaxPendingPerSrc.
 	MaxPending, MaxPendingPerSrc int
@@ -98,25 +105,27 @@ type Config struct {
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
-// Forwarder serves the proxy and route ports of one Config.
+// Forwarder serves the proxy and route ports of one Config. Reconfigure replaces the config
+// while it runs.
 type Forwarder struct {
-	cfg     Config
+	cfg     Config // as given to New: Listen, OnEvent, NewID, Dial, Logger, DrainTimeout never change
+	conf    atomic.Pointer[Config]
 	log     *slog.Logger
-	list    atomic.Pointer[allowlist.List]
 	pending *pendingLimiter
 
 	ctx    context.Context // good until Close
 	cancel context.CancelFunc
 
 	mu        sync.Mutex
-	listeners []net.Listener
+	started   bool
+	listeners map[uint16]net.Listener
 	conns     map[*stream]struct{}
 	closed    bool
 	wg        sync.WaitGroup // accept loops and streams
 }
 
-// New checks the config and returns a Forwarder that is not yet listening.
-func New(cfg Config) (*Forwarder, error) {
+// withDefaults checks cfg and fills in the defaults of its zero fields.
+func withDefaults(cfg Config) (Config, error) {
 	if cfg.HelloTimeout <= 0 {
 		cfg.HelloTimeout = DefaultHelloTimeout
 	}
@@ -139,15 +148,24 @@ func New(cfg Config) (*Forwarder, error) {
 		cfg.MaxPendingPerSrc = DefaultMaxPendingPerSrc
 	}
 	if !cfg.Listen.IsValid() {
-		return nil, errors.New("forwarder: no listen address")
+		return cfg, errors.New("forwarder: no listen address")
 	}
+	cfg.Ports = slices.Clone(cfg.Ports)
+	seen := map[uint16]bool{}
 	for i, p := range cfg.Ports {
 		if p.Listen == 0 {
-			return nil, fmt.Errorf("forwarder: proxy port %d is zero", i+1)
+			return cfg, fmt.Errorf("forwarder: proxy port %d is zero", i+1)
 		}
 		if p.Upstream == 0 {
 			cfg.Ports[i].Upstream = p.Listen
 		}
+		seen[p.Listen] = true
+	}
+	for _, r := range cfg.Routes {
+		if r.Port == 0 || seen[r.Port] {
+			return cfg, fmt.Errorf("forwarder: route port %d is zero or used twice", r.Port)
+		}
+		seen[r.Port] = true
 	}
 	if cfg.NewID == nil {
 		var n atomic.Uint64
@@ -157,76 +175,157 @@ func New(cfg Config) (*Forwarder, error) {
 		d := &net.Dialer{Timeout: cfg.DialTimeout}
 		cfg.Dial = d.DialContext
 	}
+	return cfg, nil
+}
+
+// New checks the config and returns a Forwarder that is not yet listening.
+func New(cfg Config) (*Forwarder, error) {
+	cfg, err := withDefaults(cfg)
+	if err != nil {
+		return nil, err
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	f := &Forwarder{
-		cfg:     cfg,
-		log:     log.With("pkg", "forwarder"),
-		conns:   map[*stream]struct{}{},
-		pending: newPendingLimiter(cfg.MaxPending, cfg.MaxPendingPerSrc),
+		cfg:       cfg,
+		log:       log.With("pkg", "forwarder"),
+		listeners: map[uint16]net.Listener{},
+		conns:     map[*stream]struct{}{},
+		pending:   newPendingLimiter(cfg.MaxPending, cfg.MaxPendingPerSrc),
 	}
-	f.list.Store(cfg.List)
+	f.conf.Store(&cfg)
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	return f, nil
 }
 
-// SetList replaces the allow list for new connections.
-func (f *Forwarder) SetList(l *allowlist.List) { f.list.Store(l) }
+// ports lists the ports a config listens on: proxy ports, then routes.
+func (c *Config) ports() []uint16 {
+	var out []uint16
+	for _, p := range c.Ports {
+		out = append(out, p.Listen)
+	}
+	for _, r := range c.Routes {
+		out = append(out, r.Port)
+	}
+	return out
+}
 
 // Start binds every proxy and route port, then serves them in the background. If any port
 // cannot be bound, none stay bound.
 func (f *Forwarder) Start() error {
-	type port struct {
-		n     uint16
-		serve func(net.Conn)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed || f.started {
+		return errors.New("forwarder: already started or closed")
 	}
-	var ports []port
-	for _, p := range f.cfg.Ports {
-		p := p
-		ports = append(ports, port{p.Listen, func(c net.Conn) { f.serveTLS(c, p) }})
+	lns, err := f.bind(f.conf.Load().ports())
+	if err != nil {
+		return err
 	}
-	for _, r := range f.cfg.Routes {
-		r := r
-		ports = append(ports, port{r.Port, func(c net.Conn) { f.serveRoute(c, r) }})
-	}
-	var lns []net.Listener
-	for _, p := range ports {
-		addr := netip.AddrPortFrom(f.cfg.Listen, p.n).String()
+	f.started = true
+	f.serve(lns)
+	return nil
+}
+
+// bind listens on ports; on any error it closes what it bound.
+func (f *Forwarder) bind(ports []uint16) (map[uint16]net.Listener, error) {
+	lns := map[uint16]net.Listener{}
+	for _, port := range ports {
+		addr := netip.AddrPortFrom(f.cfg.Listen, port).String()
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			for _, l := range lns {
 				l.Close()
 			}
-			return fmt.Errorf("forwarder: listen on %s: %w", addr, err)
+			return nil, fmt.Errorf("forwarder: listen on %s: %w", addr, err)
 		}
-		lns = append(lns, ln)
+		lns[port] = ln
+	}
+	return lns, nil
+}
+
+// serve starts an accept loop per new listener. f.mu is held.
+func (f *Forwarder) serve(lns map[uint16]net.Listener) {
+	for port, ln := range lns {
+		f.listeners[port] = ln
+		f.log.Info("listening", "addr", ln.Addr().String())
+		f.wg.Add(1)
+		go f.acceptLoop(ln, port)
+	}
+}
+
+// Reconfigure replaces the config while the forwarder runs. Ports the new config no longer
+// has stop accepting; new ports are bound first, so on an error nothing changes. Listeners
+// on unchanged ports keep their sockets, and live streams are left alone unless the new allow
+// list no longer allows them: those are closed with reason "revoked" (an EventClose) unless
+// cfg.DrainRevoked lets them finish. Listen must not change.
+func (f *Forwarder) Reconfigure(cfg Config) error {
+	cfg.OnEvent, cfg.NewID, cfg.Dial, cfg.Logger = f.cfg.OnEvent, f.cfg.NewID, f.cfg.Dial, f.cfg.Logger
+	cfg, err := withDefaults(cfg)
+	if err != nil {
+		return err
+	}
+	if cfg.Listen != f.cfg.Listen {
+		return fmt.Errorf("forwarder: listen address %s cannot change to %s while running", f.cfg.Listen, cfg.Listen)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
-		for _, l := range lns {
-			l.Close()
-		}
 		return errors.New("forwarder: closed")
 	}
-	f.listeners = lns
-	for i, ln := range lns {
-		f.log.Info("listening", "addr", ln.Addr().String())
-		f.wg.Add(1)
-		go f.acceptLoop(ln, ports[i].serve)
+	want := map[uint16]bool{}
+	var added []uint16
+	for _, port := range cfg.ports() {
+		want[port] = true
+		if _, ok := f.listeners[port]; !ok && f.started {
+			added = append(added, port)
+		}
+	}
+	lns, err := f.bind(added)
+	if err != nil {
+		return err
+	}
+	f.conf.Store(&cfg)
+	f.serve(lns)
+	for port, ln := range f.listeners {
+		if !want[port] {
+			ln.Close()
+			delete(f.listeners, port)
+			f.log.Info("stopped listening", "addr", ln.Addr().String())
+		}
+	}
+	if !cfg.DrainRevoked {
+		for s := range f.conns {
+			if s.pipe != nil && !f.stillAllowed(&cfg, s) {
+				s.pipe.closeBoth(ReasonRevoked)
+			}
+		}
 	}
 	return nil
 }
 
-// Addrs returns the bound listener addresses in Config order: proxy ports, then routes.
+// stillAllowed decides a live stream again under cfg.
+func (f *Forwarder) stillAllowed(cfg *Config, s *stream) bool {
+	if s.via == ViaTCP {
+		return slices.ContainsFunc(cfg.Routes, func(r Route) bool { return r.Port == s.port })
+	}
+	if !sourceAllowed(cfg.Sources, s.src) || !slices.ContainsFunc(cfg.Ports, func(p PortMap) bool { return p.Listen == s.port }) {
+		return false
+	}
+	return cfg.Learn || Decide(cfg.List, s.sni, s.port, s.src, cfg.Parent.IsValid()).Verdict == allowlist.Allow
+}
+
+// Addrs returns the bound listener addresses in config order: proxy ports, then routes.
 func (f *Forwarder) Addrs() []netip.AddrPort {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []netip.AddrPort
-	for _, ln := range f.listeners {
-		out = append(out, ln.Addr().(*net.TCPAddr).AddrPort())
+	for _, port := range f.conf.Load().ports() {
+		if ln, ok := f.listeners[port]; ok {
+			out = append(out, ln.Addr().(*net.TCPAddr).AddrPort())
+		}
 	}
 	return out
 }
@@ -265,7 +364,7 @@ func (f *Forwarder) Close() error {
 // acceptLoop accepts until the listener closes, backing off on temporary errors (such as
 // running out of file descriptors) from 5 ms doubling to 1 s, as net/http does, so that a
 // full FD table does not spin a core.
-func (f *Forwarder) acceptLoop(ln net.Listener, serve func(net.Conn)) {
+func (f *Forwarder) acceptLoop(ln net.Listener, port uint16) {
 	defer f.wg.Done()
 	var delay time.Duration
 	for {
@@ -294,7 +393,7 @@ func (f *Forwarder) acceptLoop(ln net.Listener, serve func(net.Conn)) {
 		f.mu.Unlock()
 		go func() {
 			defer f.wg.Done()
-			serve(c)
+			f.serveConn(c, port)
 		}()
 	}
 }

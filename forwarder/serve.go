@@ -22,10 +22,17 @@ var (
 // ReasonAuditUnavailable closes a stream whose open record could not be kept.
 const ReasonAuditUnavailable = "audit_unavailable"
 
-// stream is a live connection the forwarder tracks for shutdown.
+// ReasonRevoked closes a live stream that a new allow list no longer allows.
+const ReasonRevoked = "revoked"
+
+// stream is a live connection the forwarder tracks for shutdown and reconfiguration.
 type stream struct {
 	client net.Conn
-	pipe   *pipe // nil until spliced
+	port   uint16
+	src    netip.Addr
+	via    Via
+	sni    allowlist.Name // set once the hello is read
+	pipe   *pipe          // nil until spliced; set and read under Forwarder.mu
 }
 
 func (s *stream) abort(reason string) {
@@ -48,16 +55,34 @@ func (f *Forwarder) untrack(s *stream) {
 	f.mu.Unlock()
 }
 
+// serveConn hands a new connection to the role its port has in the current config.
+func (f *Forwarder) serveConn(c net.Conn, port uint16) {
+	cfg := f.conf.Load()
+	for _, pm := range cfg.Ports {
+		if pm.Listen == port {
+			f.serveTLS(c, cfg, pm)
+			return
+		}
+	}
+	for _, r := range cfg.Routes {
+		if r.Port == port {
+			f.serveRoute(c, cfg, r)
+			return
+		}
+	}
+	c.Close() // the port was removed by a reconfiguration while this connection was accepted
+}
+
 // serveTLS handles one connection to a proxy port: source check, ClientHello, decision,
 // destination, splice.
-func (f *Forwarder) serveTLS(c net.Conn, pm PortMap) {
+func (f *Forwarder) serveTLS(c net.Conn, cfg *Config, pm PortMap) {
 	start := time.Now()
 	ev := Event{ID: f.cfg.NewID(), Client: remoteAddrPort(c), Port: pm.Listen}
-	s := &stream{client: c}
+	s := &stream{client: c, port: pm.Listen, src: ev.Client.Addr()}
 	f.track(s)
 	defer f.untrack(s)
 
-	if !sourceAllowed(f.cfg.Sources, ev.Client.Addr()) {
+	if !sourceAllowed(cfg.Sources, ev.Client.Addr()) {
 		f.deny(c, ev, "source_not_allowed", nil)
 		return
 	}
@@ -66,8 +91,8 @@ func (f *Forwarder) serveTLS(c net.Conn, pm PortMap) {
 		f.deny(c, ev, ReasonTooManyPending, nil)
 		return
 	}
-	c.SetReadDeadline(start.Add(f.cfg.HelloTimeout))
-	raw, hello, err := ReadClientHello(c, f.cfg.MaxHelloSize)
+	c.SetReadDeadline(start.Add(cfg.HelloTimeout))
+	raw, hello, err := ReadClientHello(c, cfg.MaxHelloSize)
 	c.SetReadDeadline(time.Time{})
 	f.pending.release(ev.Client.Addr())
 	ev.SNI, ev.ALPN, ev.ECH, ev.HelloSize = hello.SNI, hello.ALPN, hello.ECH, hello.Size
@@ -87,48 +112,55 @@ func (f *Forwarder) serveTLS(c net.Conn, pm PortMap) {
 		return
 	}
 
-	d := Decide(f.list.Load(), hello.SNI, pm.Listen, ev.Client.Addr(), f.cfg.Parent.IsValid())
+	d := Decide(cfg.List, hello.SNI, pm.Listen, ev.Client.Addr(), cfg.Parent.IsValid())
+	if d.Verdict != allowlist.Allow && cfg.Learn {
+		d = learned(d, cfg.Parent.IsValid())
+	}
 	ev.Rule, ev.Via = d.Rule, d.Via
 	if d.Verdict != allowlist.Allow {
 		f.deny(c, ev, d.Reason, alertAccessDenied)
 		return
 	}
-	up, upAddr, reason, err := f.connect(&ev, d, hello.SNI, pm.Upstream)
+	f.mu.Lock()
+	s.sni, s.via = hello.SNI, d.Via
+	f.mu.Unlock()
+	up, upAddr, reason, err := f.connect(cfg, &ev, d, hello.SNI, pm.Upstream)
 	ev.Upstream = upAddr
 	if err != nil {
 		f.log.Debug("upstream failed", "id", ev.ID, "sni", string(hello.SNI), "err", err)
 		f.deny(c, ev, reason, alertInternalError)
 		return
 	}
-	f.splice(s, ev, up, start, raw)
+	f.splice(cfg, s, ev, d, up, start, raw)
 }
 
 // serveRoute handles one connection to a static TCP route: no hello, no decision.
-func (f *Forwarder) serveRoute(c net.Conn, r Route) {
+func (f *Forwarder) serveRoute(c net.Conn, cfg *Config, r Route) {
 	start := time.Now()
 	ev := Event{ID: f.cfg.NewID(), Client: remoteAddrPort(c), Port: r.Port, Via: ViaTCP}
-	s := &stream{client: c}
+	s := &stream{client: c, port: r.Port, src: ev.Client.Addr(), via: ViaTCP}
 	f.track(s)
 	defer f.untrack(s)
-	if !sourceAllowed(f.cfg.Sources, ev.Client.Addr()) {
+	if !sourceAllowed(cfg.Sources, ev.Client.Addr()) {
 		f.deny(c, ev, "source_not_allowed", nil)
 		return
 	}
-	up, upAddr, reason, err := f.connect(&ev, Decision{Verdict: allowlist.Allow, Via: ViaTCP, To: r.To}, "", r.To.Port)
+	d := Decision{Verdict: allowlist.Allow, Reason: "route", Via: ViaTCP, To: r.To}
+	up, upAddr, reason, err := f.connect(cfg, &ev, d, "", r.To.Port)
 	ev.Upstream = upAddr
 	if err != nil {
 		f.log.Debug("upstream failed", "id", ev.ID, "route", r.To.String(), "err", err)
 		f.deny(c, ev, reason, nil)
 		return
 	}
-	f.splice(s, ev, up, start, nil)
+	f.splice(cfg, s, ev, d, up, start, nil)
 }
 
 // connect resolves the destination and dials the addresses in order until one answers. It
 // notes the time each step took in ev.
-func (f *Forwarder) connect(ev *Event, d Decision, sni allowlist.Name, upstreamPort uint16) (net.Conn, netip.AddrPort, string, error) {
+func (f *Forwarder) connect(cfg *Config, ev *Event, d Decision, sni allowlist.Name, upstreamPort uint16) (net.Conn, netip.AddrPort, string, error) {
 	begin := time.Now()
-	addrs, reason, err := f.destinations(f.ctx, d, sni, upstreamPort)
+	addrs, reason, err := f.destinations(f.ctx, cfg, d, sni, upstreamPort)
 	ev.Resolve = time.Since(begin)
 	if err != nil {
 		return nil, netip.AddrPort{}, reason, err
@@ -137,7 +169,7 @@ func (f *Forwarder) connect(ev *Event, d Decision, sni allowlist.Name, upstreamP
 	defer func() { ev.Dial = time.Since(begin) }()
 	var errs []error
 	for _, a := range addrs {
-		ctx, cancel := context.WithTimeout(f.ctx, f.cfg.DialTimeout)
+		ctx, cancel := context.WithTimeout(f.ctx, cfg.DialTimeout)
 		up, err := f.cfg.Dial(ctx, "tcp", a.String())
 		cancel()
 		if err == nil {
@@ -150,12 +182,9 @@ func (f *Forwarder) connect(ev *Event, d Decision, sni allowlist.Name, upstreamP
 
 // splice records the open stream, replays the bytes read before the decision, and runs the
 // stream until it ends. Nothing reaches the upstream before the open record is kept.
-func (f *Forwarder) splice(s *stream, ev Event, up net.Conn, start time.Time, replay []byte) {
-	ev.Kind, ev.Verdict, ev.Reason = EventOpen, "allow", "listed"
-	if ev.Via == ViaTCP {
-		ev.Reason = "route"
-	}
-	p := &pipe{client: s.client, upstream: up, idle: f.cfg.IdleTimeout}
+func (f *Forwarder) splice(cfg *Config, s *stream, ev Event, d Decision, up net.Conn, start time.Time, replay []byte) {
+	ev.Kind, ev.Verdict, ev.Reason = EventOpen, d.verdictWord(), d.Reason
+	p := &pipe{client: s.client, upstream: up, idle: cfg.IdleTimeout}
 	f.mu.Lock()
 	s.pipe = p
 	closing := f.closed && f.ctx.Err() != nil

@@ -41,21 +41,21 @@ func classify(a netip.Addr, self []netip.Addr) string {
 // destinations lists the addresses to try for an allowed stream, in order, and the reason
 // to give if none can be used. Every address is final: the dial uses it as it is, so the
 // name is never resolved again between the check and the connection.
-func (f *Forwarder) destinations(ctx context.Context, d Decision, sni allowlist.Name, upstreamPort uint16) ([]netip.AddrPort, string, error) {
+func (f *Forwarder) destinations(ctx context.Context, cfg *Config, d Decision, sni allowlist.Name, upstreamPort uint16) ([]netip.AddrPort, string, error) {
 	switch d.Via {
 	case ViaParent:
-		return []netip.AddrPort{netip.AddrPortFrom(f.cfg.Parent, upstreamPort)}, ReasonParentFailed, nil
+		return []netip.AddrPort{netip.AddrPortFrom(cfg.Parent, upstreamPort)}, ReasonParentFailed, nil
 	case ViaTo, ViaTCP:
-		return f.targetAddrs(ctx, d.To)
+		return f.targetAddrs(ctx, cfg, d.To)
 	}
-	addrs, err := f.lookup(ctx, sni)
+	addrs, err := f.lookup(ctx, cfg, sni)
 	if err != nil {
 		return nil, ReasonResolveFailed, err
 	}
 	var out []netip.AddrPort
 	var refused []netip.Addr
 	for _, a := range addrs {
-		if classify(a, f.cfg.Self) != "" {
+		if classify(a, cfg.Self) != "" {
 			refused = append(refused, a)
 			continue
 		}
@@ -69,11 +69,11 @@ func (f *Forwarder) destinations(ctx context.Context, d Decision, sni allowlist.
 
 // targetAddrs resolves a configured destination. The operator wrote it, so inside addresses
 // are fine; only addresses nothing can be sent to are dropped.
-func (f *Forwarder) targetAddrs(ctx context.Context, t allowlist.Target) ([]netip.AddrPort, string, error) {
+func (f *Forwarder) targetAddrs(ctx context.Context, cfg *Config, t allowlist.Target) ([]netip.AddrPort, string, error) {
 	if t.Addr.IsValid() {
 		return []netip.AddrPort{netip.AddrPortFrom(t.Addr, t.Port)}, ReasonUpstreamFailed, nil
 	}
-	addrs, err := f.lookup(ctx, t.Name)
+	addrs, err := f.lookup(ctx, cfg, t.Name)
 	if err != nil {
 		return nil, ReasonResolveFailed, err
 	}
@@ -89,11 +89,11 @@ func (f *Forwarder) targetAddrs(ctx context.Context, t allowlist.Target) ([]neti
 	return out, ReasonUpstreamFailed, nil
 }
 
-func (f *Forwarder) lookup(ctx context.Context, n allowlist.Name) ([]netip.Addr, error) {
-	if f.cfg.Resolver == nil {
+func (f *Forwarder) lookup(ctx context.Context, cfg *Config, n allowlist.Name) ([]netip.Addr, error) {
+	if cfg.Resolver == nil {
 		return nil, fmt.Errorf("no upstream resolver configured to look up %s", n)
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.cfg.DialTimeout)
+	ctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
-	return f.cfg.Resolver.Lookup(ctx, n)
+	return cfg.Resolver.Lookup(ctx, n)
 }

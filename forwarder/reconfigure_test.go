@@ -1,0 +1,157 @@
+package forwarder_test
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/lnm-project/lnm/forwarder"
+)
+
+// openStream opens a TLS session through the forwarder and checks it works.
+func openStream(t *testing.T, s *setup, sni string, pki *testPKI) *tls.Conn {
+	t.Helper()
+	c, err := tls.Dial("tcp", s.addr(), &tls.Config{ServerName: sni, RootCAs: pki.pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	alive(t, c, sni)
+	s.events.next(t, forwarder.EventOpen)
+	return c
+}
+
+// alive checks one round trip on an open stream.
+func alive(t *testing.T, c *tls.Conn, sni string) {
+	t.Helper()
+	io.WriteString(c, "ping")
+	buf := make([]byte, 64)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != sni+":ping" {
+		t.Fatalf("stream to %s: %q, %v", sni, buf[:n], err)
+	}
+}
+
+func TestReconfigureRevokes(t *testing.T) {
+	pki := newPKI(t, "keep.example.test", "gone.example.test")
+	be := startTLSBackend(t, pki)
+	s := start(t, forwarder.Config{List: rules(t, "keep.example.test", "gone.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.port())
+	keep := openStream(t, s, "keep.example.test", pki)
+	gone := openStream(t, s, "gone.example.test", pki)
+
+	cfg := s.cfg
+	cfg.List = rules(t, "keep.example.test")
+	if err := s.fwd.Reconfigure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if ev := s.events.next(t, forwarder.EventClose); ev.SNI != "gone.example.test" || ev.Reason != forwarder.ReasonRevoked {
+		t.Fatalf("close event %+v, want gone.example.test revoked", ev)
+	}
+	gone.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := gone.Read(make([]byte, 1)); err == nil {
+		t.Error("the revoked stream still reads")
+	}
+	alive(t, keep, "keep.example.test") // untouched
+	if _, err := talk(t, s.addr(), "gone.example.test", pki, "x"); err == nil {
+		t.Error("a new connection to the removed name got through")
+	}
+}
+
+func TestReconfigureDrains(t *testing.T) {
+	pki := newPKI(t, "gone.example.test")
+	be := startTLSBackend(t, pki)
+	s := start(t, forwarder.Config{List: rules(t, "gone.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.port())
+	gone := openStream(t, s, "gone.example.test", pki)
+	cfg := s.cfg
+	cfg.List, cfg.DrainRevoked = rules(t, "other.example.test"), true
+	if err := s.fwd.Reconfigure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	alive(t, gone, "gone.example.test") // left to finish
+	if _, err := talk(t, s.addr(), "gone.example.test", pki, "x"); err == nil {
+		t.Error("a new connection to the removed name got through")
+	}
+}
+
+func TestReconfigurePorts(t *testing.T) {
+	pki := newPKI(t, "a.example.test")
+	be := startTLSBackend(t, pki)
+	s := start(t, forwarder.Config{List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.port())
+	live := openStream(t, s, "a.example.test", pki)
+	before := s.fwd.Addrs()
+
+	extra := freePort(t)
+	cfg := s.cfg
+	cfg.Ports = append(cfg.Ports, forwarder.PortMap{Listen: extra, Upstream: be.port()})
+	if err := s.fwd.Reconfigure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := talk(t, fmt.Sprintf("127.0.0.1:%d", extra), "a.example.test", pki, "new"); err != nil || got != "a.example.test:new" {
+		t.Fatalf("the added port: %q, %v", got, err)
+	}
+	if after := s.fwd.Addrs(); after[0] != before[0] {
+		t.Errorf("the unchanged port moved: %v then %v", before, after)
+	}
+	alive(t, live, "a.example.test")
+
+	// A port that cannot be bound fails the whole change; the running config stays.
+	busy, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer busy.Close()
+	bad := cfg
+	bad.Ports = append(bad.Ports, forwarder.PortMap{Listen: uint16(busy.Addr().(*net.TCPAddr).Port), Upstream: be.port()})
+	if err := s.fwd.Reconfigure(bad); err == nil {
+		t.Fatal("Reconfigure with a busy port succeeded")
+	}
+	if got, err := talk(t, fmt.Sprintf("127.0.0.1:%d", extra), "a.example.test", pki, "still"); err != nil || got != "a.example.test:still" {
+		t.Fatalf("after a failed change: %q, %v", got, err)
+	}
+
+	// Removing the first port closes its listener, and revokes the stream on it: the port is
+	// no longer served.
+	cfg.Ports = cfg.Ports[1:]
+	if err := s.fwd.Reconfigure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp", s.addr(), time.Second); err == nil {
+		c.Close()
+		t.Error("the removed port still accepts")
+	}
+	for {
+		ev := s.events.next(t, forwarder.EventClose)
+		if ev.Port == s.port {
+			if ev.Reason != forwarder.ReasonRevoked {
+				t.Errorf("stream on the removed port closed with %q, want revoked", ev.Reason)
+			}
+			break
+		}
+	}
+	if err := s.fwd.Reconfigure(forwarder.Config{Listen: netip.MustParseAddr("127.0.0.2")}); err == nil {
+		t.Error("the listen address changed while running")
+	}
+}
+
+func TestLearnMode(t *testing.T) {
+	pki := newPKI(t, "unlisted.example.test")
+	be := startTLSBackend(t, pki)
+	s := start(t, forwarder.Config{List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1"), Learn: true}, be.port())
+	if got, err := talk(t, s.addr(), "unlisted.example.test", pki, "hi"); err != nil || got != "unlisted.example.test:hi" {
+		t.Fatalf("learn mode blocked an unlisted name: %q, %v", got, err)
+	}
+	if ev := s.events.next(t, forwarder.EventOpen); ev.Verdict != "would-deny" || ev.Reason != "not_listed" || ev.Via != forwarder.ViaParent {
+		t.Errorf("open event %+v, want would-deny not_listed via parent", ev)
+	}
+	// Back to enforce: the same name is denied.
+	cfg := s.cfg
+	cfg.Learn = false
+	if err := s.fwd.Reconfigure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := talk(t, s.addr(), "unlisted.example.test", pki, "hi"); err == nil {
+		t.Error("enforce mode let an unlisted name through")
+	}
+}
