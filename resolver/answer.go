@@ -25,6 +25,8 @@ type policy struct {
 	ttl      uint32
 	sources  []netip.Prefix
 	zones    []Zone // sorted by sortZones
+	list     *allowlist.List
+	learn    bool
 }
 
 // query is what the transport knows about a request.
@@ -131,6 +133,9 @@ func (p *policy) answer(req *dns.Msg, q query) (*dns.Msg, outcome) {
 	switch {
 	case d.Verdict == allowlist.Allow:
 		out.verdict = VerdictAllow
+		return p.allowed(m, req, q), out
+	case p.learn:
+		out.verdict = VerdictWouldDeny
 		return p.allowed(m, req, q), out
 	case q.list.HasNamesBelow(out.name):
 		out.reason = ReasonEmptyNonTerminal

@@ -11,11 +11,12 @@ import (
 type Verdict uint8
 
 const (
-	VerdictAllow   Verdict = iota // answered from the allow list with the box's address (or NODATA for the type)
-	VerdictDeny                   // NXDOMAIN, or NODATA for a name that only has allowed names below it
-	VerdictRefused                // REFUSED: outside Sources, a zone transfer, a class other than IN, NOTIFY, TSIG
-	VerdictZone                   // relayed from a stub zone's servers (SERVFAIL when none answered)
-	VerdictError                  // FORMERR, NOTIMP, BADVERS, or SERVFAIL after a panic
+	VerdictAllow     Verdict = iota // answered from the allow list with the box's address (or NODATA for the type)
+	VerdictDeny                     // NXDOMAIN, or NODATA for a name that only has allowed names below it
+	VerdictRefused                  // REFUSED: outside Sources, a zone transfer, a class other than IN, NOTIFY, TSIG
+	VerdictZone                     // relayed from a stub zone's servers (SERVFAIL when none answered)
+	VerdictError                    // FORMERR, NOTIMP, BADVERS, or SERVFAIL after a panic
+	VerdictWouldDeny                // learn mode: answered as allowed, though the list denies the name
 )
 
 func (v Verdict) String() string {
@@ -30,6 +31,8 @@ func (v Verdict) String() string {
 		return "zone"
 	case VerdictError:
 		return "error"
+	case VerdictWouldDeny:
+		return "would-deny"
 	}
 	return "unknown"
 }

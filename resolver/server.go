@@ -81,6 +81,9 @@ type Config struct {
 	// client gets SERVFAIL instead of the answer: what cannot be audited is not answered, and
 	// a device with a second box tries that one. Nil: nothing is called.
 	OnQuery func(QueryEvent) error
+	// Learn answers every host name as if it were allowed, recording what enforce would deny
+	// as VerdictWouldDeny (learn mode, for onboarding a plant). False: enforce.
+	Learn bool
 	// NotifyStarted is called by Start once UDP and TCP both listen. Nil: nothing is called.
 	NotifyStarted func()
 }
@@ -97,10 +100,9 @@ const (
 
 // Server is the authoritative DNS server. Build one with New, then Start it.
 type Server struct {
-	cfg  Config
-	pol  policy
-	list atomic.Pointer[allowlist.List]
-	log  *slog.Logger
+	cfg Config
+	pol atomic.Pointer[policy] // replaced whole by SetList and Reconfigure
+	log *slog.Logger
 
 	ctx    context.Context // good until Close: bounds stub-zone forwarding
 	cancel context.CancelFunc
@@ -126,6 +128,28 @@ func New(cfg Config) (*Server, error) {
 	if !cfg.Addr.IsValid() {
 		return nil, errors.New("resolver: no listen address")
 	}
+	if cfg.MaxTCPConns == 0 {
+		cfg.MaxTCPConns = defaultMaxTCPConns
+	}
+	pol, err := newPolicy(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:         cfg,
+		log:         cfg.Logger.With("pkg", "resolver"),
+		zoneTimeout: zoneTryTimeout,
+	}
+	s.pol.Store(pol)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// newPolicy builds what answers depend on from cfg, filling in its TTL default.
+func newPolicy(cfg *Config) (*policy, error) {
 	listen := cfg.Addr.Addr().Unmap()
 	wildcard := listen.IsUnspecified()
 	if cfg.TTL == 0 {
@@ -134,9 +158,6 @@ func New(cfg Config) (*Server, error) {
 	ttl := cfg.TTL / time.Second
 	if cfg.TTL < time.Second || ttl > 1<<31-1 {
 		return nil, fmt.Errorf("resolver: TTL %s is not between 1s and 2^31-1 seconds", cfg.TTL)
-	}
-	if cfg.MaxTCPConns == 0 {
-		cfg.MaxTCPConns = defaultMaxTCPConns
 	}
 	a4, a6 := cfg.Answer4.Unmap(), cfg.Answer6
 	if !a4.IsValid() && !wildcard && listen.Is4() {
@@ -157,29 +178,39 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("resolver: stub zone %q needs a name and at least one server", z.Name)
 		}
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	s := &Server{
-		cfg: cfg,
-		pol: policy{
-			answer4:  a4,
-			answer6:  a6,
-			wildcard: wildcard,
-			ttl:      uint32(ttl),
-			sources:  slices.Clone(cfg.Sources),
-			zones:    zones,
-		},
-		log:         cfg.Logger.With("pkg", "resolver"),
-		zoneTimeout: zoneTryTimeout,
-	}
-	s.list.Store(cfg.List)
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	return s, nil
+	return &policy{
+		answer4:  a4,
+		answer6:  a6,
+		wildcard: wildcard,
+		ttl:      uint32(ttl),
+		sources:  slices.Clone(cfg.Sources),
+		zones:    zones,
+		list:     cfg.List,
+		learn:    cfg.Learn,
+	}, nil
 }
 
 // SetList replaces the allow list; queries already being answered finish with the old one.
-func (s *Server) SetList(l *allowlist.List) { s.list.Store(l) }
+func (s *Server) SetList(l *allowlist.List) {
+	p := *s.pol.Load()
+	p.list = l
+	s.pol.Store(&p)
+}
+
+// Reconfigure replaces everything that answers depend on (list, TTL, addresses, sources,
+// zones, learn mode) while the server runs; queries being answered finish with the old
+// settings. The listen address and the hooks cannot change.
+func (s *Server) Reconfigure(cfg Config) error {
+	if cfg.Addr != s.cfg.Addr {
+		return fmt.Errorf("resolver: listen address %s cannot change to %s while running", s.cfg.Addr, cfg.Addr)
+	}
+	pol, err := newPolicy(&cfg)
+	if err != nil {
+		return err
+	}
+	s.pol.Store(pol)
+	return nil
+}
 
 // Addr returns the address the server listens on, with the port it got when Config.Addr's
 // port was 0. Before Start it is Config.Addr.
@@ -343,11 +374,12 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	if s.testHook != nil {
 		s.testHook(req)
 	}
-	q := query{list: s.list.Load(), client: client.Addr(), local: localAddr(w), udp: !tcp}
+	pol := s.pol.Load()
+	q := query{list: pol.list, client: client.Addr(), local: localAddr(w), udp: !tcp}
 
-	reply, out := s.pol.answer(req, q)
+	reply, out := pol.answer(req, q)
 	if out.zone != nil {
-		reply = s.pol.relayed(req, s.forward(req, out.zone), q)
+		reply = pol.relayed(req, s.forward(req, out.zone), q)
 		if reply.Rcode == dns.RcodeServerFailure {
 			out.reason = ReasonZoneFailed
 		}

@@ -522,3 +522,42 @@ func TestServerFailsClosed(t *testing.T) {
 		t.Errorf("after recovery: rcode %s, %d answers", dns.RcodeToString[resp.Rcode], len(resp.Answer))
 	}
 }
+
+// TestServerReconfigure: a running server takes a new list, TTL, sources and learn mode
+// without rebinding; the listen address cannot change.
+func TestServerReconfigure(t *testing.T) {
+	var mu sync.Mutex
+	var verdicts []Verdict
+	s := startServer(t, Config{OnQuery: func(e QueryEvent) error {
+		mu.Lock()
+		verdicts = append(verdicts, e.Verdict)
+		mu.Unlock()
+		return nil
+	}})
+	addr := s.Addr()
+	cfg := s.cfg
+	cfg.List, cfg.TTL, cfg.Learn = mustList(t, "other.example.com"), 5*time.Second, true
+	if err := s.Reconfigure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	resp := ask(t, "udp", addr, newReq("unlisted.example.net.", dns.TypeA))
+	if resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 1 || resp.Answer[0].Header().Ttl != 5 {
+		t.Fatalf("learn mode: %v, want the box's address with TTL 5", resp)
+	}
+	cfg.Learn = false
+	if err := s.Reconfigure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if resp := ask(t, "tcp", addr, newReq("unlisted.example.net.", dns.TypeA)); resp.Rcode != dns.RcodeNameError {
+		t.Errorf("enforce after learn: rcode %s, want NXDOMAIN", dns.RcodeToString[resp.Rcode])
+	}
+	mu.Lock()
+	if len(verdicts) != 2 || verdicts[0] != VerdictWouldDeny || verdicts[1] != VerdictDeny {
+		t.Errorf("verdicts %v, want would-deny then deny", verdicts)
+	}
+	mu.Unlock()
+	cfg.Addr = netip.MustParseAddrPort("127.0.0.1:1")
+	if err := s.Reconfigure(cfg); err == nil {
+		t.Error("the listen address changed while running")
+	}
+}
