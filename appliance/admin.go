@@ -15,6 +15,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/lnm-project/lnm/audit"
 )
 
@@ -55,12 +57,81 @@ func newAdminServer(rt *Runtime, ln net.Listener, path string) *adminServer {
 	mux.HandleFunc("GET "+PathAudit, a.audit)
 	mux.HandleFunc("GET "+PathAuditFollow, a.follow)
 	mux.HandleFunc("GET "+PathStatus, a.status)
+	mux.HandleFunc("POST "+PathReload, a.reload)
+	mux.HandleFunc("POST "+PathMode, a.mode)
 	a.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(rt.slog.Handler(), slog.LevelWarn),
+		ConnContext:       withPeerUID,
 	}
 	return a
+}
+
+// peerUIDKey carries the unix uid of the process on the other end of an admin connection.
+type peerUIDKey struct{}
+
+// withPeerUID reads the peer's credentials (SO_PEERCRED) once per connection, so that
+// changes are recorded with who asked for them.
+func withPeerUID(ctx context.Context, c net.Conn) context.Context {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return ctx
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return ctx
+	}
+	var cred *unix.Ucred
+	raw.Control(func(fd uintptr) {
+		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if err != nil || cred == nil {
+		return ctx
+	}
+	uid := int(cred.Uid)
+	return context.WithValue(ctx, peerUIDKey{}, &uid)
+}
+
+// PeerUID returns the uid of the admin API's caller, or nil when it is not known.
+func PeerUID(ctx context.Context) *int {
+	uid, _ := ctx.Value(peerUIDKey{}).(*int)
+	return uid
+}
+
+// reload answers POST /v1/reload: the box reads its config file again and applies it, or
+// keeps the running one and answers 422 with the file's errors.
+func (a *adminServer) reload(w http.ResponseWriter, r *http.Request) {
+	path := a.rt.config().File
+	next, err := Load(path)
+	if err == nil {
+		err = a.rt.Reload(next, PeerUID(r.Context()))
+	}
+	if err != nil {
+		apiError(w, http.StatusUnprocessableEntity, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"config": path, "rules": a.rt.currentList().Len(), "hash": listHash(a.rt.currentList())})
+}
+
+// mode answers POST /v1/mode?mode=learn|enforce.
+func (a *adminServer) mode(w http.ResponseWriter, r *http.Request) {
+	var learn bool
+	switch m := r.URL.Query().Get("mode"); m {
+	case "learn":
+		learn = true
+	case "enforce":
+	default:
+		apiError(w, http.StatusBadRequest, fmt.Errorf("mode %q: want learn or enforce", m))
+		return
+	}
+	if err := a.rt.SetLearn(learn, PeerUID(r.Context())); err != nil {
+		apiError(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]bool{"learn": learn})
 }
 
 func (a *adminServer) serve() {
@@ -123,8 +194,9 @@ func (rt *Runtime) records(q Query) ([]audit.Record, error) {
 		}
 		return out, nil
 	}
+	cfg := rt.config()
 	recent := rt.store.Query(q.Filter)
-	if rt.cfg.AuditDir == "" || (q.Limit > 0 && len(recent) >= q.Limit) {
+	if cfg.AuditDir == "" || (q.Limit > 0 && len(recent) >= q.Limit) {
 		return recent, nil
 	}
 	// The store holds everything from its oldest record on; older records live only in the
@@ -143,9 +215,9 @@ func (rt *Runtime) records(q Query) ([]audit.Record, error) {
 	var fromFiles []audit.Record
 	var err error
 	if q.Limit > 0 {
-		fromFiles, err = audit.ReadNewest(rt.cfg.AuditDir, older, q.Limit-len(recent))
+		fromFiles, err = audit.ReadNewest(cfg.AuditDir, older, q.Limit-len(recent))
 	} else {
-		err = audit.Read(rt.cfg.AuditDir, older, func(r *audit.Record) bool {
+		err = audit.Read(cfg.AuditDir, older, func(r *audit.Record) bool {
 			fromFiles = append(fromFiles, *r)
 			return true
 		})
@@ -215,12 +287,15 @@ func (a *adminServer) status(w http.ResponseWriter, r *http.Request) {
 
 // Status reports the box's state for `lnm status`.
 func (rt *Runtime) Status(ctx context.Context) Status {
-	cfg := rt.cfg
+	cfg := rt.config()
 	now := time.Now()
 	st := Status{
 		Box: rt.trail.box, Level: cfg.Level, Version: rt.version, Config: cfg.File,
 		Started: rt.started, UptimeS: int64(now.Sub(rt.started).Seconds()), Mode: "enforce",
-		Rules: rt.list.Len(), Active: rt.metrics.active.Load(), Listeners: rt.listeners(),
+		Rules: rt.currentList().Len(), Active: rt.metrics.active.Load(), Listeners: rt.listeners(),
+	}
+	if rt.Learn() {
+		st.Mode = "learn"
 	}
 	if cfg.Parent.IsValid() && len(cfg.Proxies) > 0 {
 		st.Parent = probeParent(ctx, netip.AddrPortFrom(cfg.Parent, cfg.Proxies[0].Upstream))

@@ -21,12 +21,17 @@ import (
 //	GET /v1/audit/follow?FILTER   the same, live: one line per new record until the client
 //	                              disconnects
 //	GET /v1/status                Status as one JSON object
+//	POST /v1/reload               read the config file again and apply it (422 with the
+//	                              file's errors, the running config kept)
+//	POST /v1/mode?mode=learn|enforce   switch mode at run time
 //
 // FILTER is the query form of FilterValues. Errors are 4xx/5xx with an APIError body.
 const (
 	PathAudit       = "/v1/audit"
 	PathAuditFollow = "/v1/audit/follow"
 	PathStatus      = "/v1/status"
+	PathReload      = "/v1/reload"
+	PathMode        = "/v1/mode"
 )
 
 // APIError is the body of every error response.

@@ -126,6 +126,15 @@ type Config struct {
 	StoreMax   int
 	StoreAge   time.Duration
 
+	// Learn is learn mode (`mode learn`): nothing is blocked, and every decision that would
+	// have denied is recorded as "would-deny". False (`mode enforce`, the default): the list
+	// is enforced.
+	Learn bool
+	// DrainRevoked lets live connections that a reload no longer allows finish
+	// (`on_revoke drain`). False (`on_revoke revoke`, the default): they are closed and
+	// recorded with reason "revoked".
+	DrainRevoked bool
+
 	// Rules is the allow list, in the order written (`allow { ... }`, one rule per line; the
 	// directive may appear more than once). Each rule's Origin is "FILE:LINE". Empty: every
 	// name is denied. Match order is List().Ordered().

@@ -26,7 +26,7 @@ var singleValued = []string{
 	"level", "name", "listen", "dns", "proxy", "parent", "upstream", "sources", "ttl",
 	"hello_timeout", "dial_timeout", "idle_timeout", "admin", "metrics", "audit",
 	"fsync", "audit_max_age", "audit_max_size", "on_audit_failure", "link_window",
-	"store_max", "store_age",
+	"store_max", "store_age", "mode", "on_revoke",
 }
 
 // parser is a caddyfile Dispenser whose errors are *ConfigError.
@@ -178,6 +178,10 @@ func (p *parser) directive() error {
 		c.StoreMax, err = p.count(name, args)
 	case "store_age":
 		c.StoreAge, err = p.timeout(name, args)
+	case "mode":
+		c.Learn, err = p.choice(name, args, "enforce", "learn")
+	case "on_revoke":
+		c.DrainRevoked, err = p.choice(name, args, "revoke", "drain")
 	}
 	return err
 }
@@ -211,6 +215,21 @@ func (p *parser) fsync(args []string) error {
 		return p.Errf("fsync %q: want a duration such as 100ms, or always", s)
 	}
 	return nil
+}
+
+// choice reads one of two words and reports whether it was the second.
+func (p *parser) choice(directive string, args []string, first, second string) (bool, error) {
+	s, err := p.oneArg(directive, first+" or "+second, args)
+	if err != nil {
+		return false, err
+	}
+	switch s {
+	case first:
+		return false, nil
+	case second:
+		return true, nil
+	}
+	return false, p.Errf("%s %q: want %s or %s", directive, s, first, second)
 }
 
 func (p *parser) onAuditFailure(args []string) error {

@@ -56,6 +56,16 @@ func (c *Config) Summary() string {
 	} else {
 		set("on_audit_failure", "closed (refuse what cannot be audited)")
 	}
+	if c.Learn {
+		set("mode", "learn (nothing is blocked; denials are recorded as would-deny)")
+	} else {
+		set("mode", "enforce")
+	}
+	if c.DrainRevoked {
+		set("on_revoke", "drain (connections a reload no longer allows may finish)")
+	} else {
+		set("on_revoke", "revoke (connections a reload no longer allows are closed)")
+	}
 	set("link_window", duration(c.LinkWindow))
 	set("store_max", strconv.Itoa(c.StoreMax))
 	set("store_age", duration(c.StoreAge))

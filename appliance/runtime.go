@@ -46,6 +46,14 @@ type Runtime struct {
 	admin    *adminServer
 	metricsS *http.Server
 
+	connIDs atomic.Uint64
+
+	// reloadMu serializes reloads and mode changes; mu guards cfg, list and learn, which
+	// status and the admin API read while a reload may replace them.
+	reloadMu sync.Mutex
+	mu       sync.Mutex
+	learn    bool // the running mode; lnm mode changes it without touching the file
+
 	ctx       context.Context // good until Close
 	cancel    context.CancelFunc
 	storeDone chan struct{}
@@ -59,7 +67,7 @@ func Start(cfg *Config, log *slog.Logger) (*Runtime, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	rt := &Runtime{cfg: cfg, slog: log, version: Version, started: time.Now(), storeDone: make(chan struct{})}
+	rt := &Runtime{cfg: cfg, slog: log, version: Version, started: time.Now(), storeDone: make(chan struct{}), learn: cfg.Learn}
 	rt.ctx, rt.cancel = context.WithCancel(context.Background())
 	if err := rt.start(); err != nil {
 		rt.Close()
@@ -71,9 +79,6 @@ func Start(cfg *Config, log *slog.Logger) (*Runtime, error) {
 func (rt *Runtime) start() error {
 	cfg := rt.cfg
 	var err error
-	if rt.list, err = cfg.List(); err != nil {
-		return err
-	}
 	if rt.store, err = store.New(store.Config{MaxRecords: cfg.StoreMax, MaxAge: cfg.StoreAge, LinkWindow: cfg.LinkWindow}); err != nil {
 		return err
 	}
@@ -138,6 +143,9 @@ func (rt *Runtime) start() error {
 	return rt.trail.configChange("start "+rt.version+" "+cfg.File, listHash(rt.list), nil)
 }
 
+// newConnID numbers connections across every forwarder and reload of this process.
+func (rt *Runtime) newConnID() uint64 { return rt.connIDs.Add(1) }
+
 func (rt *Runtime) registerGauges() {
 	m := rt.metrics
 	m.gaugeFunc("lnm_store_records", "Audit records held in memory.", func() float64 { return float64(rt.store.Stats().Records()) })
@@ -160,9 +168,22 @@ func (rt *Runtime) registerGauges() {
 	})
 }
 
-// build makes the data-path components without binding anything.
-func (rt *Runtime) build() error {
-	cfg := rt.cfg
+// plan is what one configuration asks of the data path: the list, the upstream client and
+// the settings of each DNS server and forwarder, one per listen address.
+type plan struct {
+	list *allowlist.List
+	dns  []resolver.Config
+	fwds []forwarder.Config
+}
+
+// plan derives the data path's settings from cfg without binding anything. Hooks and
+// connection ids come from the runtime, so they survive reloads.
+func (rt *Runtime) plan(cfg *Config, learn bool) (*plan, error) {
+	list, err := cfg.List()
+	if err != nil {
+		return nil, err
+	}
+	pl := &plan{list: list}
 	var answer4, answer6 netip.Addr
 	for _, a := range cfg.Listen {
 		switch {
@@ -177,21 +198,16 @@ func (rt *Runtime) build() error {
 	for i, z := range cfg.Zones {
 		zones[i] = resolver.Zone{Name: z.Name, Servers: z.Forward}
 	}
-
-	var upstream *resolver.Upstream
+	var upstream forwarder.Resolver
 	if needsUpstream(cfg) {
 		servers := cfg.Upstream
 		if len(servers) == 0 {
-			var err error
-			servers, err = resolver.ServersFromResolvConf(resolvConf)
-			if err != nil {
-				return fmt.Errorf("appliance: no upstream in %s and %w", cfg.File, err)
+			if servers, err = resolver.ServersFromResolvConf(resolvConf); err != nil {
+				return nil, fmt.Errorf("appliance: no upstream in %s and %w", cfg.File, err)
 			}
 		}
 		upstream = resolver.NewUpstream(resolver.UpstreamConfig{Servers: servers, Zones: zones, Logger: rt.slog})
 	}
-
-	self := selfAddrs(cfg.Listen)
 	routes := make([]forwarder.Route, len(cfg.Routes))
 	for i, r := range cfg.Routes {
 		routes[i] = forwarder.Route{Port: r.Port, To: r.To}
@@ -200,47 +216,63 @@ func (rt *Runtime) build() error {
 	for i, p := range cfg.Proxies {
 		ports[i] = forwarder.PortMap{Listen: p.Listen, Upstream: p.Upstream}
 	}
-	var ids atomic.Uint64
+	self := selfAddrs(cfg.Listen)
 	for _, addr := range cfg.Listen {
 		if cfg.DNSPort != 0 {
-			s, err := resolver.New(resolver.Config{
+			pl.dns = append(pl.dns, resolver.Config{
 				Addr:    netip.AddrPortFrom(addr, cfg.DNSPort),
 				Answer4: answer4,
 				Answer6: answer6,
 				TTL:     cfg.TTL,
-				List:    rt.list,
+				List:    list,
 				Sources: cfg.Sources,
 				Zones:   zones,
+				Learn:   learn,
 				Logger:  rt.slog,
 				OnQuery: rt.trail.onQuery,
 			})
-			if err != nil {
-				return err
-			}
-			rt.dns = append(rt.dns, s)
 		}
 		if len(ports) == 0 && len(routes) == 0 {
 			continue
 		}
-		fc := forwarder.Config{
+		pl.fwds = append(pl.fwds, forwarder.Config{
 			Listen:       addr,
 			Ports:        ports,
 			Routes:       routes,
 			Sources:      cfg.Sources,
-			List:         rt.list,
+			List:         list,
 			Parent:       cfg.Parent,
+			Resolver:     upstream,
 			Self:         self,
 			HelloTimeout: cfg.HelloTimeout,
 			DialTimeout:  cfg.DialTimeout,
 			IdleTimeout:  cfg.IdleTimeout,
+			Learn:        learn,
+			DrainRevoked: cfg.DrainRevoked,
 			Logger:       rt.slog,
 			OnEvent:      rt.trail.onConn,
-			NewID:        func() uint64 { return ids.Add(1) },
+			NewID:        rt.newConnID,
+		})
+	}
+	return pl, nil
+}
+
+// build makes the data-path components of the first configuration without binding anything.
+func (rt *Runtime) build() error {
+	pl, err := rt.plan(rt.cfg, rt.cfg.Learn)
+	if err != nil {
+		return err
+	}
+	rt.list = pl.list
+	for _, c := range pl.dns {
+		s, err := resolver.New(c)
+		if err != nil {
+			return err
 		}
-		if upstream != nil {
-			fc.Resolver = upstream
-		}
-		f, err := forwarder.New(fc)
+		rt.dns = append(rt.dns, s)
+	}
+	for _, c := range pl.fwds {
+		f, err := forwarder.New(c)
 		if err != nil {
 			return err
 		}
@@ -305,17 +337,18 @@ func (rt *Runtime) listeners() []Listener {
 		addrs := f.Addrs()
 		for i, a := range addrs {
 			proto := "proxy"
-			if i >= len(rt.cfg.Proxies) {
+			if i >= len(rt.config().Proxies) {
 				proto = "tcp-route"
 			}
 			out = append(out, Listener{Proto: proto, Addr: a.String()})
 		}
 	}
-	if rt.cfg.Admin != "" {
-		out = append(out, Listener{Proto: "admin", Addr: rt.cfg.Admin})
+	cfg := rt.config()
+	if cfg.Admin != "" {
+		out = append(out, Listener{Proto: "admin", Addr: cfg.Admin})
 	}
-	if rt.cfg.Metrics != "" {
-		out = append(out, Listener{Proto: "metrics", Addr: rt.cfg.Metrics})
+	if cfg.Metrics != "" {
+		out = append(out, Listener{Proto: "metrics", Addr: cfg.Metrics})
 	}
 	return out
 }
@@ -363,7 +396,7 @@ func (rt *Runtime) Close() error {
 			errs = append(errs, s.Close())
 		}
 		if rt.trail != nil {
-			errs = append(errs, rt.trail.configChange("stop", listHash(rt.list), nil))
+			errs = append(errs, rt.trail.configChange("stop", listHash(rt.currentList()), nil))
 		}
 		if rt.admin != nil {
 			rt.admin.close()

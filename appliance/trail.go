@@ -185,6 +185,8 @@ func dnsVerdict(v resolver.Verdict) string {
 		return audit.VerdictAllow
 	case resolver.VerdictRefused:
 		return audit.VerdictRefused
+	case resolver.VerdictWouldDeny:
+		return audit.VerdictWouldDeny
 	}
 	return audit.VerdictDeny
 }

@@ -60,11 +60,19 @@ func (e *unreachableError) Unwrap() error { return e.err }
 // get sends GET path?v and returns the response of a 200; any other status becomes an error
 // carrying the API's message.
 func (c *adminClient) get(ctx context.Context, path string, v url.Values) (*http.Response, error) {
+	return c.do(ctx, http.MethodGet, path, v, nil)
+}
+
+// do sends one request with an optional JSON body and returns the response of a 200.
+func (c *adminClient) do(ctx context.Context, method, path string, v url.Values, body io.Reader) (*http.Response, error) {
 	u := url.URL{Scheme: "http", Host: "lnm", Path: path}
 	if len(v) > 0 {
 		u.RawQuery = v.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -83,10 +91,10 @@ func (c *adminClient) get(ctx context.Context, path string, v url.Values) (*http
 		return resp, nil
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	errBody, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	var apiErr appliance.APIError
-	msg := strings.TrimSpace(string(body))
-	if json.Unmarshal(body, &apiErr) == nil && apiErr.Error != "" {
+	msg := strings.TrimSpace(string(errBody))
+	if json.Unmarshal(errBody, &apiErr) == nil && apiErr.Error != "" {
 		msg = apiErr.Error
 	}
 	if msg == "" {

@@ -102,6 +102,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			},
 			auditCommand(configFlag, stdout, stderr),
 			statusCommand(configFlag, stdout),
+			reloadCommand(configFlag, stdout),
+			modeCommand(configFlag, stdout),
 			{
 				Name:  "version",
 				Usage: "print the version",
@@ -122,20 +124,26 @@ func runAppliance(path string, log *slog.Logger) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for range hup {
-			log.Warn("SIGHUP received: live reload is not implemented yet; restart lnm to apply a new config")
-		}
-	}()
-
 	appliance.Version = buildVersion()
 	rt, err := appliance.Start(cfg, log)
 	if err != nil {
 		return &exitError{1, err}
 	}
+	// SIGHUP reloads; a bad file is logged with FILE:LINE and the running config stays.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			next, err := appliance.Load(path)
+			if err == nil {
+				err = rt.Reload(next, nil)
+			}
+			if err != nil {
+				log.Error("SIGHUP: reload refused; the running configuration keeps serving", "err", err)
+			}
+		}
+	}()
 	log.Info("lnm running", "version", buildVersion(), "config", path, "level", cfg.Level)
 	<-ctx.Done()
 	log.Info("stopping")
