@@ -647,6 +647,12 @@ func runInet(dir string) error {
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
 			seen.printf("https sni=%s host=%s path=%s remote=%s local=%s", r.TLS.ServerName, r.Host, r.URL.Path, r.RemoteAddr, local)
+			// /bytes/N streams N zero bytes: long downloads for the reload tests.
+			if n, err := strconv.ParseInt(strings.TrimPrefix(r.URL.Path, "/bytes/"), 10, 64); err == nil && strings.HasPrefix(r.URL.Path, "/bytes/") {
+				w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+				io.CopyN(w, zeros{}, n)
+				return
+			}
 			fmt.Fprintf(w, "lnm lab inet: sni=%s host=%s local=%s remote=%s\n", r.TLS.ServerName, r.Host, local, r.RemoteAddr)
 		}),
 		ErrorLog: nil,
@@ -824,6 +830,14 @@ func (l *lab) curl(host, url string, extra ...string) (string, string, error) {
 	args := append([]string{"-sS", "--noproxy", "*", "--max-time", "10", "--cacert", l.caFile}, extra...)
 	args = append(args, url)
 	return l.run(host, "curl", args...)
+}
+
+// zeros reads as an endless run of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
 
 // ---- the lab without lnm ----
