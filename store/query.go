@@ -38,8 +38,22 @@ func queryTxn(tx *memdb.Txn, sch *memdb.DBSchema, f *audit.Filter) ([]*audit.Rec
 		if f.Kind != "" && tableOf(f.Kind) != tn {
 			continue
 		}
+		p := plan(sch.Tables[table], f)
+		if f.Limit > 0 && p.wide {
+			// An unordered plan must read every candidate before it knows the newest.
+			// A range may hold many; when matches are dense among recent records
+			// (--since 1m, a wide pattern), reading the table backwards finds them sooner:
+			// try that within a budget.
+			n := len(found)
+			var done bool
+			found, done = probeNewest(tx, table, f, found)
+			if done {
+				continue
+			}
+			found = found[:n]
+		}
 		var err error
-		if found, err = plan(sch.Tables[table], f).collect(tx, table, f, found); err != nil {
+		if found, err = p.collect(tx, table, f, found); err != nil {
 			return nil, err
 		}
 	}
@@ -72,6 +86,7 @@ type scan struct {
 type readPlan struct {
 	scans   []scan
 	ordered bool
+	wide    bool // a range of values (addresses, names, times) rather than one value
 }
 
 // plan picks the index to read in table t for filter f, from the most selective kind of
@@ -112,7 +127,7 @@ func plan(t *memdb.TableSchema, f *audit.Filter) readPlan {
 		return p
 	case f.Client.IsValid() && has(indexClient):
 		first, last := prefixRange(f.Client)
-		return readPlan{scans: []scan{{
+		return readPlan{wide: true, scans: []scan{{
 			index: indexClient,
 			arg:   clientQuery{Addr: first},
 			stop: func(r *audit.Record) bool {
@@ -122,19 +137,45 @@ func plan(t *memdb.TableSchema, f *audit.Filter) readPlan {
 			},
 		}}}
 	case f.Name != nil && has(indexName):
-		p := readPlan{scans: []scan{{index: indexName, arg: nameQuery{Name: name, Below: true}}}}
+		p := readPlan{wide: true, scans: []scan{{index: indexName, arg: nameQuery{Name: name, Below: true}}}}
 		if f.Name.Kind == allowlist.Apex {
 			p.scans = append(p.scans, scan{index: indexName, arg: nameQuery{Name: name}})
 		}
 		return p
 	case !f.Since.IsZero() || !f.Until.IsZero():
-		return readPlan{scans: []scan{{
+		return readPlan{wide: true, scans: []scan{{
 			index: indexTime,
 			arg:   f.Since,
 			stop:  func(r *audit.Record) bool { return !f.Until.IsZero() && !r.Time.Before(f.Until) },
 		}}}
 	}
 	return one(indexID, nil)
+}
+
+// probeBudget is how many records per wanted record probeNewest reads at most.
+const probeBudget = 64
+
+// probeNewest reads table backwards in seq order and appends the newest f.Limit matches. It
+// gives up after probeBudget*f.Limit records and reports whether it found them all.
+func probeNewest(tx *memdb.Txn, table string, f *audit.Filter, found []*audit.Record) ([]*audit.Record, bool) {
+	it, err := tx.GetReverse(table, indexID)
+	if err != nil {
+		return found, false
+	}
+	n := 0
+	for budget := probeBudget * f.Limit; budget > 0; budget-- {
+		r := next(it)
+		if r == nil {
+			return found, true // the whole table was read
+		}
+		if f.Match(r) {
+			found = append(found, r)
+			if n++; n == f.Limit {
+				return found, true
+			}
+		}
+	}
+	return found, false
 }
 
 // prefixRange returns a client prefix's first address and its last as a 16-byte key.
