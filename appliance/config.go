@@ -7,7 +7,6 @@
 package appliance
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/netip"
@@ -136,8 +135,9 @@ type Config struct {
 	DrainRevoked bool
 
 	// Rules is the allow list, in the order written (`allow { ... }`, one rule per line; the
-	// directive may appear more than once). Each rule's Origin is "FILE:LINE". Empty: every
-	// name is denied. Match order is List().Ordered().
+	// directive may appear more than once), then, when Load read one, the rules of the managed
+	// file (ManagedPath). Each rule's Origin is "FILE:LINE". Empty: every name is denied.
+	// Match order is List().Ordered().
 	Rules []allowlist.Rule
 
 	// Zones are stub zones whose names are forwarded to the zone's own servers
@@ -221,20 +221,20 @@ func Defaults() *Config {
 	}
 }
 
-// Load reads, parses and validates the config file at path.
+// Load reads, parses and validates the config file at path, together with its managed rules
+// file (ManagedPath) when that exists: the managed rules follow the config's own in Rules,
+// with origins in the managed file.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &ConfigError{File: path, Msg: strings.TrimPrefix(err.Error(), "open "+path+": ")}
 	}
-	c, err := Parse(path, bytes.NewReader(data))
+	managed, err := readManaged(ManagedPath(path))
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	c, _, err := loadData(path, data, managed)
+	return c, err
 }
 
 // Parse reads a config in Corefile syntax. It checks each directive's own syntax and values;

@@ -1,0 +1,394 @@
+package appliance
+
+// The managed rules file holds the rules that `lnm allow add/remove/import/suggest` write, next
+// to the config (/etc/lnm/lnm.conf → /etc/lnm/lnm.allow), so that hand-written comments in
+// lnm.conf are never rewritten. It has the syntax of the lines inside allow { ... }, one rule
+// per line, with the comment lines directly above a rule kept as its note.
+//
+// Every edit runs under an flock of the adjacent lock file (lnm.allow.lock) for the whole
+// read-modify-write, so concurrent edits from the CLI and the box serialize. The new text goes
+// to a temp file in the same directory, is fsynced and renamed over the old one, and the
+// directory is fsynced: a reader, or a crash at any point, sees the old file or the new one,
+// never a mix.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coredns/caddy/caddyfile"
+	"golang.org/x/sys/unix"
+
+	"github.com/lnm-project/lnm/allowlist"
+)
+
+// managedHeader opens every managed file. Reading drops these lines wherever they appear, so
+// they never become a rule's note.
+var managedHeader = []string{
+	"# This file is managed by `lnm allow` (add, remove, import, suggest --apply) and rewritten",
+	"# on every change; only the comment lines directly above a rule are kept. Write rules by",
+	"# hand in the config file. Syntax, one rule per line: " + ruleSyntax,
+}
+
+// ManagedPath returns the managed rules file of a config file: the config's name without its
+// extension, plus ".allow", in the same directory.
+func ManagedPath(configPath string) string {
+	dir, base := filepath.Split(configPath)
+	if ext := filepath.Ext(base); ext != "" && ext != base {
+		base = strings.TrimSuffix(base, ext)
+	}
+	return dir + base + ".allow"
+}
+
+// ErrDuplicateRule is wrapped by Managed.Add's error when the rule is already in the config
+// file or the managed file; importers test for it with errors.Is to skip such rules.
+var ErrDuplicateRule = errors.New("already in the allow list")
+
+// Managed is the managed rules file as read under the lock, for an EditManaged callback to
+// change. It also knows the config file's own rules, so that duplicates are caught on Add.
+type Managed struct {
+	path    string
+	entries []ManagedRule
+	conf    []allowlist.Rule // the config file's rules, read-only here
+
+	// now stamps the notes Add writes; nil means time.Now.
+	now func() time.Time
+}
+
+// ManagedRule is one rule of the managed file with its note: the comment lines directly above
+// it, without their "# " prefix.
+type ManagedRule struct {
+	Rule allowlist.Rule
+	Note []string
+}
+
+// Path returns the managed file's path.
+func (m *Managed) Path() string { return m.path }
+
+// Rules returns the managed rules in file order. Origins are "FILE:LINE" as read; rules added
+// in this edit have an empty Origin. Callers must not modify them.
+func (m *Managed) Rules() []ManagedRule { return m.entries }
+
+// ConfigRules returns the rules written in the config file itself, which an edit cannot
+// change. Callers must not modify them.
+func (m *Managed) ConfigRules() []allowlist.Rule { return m.conf }
+
+// Find returns the origin of a rule that says the same thing as r, in the config file or the
+// managed file ("" for one added in this edit), and whether there is one.
+func (m *Managed) Find(r allowlist.Rule) (origin string, ok bool) {
+	key := ruleKey(&r)
+	for i := range m.conf {
+		if ruleKey(&m.conf[i]) == key {
+			return m.conf[i].Origin, true
+		}
+	}
+	for i := range m.entries {
+		if ruleKey(&m.entries[i].Rule) == key {
+			return m.entries[i].Rule.Origin, true
+		}
+	}
+	return "", false
+}
+
+// Add appends a rule with a note "added by uid UID at TIME: COMMENT" (uid nil: unknown, left
+// out). A rule that says the same thing as one already in either file is an error wrapping
+// ErrDuplicateRule and naming where the other is. Ports and sources are put in canonical
+// order; whether the ports have proxy listeners is checked when the edit is validated.
+func (m *Managed) Add(rule allowlist.Rule, comment string, uid *int) error {
+	if rule.Pattern.Base == "" {
+		return errors.New("appliance: a rule needs a pattern")
+	}
+	r := allowlist.Rule{
+		Pattern: rule.Pattern,
+		Ports:   slices.Sorted(slices.Values(rule.Ports)),
+		From:    slices.SortedFunc(slices.Values(rule.From), netip.Prefix.Compare),
+		To:      rule.To,
+	}
+	if slices.Contains(r.Ports, 0) {
+		return fmt.Errorf("appliance: rule %q: port 0: want a number from 1 to 65535", r.String())
+	}
+	if len(slices.Compact(slices.Clone(r.Ports))) != len(r.Ports) {
+		return fmt.Errorf("appliance: rule %q: a port given twice", r.String())
+	}
+	if len(slices.Compact(slices.Clone(r.From))) != len(r.From) {
+		return fmt.Errorf("appliance: rule %q: a source given twice", r.String())
+	}
+	if origin, ok := m.Find(r); ok {
+		where := "at " + origin
+		if origin == "" {
+			where = "earlier in this change"
+		}
+		return fmt.Errorf("appliance: rule %q: %w %s", r.String(), ErrDuplicateRule, where)
+	}
+	now := time.Now
+	if m.now != nil {
+		now = m.now
+	}
+	note := "added"
+	if uid != nil {
+		note += " by uid " + strconv.Itoa(*uid)
+	}
+	note += " at " + now().UTC().Format(time.RFC3339)
+	if c := oneLine(comment); c != "" {
+		note += ": " + c
+	}
+	m.entries = append(m.entries, ManagedRule{Rule: r, Note: []string{note}})
+	return nil
+}
+
+// oneLine keeps a comment on its comment line: control characters become spaces.
+func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// Remove drops every managed rule with exactly this pattern, whatever its ports, sources and
+// destination, and returns how many it dropped. Rules in the config file are not touched; see
+// ConfigRules.
+func (m *Managed) Remove(pattern allowlist.Pattern) (n int) {
+	before := len(m.entries)
+	m.entries = slices.DeleteFunc(m.entries, func(e ManagedRule) bool { return e.Rule.Pattern == pattern })
+	return before - len(m.entries)
+}
+
+// render writes the managed file's text.
+func (m *Managed) render() []byte {
+	var b bytes.Buffer
+	for _, h := range managedHeader {
+		b.WriteString(h + "\n")
+	}
+	for _, e := range m.entries {
+		b.WriteByte('\n')
+		for _, n := range e.Note {
+			b.WriteString("# " + oneLine(n) + "\n")
+		}
+		b.WriteString(e.Rule.String() + "\n")
+	}
+	return b.Bytes()
+}
+
+// parseManaged reads a managed file. Rules get origins "PATH:LINE"; errors are *ConfigError
+// at the managed file's line.
+func parseManaged(path string, data []byte) (*Managed, error) {
+	m := &Managed{path: path}
+	p := &parser{Dispenser: caddyfile.NewDispenser(path, bytes.NewReader(data)), c: Defaults()}
+	lines := strings.Split(string(data), "\n")
+	for p.Next() {
+		line := p.Line()
+		if v := p.Val(); v == "{" || v == "}" {
+			return nil, p.Errf("unexpected %q: %s holds one rule per line, without blocks (%s)", v, filepath.Base(path), ruleSyntax)
+		}
+		r, err := p.rule()
+		if err != nil {
+			return nil, err
+		}
+		m.entries = append(m.entries, ManagedRule{Rule: r, Note: noteAbove(lines, line)})
+	}
+	return m, nil
+}
+
+// noteAbove returns the comment lines directly above line (1-based), header lines left out.
+func noteAbove(lines []string, line int) []string {
+	var note []string
+	for i := line - 2; i >= 0; i-- {
+		s := strings.TrimSpace(lines[i])
+		if !strings.HasPrefix(s, "#") {
+			break
+		}
+		if slices.Contains(managedHeader, s) {
+			continue
+		}
+		note = append(note, strings.TrimSpace(strings.TrimPrefix(s, "#")))
+	}
+	slices.Reverse(note)
+	return note
+}
+
+// managedRules returns the rules of a managed file as Load adds them to the config.
+func (m *Managed) managedRules() []allowlist.Rule {
+	out := make([]allowlist.Rule, len(m.entries))
+	for i, e := range m.entries {
+		out[i] = e.Rule
+	}
+	return out
+}
+
+// readManaged reads the managed file of a config; a missing file is an empty one (data nil).
+func readManaged(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &ConfigError{File: path, Msg: strings.TrimPrefix(err.Error(), "open "+path+": ")}
+	}
+	return data, nil
+}
+
+// loadData parses and validates a config and its managed file's text (nil: no managed file),
+// the one path that Load and EditManaged share. It returns the managed file as read.
+func loadData(path string, conf, managed []byte) (*Config, *Managed, error) {
+	c, err := Parse(path, bytes.NewReader(conf))
+	if err != nil {
+		return nil, nil, err
+	}
+	mpath := ManagedPath(path)
+	m := &Managed{path: mpath}
+	if managed != nil {
+		if m, err = parseManaged(mpath, managed); err != nil {
+			return nil, nil, err
+		}
+	}
+	m.conf = c.Rules
+	c.Rules = append(slices.Clip(c.Rules), m.managedRules()...)
+	if err := c.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return c, m, nil
+}
+
+// EditManaged locks the managed file of configPath, reads its rules, lets edit change them,
+// validates the whole result (config + managed) as Load does, and writes it atomically. On any
+// error, edit's included, the file is unchanged. It returns the new config, ready for
+// Runtime.Reload.
+func EditManaged(configPath string, edit func(m *Managed) error) (*Config, error) {
+	return editManaged(configPath, edit, nil)
+}
+
+// editManaged is EditManaged with apply called on the new config after it is written and
+// before the lock is released, so that the box applies edits in the order they were written.
+// When apply fails the old file is written back.
+func editManaged(configPath string, edit func(m *Managed) error, apply func(*Config) error) (*Config, error) {
+	mpath := ManagedPath(configPath)
+	unlock, err := lockManaged(mpath)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	conf, err := os.ReadFile(configPath)
+	if err != nil {
+		return nil, &ConfigError{File: configPath, Msg: strings.TrimPrefix(err.Error(), "open "+configPath+": ")}
+	}
+	old, err := readManaged(mpath)
+	if err != nil {
+		return nil, err
+	}
+	_, m, err := loadData(configPath, conf, old)
+	if err != nil {
+		return nil, err
+	}
+	if err := edit(m); err != nil {
+		return nil, err
+	}
+	text := m.render()
+	next, _, err := loadData(configPath, conf, text)
+	if err != nil {
+		return nil, err
+	}
+	if bytes.Equal(text, old) {
+		return next, nil
+	}
+	if err := writeAtomic(mpath, text); err != nil {
+		return nil, err
+	}
+	if apply != nil {
+		if err := apply(next); err != nil {
+			if old == nil {
+				old = (&Managed{}).render() // an empty managed file reads like none
+			}
+			if rerr := writeAtomic(mpath, old); rerr != nil {
+				return nil, fmt.Errorf("%w; restoring %s also failed: %v", err, mpath, rerr)
+			}
+			return nil, err
+		}
+	}
+	return next, nil
+}
+
+// lockManaged takes an exclusive flock on PATH.lock, waiting for other editors. The lock file
+// is never removed: removing it would let two editors lock two different files.
+func lockManaged(mpath string) (unlock func(), err error) {
+	lp := mpath + ".lock"
+	f, err := os.OpenFile(lp, os.O_RDONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("appliance: lock %s: %w", lp, err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("appliance: lock %s: %w", lp, err)
+	}
+	return func() { f.Close() }, nil // closing the only descriptor releases the flock
+}
+
+// tempPrefix names an editor's temp file; one left behind by a killed editor is removed by
+// the next one, which holds the lock, so no live writer can own it.
+func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
+
+// writeAtomic replaces path with data: temp file in the same directory, fsync, rename, fsync
+// of the directory. The caller holds the lock.
+func writeAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if stale, _ := filepath.Glob(filepath.Join(dir, tempPrefix(path)+"*")); len(stale) > 0 {
+		for _, s := range stale {
+			os.Remove(s)
+		}
+	}
+	mode := fs.FileMode(0o644)
+	if fi, err := os.Stat(path); err == nil {
+		mode = fi.Mode().Perm()
+	}
+	f, err := os.CreateTemp(dir, tempPrefix(path))
+	if err != nil {
+		return fmt.Errorf("appliance: write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("appliance: write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("appliance: write %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("appliance: write %s: sync directory: %w", path, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("appliance: write %s: sync directory: %w", path, err)
+	}
+	return nil
+}
