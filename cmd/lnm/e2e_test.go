@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lnm-project/lnm/audit"
 )
 
 // Fallbacks used only while the examples are not in the repository yet; they are the
@@ -134,6 +136,26 @@ func addDirectives(t *testing.T, conf string, directives ...string) string {
 	return out.String()
 }
 
+// auditQuery runs `lnm audit query --json` against a box's admin socket (a file: no network
+// is involved) and returns the records.
+func (l *lab) auditQuery(bin, host string, args ...string) []audit.Record {
+	l.t.Helper()
+	conf := filepath.Join(l.dir, host+".conf")
+	out, err := exec.Command(bin, append([]string{"audit", "query", "--json", "--config", conf}, args...)...).Output()
+	if err != nil {
+		l.t.Fatalf("lnm audit query on %s: %v", host, err)
+	}
+	var recs []audit.Record
+	for line := range strings.Lines(string(out)) {
+		var r audit.Record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			l.t.Fatalf("lnm audit query on %s printed %q: %v", host, line, err)
+		}
+		recs = append(recs, r)
+	}
+	return recs
+}
+
 // startBox checks and starts lnm inside the host's namespace and waits until its DNS and
 // proxy ports are bound.
 func (l *lab) startBox(bin, host, conf, listen string) *proc {
@@ -241,6 +263,49 @@ func TestE2E(t *testing.T) {
 		// The top box resolved the name itself, through its upstream.
 		if seen := l.inetSeen(); !strings.Contains(seen, "dns name=www.contoso.test type=A remote="+l4UpAddr+":") {
 			t.Errorf("the internet's DNS never got www.contoso.test from the level-4 box:\n%s", seen)
+		}
+		alive(t)
+	})
+
+	t.Run("audit_links_query_to_connection", func(t *testing.T) {
+		// A fresh query and connection, then both boxes' records of them.
+		if r, out, err := l.dig("dev", "", "www.contoso.test", "A"); err != nil || len(r.answers) != 1 {
+			t.Fatalf("dig: %+v %v\n%s", r, err, out)
+		}
+		if _, errOut, err := l.curl("dev", "https://www.contoso.test/audit-probe"); err != nil {
+			t.Fatalf("curl: %v\n%s", err, errOut)
+		}
+		var l3Query, l3Close, l4Close audit.Record
+		ok := waitFor(5*time.Second, func() bool {
+			l3Query, l3Close = audit.Record{}, audit.Record{}
+			for _, r := range l.auditQuery(bin, "l3", "--client", devAddr, "--name", "www.contoso.test") {
+				switch {
+				case r.Kind == audit.KindDNS && r.QType == "A":
+					l3Query = r
+				case r.Kind == audit.KindConn && r.Event == audit.EventClose:
+					l3Close = r
+				}
+			}
+			l4Close = audit.Record{}
+			for _, r := range l.auditQuery(bin, "l4", "--client", l3UpAddr, "--name", "www.contoso.test", "--kind", "conn") {
+				if r.Event == audit.EventClose {
+					l4Close = r
+				}
+			}
+			return l3Close.Seq != 0 && l4Close.Seq != 0 && l3Close.QuerySeq == l3Query.Seq
+		})
+		if !ok {
+			t.Fatalf("level 3: query %+v\nclose %+v\nlevel 4: close %+v", l3Query, l3Close, l4Close)
+		}
+		if l3Close.Via != "parent" || l3Close.Upstream.String() != l4DownAddr+":443" || l3Close.HasFlag(audit.FlagUnlinked) {
+			t.Errorf("level-3 close %+v", l3Close)
+		}
+		// The same TLS stream crossed both boxes: the byte counts agree.
+		if l3Close.BytesDown == 0 || l3Close.BytesUp != l4Close.BytesUp || l3Close.BytesDown != l4Close.BytesDown {
+			t.Errorf("bytes: level 3 up %d down %d, level 4 up %d down %d", l3Close.BytesUp, l3Close.BytesDown, l4Close.BytesUp, l4Close.BytesDown)
+		}
+		if l4Close.Via != "direct" || l4Close.Upstream.Addr().String() != inetNames[0].addr {
+			t.Errorf("level-4 close %+v", l4Close)
 		}
 		alive(t)
 	})
