@@ -59,6 +59,7 @@ func newAdminServer(rt *Runtime, ln net.Listener, path string) *adminServer {
 	mux.HandleFunc("GET "+PathStatus, a.status)
 	mux.HandleFunc("POST "+PathReload, a.reload)
 	mux.HandleFunc("POST "+PathMode, a.mode)
+	a.allowRoutes(mux)
 	a.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -24,6 +24,16 @@ import (
 //	POST /v1/reload               read the config file again and apply it (422 with the
 //	                              file's errors, the running config kept)
 //	POST /v1/mode?mode=learn|enforce   switch mode at run time
+//	GET /v1/allow                 AllowList: the running rules in match order with origin
+//	                              (FILE:LINE), ports, from, to, and hits and last hit counted
+//	                              over the allowed records held in memory
+//	POST /v1/allow                add rules (body AllowAdd) to the managed file: validated
+//	                              with the config, written, applied, audited with the caller's
+//	                              uid, all under the file's lock; AllowChange, or 422 with the
+//	                              reason and nothing changed
+//	DELETE /v1/allow?pattern=P    remove the managed rules with pattern P; 409 when only the
+//	                              config file has P ("rule P is written in FILE:LINE; edit
+//	                              that file"), 404 when no rule has it
 //
 // FILTER is the query form of FilterValues. Errors are 4xx/5xx with an APIError body.
 const (
@@ -32,6 +42,7 @@ const (
 	PathStatus      = "/v1/status"
 	PathReload      = "/v1/reload"
 	PathMode        = "/v1/mode"
+	PathAllow       = "/v1/allow"
 )
 
 // APIError is the body of every error response.

@@ -10,9 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
@@ -225,9 +223,9 @@ func Defaults() *Config {
 // file (ManagedPath) when that exists: the managed rules follow the config's own in Rules,
 // with origins in the managed file.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readConfigFile(path)
 	if err != nil {
-		return nil, &ConfigError{File: path, Msg: strings.TrimPrefix(err.Error(), "open "+path+": ")}
+		return nil, err
 	}
 	managed, err := readManaged(ManagedPath(path))
 	if err != nil {

@@ -238,6 +238,15 @@ func readManaged(path string) ([]byte, error) {
 	return data, nil
 }
 
+// readConfigFile reads a config file; its error is a *ConfigError naming the file.
+func readConfigFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{File: path, Msg: strings.TrimPrefix(err.Error(), "open "+path+": ")}
+	}
+	return data, nil
+}
+
 // loadData parses and validates a config and its managed file's text (nil: no managed file),
 // the one path that Load and EditManaged share. It returns the managed file as read.
 func loadData(path string, conf, managed []byte) (*Config, *Managed, error) {
@@ -275,12 +284,12 @@ func editManaged(configPath string, edit func(m *Managed) error, apply func(*Con
 	mpath := ManagedPath(configPath)
 	unlock, err := lockManaged(mpath)
 	if err != nil {
-		return nil, err
+		return nil, ioError{err}
 	}
 	defer unlock()
-	conf, err := os.ReadFile(configPath)
+	conf, err := readConfigFile(configPath)
 	if err != nil {
-		return nil, &ConfigError{File: configPath, Msg: strings.TrimPrefix(err.Error(), "open "+configPath+": ")}
+		return nil, err
 	}
 	old, err := readManaged(mpath)
 	if err != nil {
@@ -302,7 +311,7 @@ func editManaged(configPath string, edit func(m *Managed) error, apply func(*Con
 		return next, nil
 	}
 	if err := writeAtomic(mpath, text); err != nil {
-		return nil, err
+		return nil, ioError{err}
 	}
 	if apply != nil {
 		if err := apply(next); err != nil {
@@ -310,7 +319,7 @@ func editManaged(configPath string, edit func(m *Managed) error, apply func(*Con
 				old = (&Managed{}).render() // an empty managed file reads like none
 			}
 			if rerr := writeAtomic(mpath, old); rerr != nil {
-				return nil, fmt.Errorf("%w; restoring %s also failed: %v", err, mpath, rerr)
+				return nil, ioError{fmt.Errorf("%w; restoring %s also failed: %v", err, mpath, rerr)}
 			}
 			return nil, err
 		}

@@ -1,0 +1,232 @@
+package appliance
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/lnm-project/lnm/audit"
+)
+
+// allowBox starts a box on loopback from a config file in a temp dir, with its admin socket
+// there too. It returns the config path, the DNS address and an admin client.
+func allowBox(t *testing.T) (conf, dnsAddr string, api *http.Client) {
+	t.Helper()
+	dnsPort, proxyPort := freeTCPPort(t), freeTCPPort(t)
+	dir := t.TempDir()
+	conf = filepath.Join(dir, "lnm.conf")
+	text := fmt.Sprintf(`lnm {
+    listen  127.0.0.1
+    dns     %d
+    proxy   %d
+    parent  127.0.0.2
+    admin   %s/admin.sock
+    audit   %s/audit
+    allow {
+        # written by hand
+        *.azure.test
+        .contoso.test
+    }
+}
+`, dnsPort, proxyPort, dir, dir)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := Start(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	return conf, fmt.Sprintf("127.0.0.1:%d", dnsPort), adminClient(filepath.Join(dir, "admin.sock"))
+}
+
+// call sends one admin request and decodes a JSON answer into out (nil: ignored); it returns
+// the status and the error text of a failure.
+func call(t *testing.T, api *http.Client, method, path string, body, out any) (int, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, "http://lnm"+path, rd)
+	resp, err := api.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		var e APIError
+		json.Unmarshal(data, &e)
+		return resp.StatusCode, e.Error
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("%s %s: %v in %s", method, path, err, data)
+		}
+	}
+	return resp.StatusCode, ""
+}
+
+func resolves(t *testing.T, addr, name string) bool {
+	t.Helper()
+	r, err := dns.Exchange(new(dns.Msg).SetQuestion(dns.Fqdn(name), dns.TypeA), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch r.Rcode {
+	case dns.RcodeSuccess:
+		return len(r.Answer) == 1
+	case dns.RcodeNameError:
+		return false
+	}
+	t.Fatalf("%s: rcode %s", name, dns.RcodeToString[r.Rcode])
+	return false
+}
+
+// TestAdminAllow adds and removes a rule through the admin API of a running box: the DNS
+// answer follows, the list shows origins, notes and hits, conflicts and invalid rules are
+// refused with FILE:LINE, and every change is a config record with the caller's uid.
+func TestAdminAllow(t *testing.T) {
+	conf, dnsAddr, api := allowBox(t)
+	mpath := ManagedPath(conf)
+	if resolves(t, dnsAddr, "historian.plant.test") {
+		t.Fatal("historian.plant.test resolves before it is added")
+	}
+
+	var ch AllowChange
+	if code, msg := call(t, api, "POST", PathAllow, AllowAdd{Rules: []RuleSpec{
+		{Pattern: "historian.plant.test", Comment: "MES"},
+	}}, &ch); code != http.StatusOK {
+		t.Fatalf("add: %d %s", code, msg)
+	}
+	if want := "historian.plant.test (" + mpath + ":6)"; len(ch.Added) != 1 || ch.Added[0] != want || !ch.Applied || ch.Rules != 3 {
+		t.Fatalf("add answered %+v, want %q applied", ch, want)
+	}
+	if !resolves(t, dnsAddr, "historian.plant.test") {
+		t.Fatal("historian.plant.test does not resolve after add")
+	}
+	resolves(t, dnsAddr, "api.azure.test")
+	resolves(t, dnsAddr, "x.api.azure.test")
+
+	var list AllowList
+	call(t, api, "GET", PathAllow, nil, &list)
+	if !list.Live || list.Config != conf || list.Managed != mpath || len(list.Rules) != 3 {
+		t.Fatalf("list %+v", list)
+	}
+	uid := os.Getuid()
+	byRule := map[string]AllowRule{}
+	for _, r := range list.Rules {
+		byRule[r.Rule] = r
+	}
+	h := byRule["historian.plant.test"]
+	if !h.Managed || h.Origin != mpath+":6" || h.Hits != 1 || h.LastHit.IsZero() || len(h.Note) != 1 ||
+		!strings.HasPrefix(h.Note[0], fmt.Sprintf("added by uid %d at ", uid)) || !strings.HasSuffix(h.Note[0], ": MES") {
+		t.Errorf("managed rule %+v", h)
+	}
+	if w := byRule["*.azure.test"]; w.Managed || w.Origin != conf+":10" || w.Hits != 2 {
+		t.Errorf("config rule %+v, want 2 hits at %s:10", w, conf)
+	}
+
+	// Refused: nothing is written, nothing applied.
+	before, _ := os.ReadFile(mpath)
+	for _, tc := range []struct {
+		spec RuleSpec
+		want string
+	}{
+		{RuleSpec{Pattern: "x.test", Ports: []int{8883}}, mpath + `:12: rule "x.test 8883": port 8883 has no proxy listener`},
+		{RuleSpec{Pattern: "*x.test"}, `rule 2: pattern "*x.test": '*' is allowed only`},
+		{RuleSpec{Pattern: "*.azure.test"}, `rule "*.azure.test": already in the allow list at ` + conf + ":10"},
+		{RuleSpec{Pattern: "y.test", From: []string{"10.0.0.1/8"}}, "has bits set past /8"},
+	} {
+		code, msg := call(t, api, "POST", PathAllow, AllowAdd{Rules: []RuleSpec{{Pattern: "fine.test"}, tc.spec}}, nil)
+		if code != http.StatusUnprocessableEntity || !strings.Contains(msg, tc.want) {
+			t.Errorf("add %+v: %d %q, want 422 with %q", tc.spec, code, msg, tc.want)
+		}
+	}
+	if after, _ := os.ReadFile(mpath); !bytes.Equal(before, after) {
+		t.Errorf("a refused add changed the file:\n%s", after)
+	}
+	if resolves(t, dnsAddr, "fine.test") {
+		t.Error("fine.test, part of a refused request, resolves")
+	}
+
+	code, msg := call(t, api, "DELETE", PathAllow+"?pattern="+url.QueryEscape("*.azure.test"), nil, nil)
+	if want := "rule *.azure.test is written in " + conf + ":10; edit that file"; code != http.StatusConflict || msg != want {
+		t.Errorf("remove of a config rule: %d %q, want 409 %q", code, msg, want)
+	}
+	if code, _ := call(t, api, "DELETE", PathAllow+"?pattern=nowhere.test", nil, nil); code != http.StatusNotFound {
+		t.Errorf("remove of an unknown pattern: %d, want 404", code)
+	}
+	if code, _ := call(t, api, "DELETE", PathAllow+"?pattern=a.*.test", nil, nil); code != http.StatusBadRequest {
+		t.Errorf("remove of a bad pattern: %d, want 400", code)
+	}
+	ch = AllowChange{}
+	if code, msg := call(t, api, "DELETE", PathAllow+"?pattern=historian.plant.test", nil, &ch); code != http.StatusOK {
+		t.Fatalf("remove: %d %s", code, msg)
+	}
+	if len(ch.Removed) != 1 || ch.Rules != 2 || !ch.Applied {
+		t.Errorf("remove answered %+v", ch)
+	}
+	if resolves(t, dnsAddr, "historian.plant.test") {
+		t.Error("historian.plant.test still resolves after remove")
+	}
+
+	recs := getRecords(t, api, Query{Filter: audit.Filter{Kind: audit.KindConfig}})
+	var changes []string
+	for _, r := range recs {
+		if r.UID != nil && *r.UID == uid {
+			changes = append(changes, r.Change)
+		}
+	}
+	if len(changes) != 2 || !strings.Contains(changes[0], "+historian.plant.test") || !strings.Contains(changes[1], "-historian.plant.test") {
+		t.Errorf("config records with uid %d: %q, want the add and the remove", uid, changes)
+	}
+}
+
+// TestAdminAllowConcurrent sends 8 adds at once: they serialize on the file's lock, and the
+// running list and the file end with all 8.
+func TestAdminAllowConcurrent(t *testing.T) {
+	conf, dnsAddr, api := allowBox(t)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			if code, msg := call(t, api, "POST", PathAllow, AllowAdd{Rules: []RuleSpec{{Pattern: fmt.Sprintf("d%d.plant.test", i)}}}, nil); code != http.StatusOK {
+				t.Errorf("add %d: %d %s", i, code, msg)
+			}
+		})
+	}
+	wg.Wait()
+	c, err := Load(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Rules) != 10 {
+		t.Fatalf("the files hold %d rules, want 10", len(c.Rules))
+	}
+	var list AllowList
+	call(t, api, "GET", PathAllow, nil, &list)
+	if len(list.Rules) != 10 {
+		t.Fatalf("the box runs %d rules, want 10", len(list.Rules))
+	}
+	for i := range 8 {
+		if name := fmt.Sprintf("d%d.plant.test", i); !resolves(t, dnsAddr, name) {
+			t.Errorf("%s does not resolve", name)
+		}
+	}
+}
