@@ -386,37 +386,28 @@ func (p *parser) parent(args []string) error {
 
 // servers reads DNS servers, ADDR or ADDR:PORT (IPv6 with a port in brackets).
 func (p *parser) servers(directive string, args []string) ([]netip.AddrPort, error) {
-	if len(args) == 0 {
-		return nil, p.ArgErr(directive, "one or more server addresses, ADDR or ADDR:PORT")
-	}
-	var out []netip.AddrPort
-	for _, s := range args {
-		ap, err := parseServer(s)
-		if err != nil {
-			return nil, p.Errf("%s: %v", directive, err)
-		}
-		if slices.Contains(out, ap) {
-			return nil, p.Errf("%s: %s given twice", directive, ap)
-		}
-		out = append(out, ap)
-	}
-	return out, nil
+	return parseEach(p, directive, "one or more server addresses, ADDR or ADDR:PORT", args, parseServer)
 }
 
 func (p *parser) prefixes(directive string, args []string) ([]netip.Prefix, error) {
+	return parseEach(p, directive, "one or more CIDRs or addresses", args, parsePrefix)
+}
+
+// parseEach reads one or more distinct values of a directive with parse.
+func parseEach[T comparable](p *parser, directive, want string, args []string, parse func(string) (T, error)) ([]T, error) {
 	if len(args) == 0 {
-		return nil, p.ArgErr(directive, "one or more CIDRs or addresses")
+		return nil, p.ArgErr(directive, want)
 	}
-	var out []netip.Prefix
+	var out []T
 	for _, s := range args {
-		pf, err := parsePrefix(s)
+		v, err := parse(s)
 		if err != nil {
 			return nil, p.Errf("%s: %v", directive, err)
 		}
-		if slices.Contains(out, pf) {
-			return nil, p.Errf("%s: %s given twice", directive, pf)
+		if slices.Contains(out, v) {
+			return nil, p.Errf("%s: %s given twice", directive, s)
 		}
-		out = append(out, pf)
+		out = append(out, v)
 	}
 	return out, nil
 }
