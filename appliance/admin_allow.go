@@ -128,6 +128,12 @@ type ioError struct{ error }
 
 func (e ioError) Unwrap() error { return e.error }
 
+// unprefixed drops the package prefix of an error that a caller shows inside its own.
+type unprefixed struct{ error }
+
+func (e unprefixed) Error() string { return strings.TrimPrefix(e.error.Error(), "appliance: ") }
+func (e unprefixed) Unwrap() error { return e.error }
+
 // AddManaged adds rules to the managed file of configPath in one edit (all or none), each with
 // a note naming uid and the spec's comment. It is what `lnm allow add` does when no box runs.
 func AddManaged(configPath string, specs []RuleSpec, uid *int) (*Config, AllowChange, error) {
@@ -154,7 +160,7 @@ func addManaged(configPath string, specs []RuleSpec, uid *int, apply func(*Confi
 				return fmt.Errorf("rule %d: %w", i+1, err)
 			}
 			if err := m.Add(r, s.Comment, uid); err != nil {
-				return errors.New(strings.TrimPrefix(err.Error(), "appliance: "))
+				return unprefixed{err}
 			}
 			keys = append(keys, ruleKey(&m.entries[len(m.entries)-1].Rule))
 		}

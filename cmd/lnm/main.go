@@ -104,6 +104,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			statusCommand(configFlag, stdout),
 			reloadCommand(configFlag, stdout),
 			modeCommand(configFlag, stdout),
+			allowCommand(configFlag, stdout, stderr),
 			{
 				Name:  "version",
 				Usage: "print the version",
