@@ -774,3 +774,16 @@ func isUnspecified(s string) bool {
 	a, err := netip.ParseAddr(s)
 	return err == nil && a.IsUnspecified()
 }
+
+// SpecOf returns a rule in the form POST /v1/allow and AddManaged take, with comment for the
+// note written above it.
+func SpecOf(r allowlist.Rule, comment string) RuleSpec {
+	s := RuleSpec{Pattern: r.Pattern.String(), To: r.To.String(), Comment: comment}
+	for _, p := range r.Ports {
+		s.Ports = append(s.Ports, int(p))
+	}
+	for _, p := range r.From {
+		s.From = append(s.From, p.String())
+	}
+	return s
+}

@@ -232,3 +232,22 @@ func TestImportAliasBomb(t *testing.T) {
 		}
 	}
 }
+
+// TestSpecOf: a rule survives the trip through the admin API's form.
+func TestSpecOf(t *testing.T) {
+	res, err := ImportLnm([]byte("apiVersion: aio.com/v1\nkind: Lnm\nspec:\n  allowList:\n    domains:\n" +
+		"    - {destinationUrl: \"broker.plant.test:8883\", destinationType: internal}\n" +
+		"    sourceIpRange: [{addressPrefix: 10.3.0.0, prefixLen: 16}, {addressPrefix: \"2001:db8::\", prefixLen: 32}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Rules[0]
+	r.To = allowlist.Target{Name: "broker.plant.internal", Port: 8883}
+	back, err := SpecOf(r, "why").Rule()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.String() != r.String() {
+		t.Errorf("SpecOf(%q).Rule() = %q", r.String(), back.String())
+	}
+}
