@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -74,7 +75,8 @@ type AllowChange struct {
 	Applied bool `json:"applied"`
 }
 
-// Rule checks a RuleSpec as the parser checks an allow line.
+// Rule checks a RuleSpec as the parser checks an allow line, and puts ports and sources in
+// canonical order.
 func (s RuleSpec) Rule() (allowlist.Rule, error) {
 	var r allowlist.Rule
 	var err error
@@ -105,6 +107,8 @@ func (s RuleSpec) Rule() (allowlist.Rule, error) {
 			return r, fmt.Errorf("%s: to: %s", s.Pattern, plain(err))
 		}
 	}
+	slices.Sort(r.Ports) // canonical, as the parser leaves them
+	slices.SortFunc(r.From, netip.Prefix.Compare)
 	return r, nil
 }
 

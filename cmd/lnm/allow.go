@@ -116,20 +116,28 @@ func allowAddCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command
 	return &cli.Command{
 		Name:      "add",
 		Usage:     "add a rule to the managed rules file next to the config; the running box validates and applies it (exit 2: invalid rule)",
-		ArgsUsage: "PATTERN",
+		ArgsUsage: "PATTERN | --preset NAME",
 		Flags: []cli.Flag{
 			configFlag,
+			&cli.StringSliceFlag{Name: "preset", Usage: "add preset `NAME`'s endpoint list (see lnm allow presets) in the same change; rules already in the list are skipped"},
 			&cli.StringSliceFlag{Name: "port", Usage: "allow only connections to proxy `PORT` (repeat for several); default: every proxy port"},
 			&cli.StringSliceFlag{Name: "from", Usage: "allow only devices in `CIDR` or at an address (repeat for several); default: every device"},
 			&cli.StringFlag{Name: "to", Usage: "send the connections to the fixed destination `HOST:PORT` (east-west)"},
 			&cli.StringFlag{Name: "comment", Usage: "`TEXT` for the comment written above the rule"},
 		},
 		Action: func(c *cli.Context) error {
-			args, err := positionals(c, 1, 1, "allow add takes one PATTERN")
+			args, err := positionals(c, 0, 1, "allow add takes one PATTERN")
 			if err != nil {
 				return err
 			}
-			spec := appliance.RuleSpec{Pattern: args[0], From: c.StringSlice("from"), To: c.String("to"), Comment: c.String("comment")}
+			presets := c.StringSlice("preset")
+			if len(args) == 0 && len(presets) == 0 {
+				return &exitError{2, errors.New("allow add takes one PATTERN, or --preset NAME")}
+			}
+			if len(presets) > 0 && c.String("to") != "" {
+				return &exitError{2, errors.New("--to sends one name's connections to one destination; it cannot go with --preset")}
+			}
+			spec := appliance.RuleSpec{From: c.StringSlice("from"), To: c.String("to"), Comment: c.String("comment")}
 			for _, p := range c.StringSlice("port") {
 				n, err := strconv.Atoi(p)
 				if err != nil {
@@ -137,11 +145,30 @@ func allowAddCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command
 				}
 				spec.Ports = append(spec.Ports, n)
 			}
-			if _, err := spec.Rule(); err != nil {
-				return &exitError{2, fmt.Errorf("invalid rule: %w", err)}
+			var specs []appliance.RuleSpec
+			for _, a := range args {
+				s := spec
+				s.Pattern = a
+				specs = append(specs, s)
 			}
 			cfg, err := loadConfig(c)
 			if err != nil {
+				return err
+			}
+			for _, name := range presets {
+				ps, err := presetSpecs(name, spec, cfg, stderr)
+				if err != nil {
+					return err
+				}
+				specs = append(specs, ps...)
+			}
+			for _, s := range specs {
+				if _, err := s.Rule(); err != nil {
+					return &exitError{2, fmt.Errorf("invalid rule: %w", err)}
+				}
+			}
+			if len(specs) == 0 {
+				_, err := fmt.Fprintln(stdout, "nothing to add: the list has every rule already")
 				return err
 			}
 			var ch appliance.AllowChange
@@ -151,11 +178,11 @@ func allowAddCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command
 				defer cancel()
 				client := newAdminClient(cfg.Admin)
 				defer client.close()
-				err = client.allow(ctx, http.MethodPost, nil, appliance.AllowAdd{Rules: []appliance.RuleSpec{spec}}, &ch)
+				err = client.allow(ctx, http.MethodPost, nil, appliance.AllowAdd{Rules: specs}, &ch)
 			}
 			if fallback(err) {
 				reason, uid := why(err, cfg), os.Getuid()
-				if _, ch, err = appliance.AddManaged(cfg.File, []appliance.RuleSpec{spec}, &uid); err == nil {
+				if _, ch, err = appliance.AddManaged(cfg.File, specs, &uid); err == nil {
 					fmt.Fprintf(stderr, "lnm: %s; edited the file directly\n", reason)
 				}
 			}
@@ -168,6 +195,38 @@ func allowAddCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command
 			return reportChange(stdout, &ch, cfg)
 		},
 	}
+}
+
+// presetSpecs turns a preset into rules to add, each narrowed by base's ports and sources and
+// noted with the preset's name; rules the list already has are skipped and named on stderr.
+func presetSpecs(name string, base appliance.RuleSpec, cfg *appliance.Config, stderr io.Writer) ([]appliance.RuleSpec, error) {
+	rules, err := appliance.Preset(name)
+	if err != nil {
+		return nil, &exitError{2, errors.New(strings.TrimPrefix(err.Error(), "appliance: "))}
+	}
+	have := map[string]string{}
+	for i := range cfg.Rules {
+		have[cfg.Rules[i].String()] = cfg.Rules[i].Origin
+	}
+	comment := "preset " + name
+	if base.Comment != "" {
+		comment += ": " + base.Comment
+	}
+	var out []appliance.RuleSpec
+	for _, r := range rules {
+		s := base
+		s.Pattern, s.Comment = r.Pattern.String(), comment
+		rule, err := s.Rule()
+		if err != nil {
+			return nil, &exitError{2, fmt.Errorf("invalid rule: %w", err)}
+		}
+		if origin, ok := have[rule.String()]; ok {
+			fmt.Fprintf(stderr, "lnm: skipped %s: already in the list (%s)\n", rule.String(), origin)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 func allowRemoveCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {

@@ -266,3 +266,44 @@ func TestAllowKillDuringWrite(t *testing.T) {
 		t.Errorf("temp files pile up: %v", tmp) // the next editor removes a killed one's
 	}
 }
+
+// TestAllowAddPreset adds a preset's endpoint list in one change, narrowed by --from; a second
+// time everything is skipped.
+func TestAllowAddPreset(t *testing.T) {
+	conf := allowConfig(t)
+	rules, err := appliance.Preset("azure-arc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCLI(t, "allow", "add", "--preset", "azure-arc", "--from", "198.18.3.20", "--config", conf)
+	if code != 0 || strings.Count(stdout, "added ") != len(rules) {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	got := managedRules(t, conf)
+	if len(got) != len(rules) || !strings.HasSuffix(got[0], " from 198.18.3.20/32") {
+		t.Fatalf("managed rules %q", got)
+	}
+	l, _ := appliance.LoadAllowList(conf)
+	for _, r := range l.Rules {
+		if r.Managed && (len(r.Note) != 1 || !strings.HasSuffix(r.Note[0], ": preset azure-arc")) {
+			t.Fatalf("note %q", r.Note)
+		}
+	}
+	code, stdout, stderr = runCLI(t, "allow", "add", "--from", "198.18.3.20", "--preset", "azure-arc", "--config", conf)
+	if code != 0 || stdout != "nothing to add: the list has every rule already\n" || strings.Count(stderr, "skipped ") != len(rules) {
+		t.Fatalf("second add: exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--preset", "azure-nothing"}, `no preset "azure-nothing" (have `},
+		{[]string{"--preset", "azure-arc", "--to", "198.18.4.20:443"}, "cannot go with --preset"},
+		{nil, "allow add takes one PATTERN, or --preset NAME"},
+	} {
+		code, _, stderr := runCLI(t, append(append([]string{"allow", "add"}, tc.args...), "--config", conf)...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%q: exit %d, %s", tc.args, code, stderr)
+		}
+	}
+}
