@@ -230,3 +230,46 @@ func TestAdminAllowConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminAllowApplyRefused: when the box cannot apply an edit (here the config file was
+// changed by hand in a way only a restart applies), the request fails and the managed file is
+// put back as it was: absent, then its previous text.
+func TestAdminAllowApplyRefused(t *testing.T) {
+	conf, dnsAddr, api := allowBox(t)
+	mpath := ManagedPath(conf)
+	add := func(pattern string) (int, string) {
+		return call(t, api, "POST", PathAllow, AllowAdd{Rules: []RuleSpec{{Pattern: pattern}}}, nil)
+	}
+	if code, msg := add("first.plant.test"); code != http.StatusOK {
+		t.Fatalf("add: %d %s", code, msg)
+	}
+	before, _ := os.ReadFile(mpath)
+	text, _ := os.ReadFile(conf)
+	if err := os.WriteFile(conf, bytes.Replace(text, []byte("listen  127.0.0.1"), []byte("listen  127.0.0.3"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, msg := add("second.plant.test")
+	if code != http.StatusUnprocessableEntity || !strings.Contains(msg, "changed listen; restart lnm to apply it") {
+		t.Fatalf("add with a restart-only change pending: %d %q", code, msg)
+	}
+	if after, _ := os.ReadFile(mpath); !bytes.Equal(after, before) {
+		t.Fatalf("the managed file was not restored:\n%s", after)
+	}
+	if resolves(t, dnsAddr, "second.plant.test") || !resolves(t, dnsAddr, "first.plant.test") {
+		t.Fatal("the running list changed")
+	}
+	if code, _ := call(t, api, "DELETE", PathAllow+"?pattern=first.plant.test", nil, nil); code != http.StatusUnprocessableEntity {
+		t.Fatalf("remove: %d", code)
+	}
+	if after, _ := os.ReadFile(mpath); !bytes.Equal(after, before) {
+		t.Fatalf("the managed file was not restored after remove:\n%s", after)
+	}
+	// With no managed file before, none after.
+	os.Remove(mpath)
+	if code, _ := add("third.plant.test"); code != http.StatusUnprocessableEntity {
+		t.Fatalf("add: %d", code)
+	}
+	if _, err := os.Stat(mpath); !os.IsNotExist(err) {
+		t.Fatalf("a managed file was left: %v", err)
+	}
+}

@@ -315,16 +315,25 @@ func editManaged(configPath string, edit func(m *Managed) error, apply func(*Con
 	}
 	if apply != nil {
 		if err := apply(next); err != nil {
-			if old == nil {
-				old = (&Managed{}).render() // an empty managed file reads like none
-			}
-			if rerr := writeAtomic(mpath, old); rerr != nil {
+			if rerr := restore(mpath, old); rerr != nil {
 				return nil, ioError{fmt.Errorf("%w; restoring %s also failed: %v", err, mpath, rerr)}
 			}
 			return nil, err
 		}
 	}
 	return next, nil
+}
+
+// restore puts back the managed file as it was before an edit the box could not apply: the
+// old text, or no file.
+func restore(path string, old []byte) error {
+	if old != nil {
+		return writeAtomic(path, old)
+	}
+	if err := os.Remove(path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
 }
 
 // lockManaged takes an exclusive flock on PATH.lock, waiting for other editors. The lock file
@@ -391,13 +400,21 @@ func writeAtomic(path string, data []byte) error {
 		os.Remove(tmp)
 		return fmt.Errorf("appliance: write %s: %w", path, err)
 	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("appliance: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// syncDir makes a rename or removal in dir durable.
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("appliance: write %s: sync directory: %w", path, err)
+		return fmt.Errorf("sync directory: %w", err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("appliance: write %s: sync directory: %w", path, err)
+		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil
 }
