@@ -35,6 +35,7 @@ func allowCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 			allowAddCommand(configFlag, stdout, stderr),
 			allowRemoveCommand(configFlag, stdout, stderr),
 			allowTestCommand(configFlag, stdout),
+			allowImportCommand(configFlag, stdout, stderr), allowSuggestCommand(configFlag, stdout, stderr), allowPresetsCommand(stdout),
 		},
 	}
 }
