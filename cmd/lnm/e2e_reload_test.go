@@ -99,12 +99,19 @@ func TestE2EReload(t *testing.T) {
 			if !d.running(300 * time.Millisecond) {
 				t.Fatalf("the download ended after %d reloads", i)
 			}
-			if i%2 == 0 {
+			switch {
+			case i == 9: // an edit through the admin API is a reload too
+				if out, err := exec.Command(bin, "allow", "add", "--config", l3conf, "historian.contoso.test", "--port", "443").CombinedOutput(); err != nil {
+					t.Fatalf("lnm allow add: %v\n%s", err, out)
+				}
+			case i%2 == 0:
 				if out, err := exec.Command(bin, "reload", "--config", l3conf).CombinedOutput(); err != nil {
 					t.Fatalf("lnm reload: %v\n%s", err, out)
 				}
-			} else if err := l4.cmd.Process.Signal(sighup); err != nil {
-				t.Fatal(err)
+			default:
+				if err := l4.cmd.Process.Signal(sighup); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 		n, err := d.wait(t)
@@ -117,8 +124,8 @@ func TestE2EReload(t *testing.T) {
 				reloads++
 			}
 		}
-		if reloads != 10 {
-			t.Errorf("level 3 recorded %d reloads, want 10", reloads)
+		if reloads != 11 { // ten lnm reload and one allow add
+			t.Errorf("level 3 recorded %d reloads, want 11", reloads)
 		}
 	})
 
@@ -160,6 +167,36 @@ func TestE2EReload(t *testing.T) {
 		})
 		if !ok {
 			t.Error("no close record with reason revoked for api.azure.test")
+		}
+	})
+
+	t.Run("allow_remove_cuts_a_live_connection", func(t *testing.T) {
+		// api.azure.test lives only in the managed file for this test.
+		l.rewriteConfig(bin, "l3", removeAzure)
+		defer l.rewriteConfig(bin, "l3", restoreAzure)
+		if out, err := exec.Command(bin, "allow", "add", "--config", l3conf, "api.azure.test", "--comment", "e2e").CombinedOutput(); err != nil {
+			t.Fatalf("lnm allow add: %v\n%s", err, out)
+		}
+		d := l.startDownload("api.azure.test", 1<<30, "20M")
+		if !d.running(time.Second) {
+			t.Fatalf("download through a rule added by lnm allow add ended early: %s", d.errb.String())
+		}
+		if out, err := exec.Command(bin, "allow", "remove", "--config", l3conf, "api.azure.test").CombinedOutput(); err != nil {
+			t.Fatalf("lnm allow remove: %v\n%s", err, out)
+		}
+		if n, err := d.wait(t); err == nil || n >= 1<<30 {
+			t.Fatalf("the stream to a removed name went on: %d bytes, %v", n, err)
+		}
+		ok := waitFor(5*time.Second, func() bool {
+			revoked, byUID := false, false
+			for _, r := range l.auditQuery(bin, "l3", "--since", "1m") {
+				revoked = revoked || (r.Kind == audit.KindConn && r.SNI == "api.azure.test" && r.Reason == "revoked")
+				byUID = byUID || (r.Kind == audit.KindConfig && strings.Contains(r.Change, "-api.azure.test") && r.UID != nil)
+			}
+			return revoked && byUID
+		})
+		if !ok {
+			t.Error("want a close record with reason revoked and a config record of the removal with the caller's uid")
 		}
 	})
 
