@@ -551,7 +551,9 @@ func positionals(c *cli.Context, min, max int, usage string) ([]string, error) {
 			i++
 			value = rest[i]
 		}
-		if err := c.Set(name, value); err != nil {
+		// Set the flag's first name: urfave/cli keeps a separate value per alias, and the
+		// commands read the first name.
+		if err := c.Set(f.Names()[0], value); err != nil {
 			return nil, &exitError{2, fmt.Errorf("%s: %s: %v", c.Command.FullName(), a, err)}
 		}
 	}

@@ -307,3 +307,15 @@ func TestAllowAddPreset(t *testing.T) {
 		}
 	}
 }
+
+// TestPositionalsAlias: a flag given by its alias after a positional argument still counts.
+func TestPositionalsAlias(t *testing.T) {
+	dir := t.TempDir()
+	conf := dir + "/lnm.conf"
+	os.WriteFile(conf, []byte("lnm {\n    listen 127.0.0.1\n    admin off\n    audit off\n    allow {\n        x.test\n    }\n}\n"), 0o644)
+	t.Setenv("LNM_CONFIG", "/nonexistent/lnm.conf")
+	code, stdout, stderr := runCLI(t, "allow", "test", "x.test", "-c", conf)
+	if code != 0 || !strings.Contains(stdout, "x.test") {
+		t.Fatalf("allow test x.test -c FILE: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
