@@ -47,9 +47,13 @@ func modeCommand(configFlag cli.Flag, stdout io.Writer) *cli.Command {
 		ArgsUsage: "learn|enforce",
 		Flags:     []cli.Flag{configFlag},
 		Action: func(c *cli.Context) error {
-			mode := c.Args().First()
-			if c.NArg() != 1 || (mode != "learn" && mode != "enforce") {
-				return &exitError{2, fmt.Errorf("mode: want learn or enforce, got %q", c.Args().Slice())}
+			args, err := positionals(c, 1, 1, "mode: want learn or enforce")
+			if err != nil {
+				return err
+			}
+			mode := args[0]
+			if mode != "learn" && mode != "enforce" {
+				return &exitError{2, fmt.Errorf("mode: want learn or enforce, got %q", mode)}
 			}
 			if err := postAdmin(c, appliance.PathMode, url.Values{"mode": {mode}}, nil); err != nil {
 				return err
