@@ -11,7 +11,8 @@ FUZZ := \
 	./forwarder:FuzzParseClientHello \
 	./forwarder:FuzzReadClientHello \
 	./resolver:FuzzServeDNS \
-	./appliance:FuzzParse
+	./appliance:FuzzParse \
+	./appliance:FuzzImportLnm
 
 .PHONY: build run check test unit fuzz lint bench deps demo clean
 
