@@ -1,111 +1,57 @@
 package store
 
 import (
-	"net/netip"
 	"slices"
 	"time"
-
-	"github.com/hashicorp/go-memdb"
 
 	"github.com/lnm-project/lnm/audit"
 )
 
 // Link ties a conn record to the DNS query it follows, before the record is logged and
-// inserted. A conn that named a host (an SNI) and did not come through a static tcp route gets
-// QuerySeq set to the latest dns record from the same client address for the same name with
-// verdict allow or would-deny, at most LinkWindow before r.Time (both ends inclusive).
-// Without one it is flagged unlinked, and also sni_mismatch when the same client queried
-// other names within the window. Names are compared as they are: both sides were normalized
-// when they came off the wire.
+// added. A conn that named a host (an SNI) and did not come through a static tcp route gets
+// QuerySeq set to a dns record from the same client address for the same name at most
+// LinkWindow before r.Time (both ends inclusive): the latest that returned addresses (an
+// A or AAAA answer), else the latest at all, whatever its verdict (a denied connection
+// linked to its NXDOMAIN is informative). So a device that asked for A and AAAA and got
+// only an IPv4 answer links to the A query, not to the empty AAAA one. Without any query
+// for the name it is flagged unlinked, and also sni_mismatch when the same client queried
+// other names within the window. Names are compared as they are: both sides were
+// normalized when they came off the wire.
 //
 // A close (or any record with an ID but no open event) takes the link of its connection's
 // open record, so open and close agree even if a query arrived in between; when the open is
-// no longer held, it links as of the connection's start (r.Time less its duration).
+// not known (the log refused it, or it is older than MaxAge), it links as of the
+// connection's start (r.Time less its duration).
 //
-// Link only reads; it replaces r's link fields and keeps any other flags.
+// Link reads the link index, which Add keeps current, never memdb: it is exact for queries
+// still waiting in the queue, and costs a map lookup. It replaces r's link fields and keeps
+// any other flags.
 func (s *Store) Link(r *audit.Record) {
-	if r.Kind != audit.KindConn || r.SNI == "" || r.Via == "tcp" || !r.Client.IsValid() {
+	if r.Kind != audit.KindConn || !linkable(r) {
 		return
 	}
-	tx := s.db.Txn(false)
-	defer tx.Abort()
-	seq, flags := linkTxn(tx, r, s.window)
-	setLink(r, seq, flags)
-}
-
-// linkFlags are the flags Link owns.
-type linkFlags struct{ unlinked, mismatch bool }
-
-func linkTxn(tx *memdb.Txn, r *audit.Record, window time.Duration) (uint64, linkFlags) {
 	at := r.Time
 	if r.Event != audit.EventOpen && r.ID != 0 {
-		if open := openTxn(tx, r.ID); open != nil {
-			return open.QuerySeq, linkFlags{
-				unlinked: open.HasFlag(audit.FlagUnlinked),
-				mismatch: open.HasFlag(audit.FlagSNIMismatch),
-			}
+		if open, ok := s.links.open(r.ID); ok {
+			setLink(r, open.seq, open.flags)
+			return
 		}
 		if r.Event == audit.EventClose {
 			at = at.Add(-time.Duration(r.DurationMS) * time.Millisecond)
 		}
 	}
-	addr := r.Client.Addr().Unmap()
-	from := at.Add(-window)
-	if q := latestQueryTxn(tx, addr, r.SNI, from, at); q != nil {
-		return q.Seq, linkFlags{}
-	}
-	return 0, linkFlags{unlinked: true, mismatch: otherNameTxn(tx, addr, r.SNI, from, at)}
+	seq, flags := s.links.lookup(r.Client.Addr().Unmap(), r.SNI, at)
+	setLink(r, seq, flags)
 }
 
-// openTxn finds the open record of connection id.
-func openTxn(tx *memdb.Txn, id uint64) *audit.Record {
-	it, err := tx.GetReverse(tableConn, indexConnID, id)
-	if err != nil {
-		return nil
-	}
-	for r := next(it); r != nil; r = next(it) {
-		if r.Event == audit.EventOpen {
-			return r
-		}
-	}
-	return nil
+// linkable reports whether a conn record is one Link ties to a query: it named a host, did
+// not come through a static tcp route, and has a client.
+func linkable(r *audit.Record) bool {
+	return r.SNI != "" && r.Via != "tcp" && r.Client.IsValid()
 }
 
-// latestQueryTxn walks the client's queries for name backwards in time from at and returns
-// the first that was answered (allow, or would-deny in learn mode) and is not before from.
-func latestQueryTxn(tx *memdb.Txn, addr netip.Addr, name string, from, at time.Time) *audit.Record {
-	it, err := tx.ReverseLowerBound(tableDNS, indexClientName,
-		clientNameQuery{Addr: addr, Name: name, Before: at.Add(1)})
-	if err != nil {
-		return nil
-	}
-	for q := next(it); q != nil; q = next(it) {
-		if a, _ := clientAddr(q); a != addr || q.Name != name || q.Time.Before(from) {
-			return nil
-		}
-		if q.Verdict == audit.VerdictAllow || q.Verdict == audit.VerdictWouldDeny {
-			return q
-		}
-	}
-	return nil
-}
-
-// otherNameTxn reports whether the client asked for any name but name in [from, at].
-func otherNameTxn(tx *memdb.Txn, addr netip.Addr, name string, from, at time.Time) bool {
-	it, err := tx.ReverseLowerBound(tableDNS, indexClient, clientQuery{Addr: addr, Before: at.Add(1)})
-	if err != nil {
-		return false
-	}
-	for q := next(it); q != nil; q = next(it) {
-		if a, _ := clientAddr(q); a != addr || q.Time.Before(from) {
-			return false
-		}
-		if q.Name != name {
-			return true
-		}
-	}
-	return false
-}
+// linkFlags are the flags Link owns.
+type linkFlags struct{ unlinked, mismatch bool }
 
 // setLink writes the link into r. r.Flags is rebuilt rather than appended to, because it may
 // share its array with a record the store already holds.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -137,16 +138,66 @@ func TestLink(t *testing.T) {
 			want:    []linked{{flags: unlinked}},
 		},
 		{
-			name: "a denied query does not link, and is no mismatch",
+			name: "an answered query is preferred to a later denied one, which is the fallback",
 			queries: []audit.Record{
 				dnsAt(1, -5*time.Minute, dev, www, allow),
-				dnsAt(2, -time.Minute, dev, www, audit.VerdictDeny),
+				denied(2, -time.Minute, dev, www),
 			},
 			conns: []audit.Record{
 				connAt(10, 0, devC, www, "parent"),
 				connAt(11, 6*time.Minute, devC, www, "parent"),
 			},
-			want: []linked{{querySeq: 1}, {flags: unlinked}},
+			want: []linked{{querySeq: 1}, {querySeq: 2}},
+		},
+		{
+			name: "A and AAAA: the connection links to the query that returned addresses",
+			queries: []audit.Record{
+				dnsAt(1, -2*time.Millisecond, dev, www, allow),
+				nodata(2, -time.Millisecond, dev, www),
+			},
+			conns: []audit.Record{connAt(10, 0, devC, www, "parent")},
+			want:  []linked{{querySeq: 1}},
+		},
+		{
+			name: "AAAA answered after an empty A links to the AAAA",
+			queries: []audit.Record{
+				nodata(1, -2*time.Millisecond, dev, www),
+				func() audit.Record {
+					r := dnsAt(2, -time.Millisecond, dev, www, allow)
+					r.QType, r.Answer = "AAAA", []netip.Addr{netip.MustParseAddr("fd00::1")}
+					return r
+				}(),
+			},
+			conns: []audit.Record{connAt(10, 0, devC, www, "parent")},
+			want:  []linked{{querySeq: 2}},
+		},
+		{
+			name:    "a query without addresses links when there is no other",
+			queries: []audit.Record{nodata(1, -time.Second, dev, www)},
+			conns:   []audit.Record{connAt(10, 0, devC, www, "parent")},
+			want:    []linked{{querySeq: 1}},
+		},
+		{
+			name: "a denied connection links to its NXDOMAIN query",
+			queries: []audit.Record{
+				dnsAt(1, -time.Minute, dev, api, allow),
+				denied(2, -time.Second, dev, www),
+			},
+			conns: []audit.Record{func() audit.Record {
+				c := connAt(10, 0, devC, www, "")
+				c.Event, c.Verdict, c.Reason = audit.EventDeny, audit.VerdictDeny, "name"
+				return c
+			}()},
+			want: []linked{{querySeq: 2}},
+		},
+		{
+			name: "an answered query outside the window loses to an empty one inside it",
+			queries: []audit.Record{
+				dnsAt(1, -DefaultLinkWindow-time.Second, dev, www, allow),
+				nodata(2, -time.Minute, dev, www),
+			},
+			conns: []audit.Record{connAt(10, 0, devC, www, "parent")},
+			want:  []linked{{querySeq: 2}},
 		},
 		{
 			name:    "a would-deny query (learn mode) links",
@@ -200,7 +251,7 @@ func TestLink(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newStore(t, Config{Now: newClock().Now})
 			for _, q := range tt.queries {
-				s.Insert(q)
+				add(s, q) // not Insert: linking must not wait for the writer
 			}
 			for i, c := range tt.conns {
 				s.Link(&c)
@@ -209,9 +260,74 @@ func TestLink(t *testing.T) {
 					t.Errorf("conn %d (seq %d): got query_seq %d flags %v, want %d %v",
 						i, c.Seq, got.querySeq, got.flags, tt.want[i].querySeq, tt.want[i].flags)
 				}
-				s.Insert(c)
+				add(s, c)
 			}
 		})
+	}
+}
+
+// denied is a query the list refused: NXDOMAIN, no answer.
+func denied(seq uint64, off time.Duration, client, name string) audit.Record {
+	r := dnsAt(seq, off, client, name, audit.VerdictDeny)
+	r.Rcode, r.Answer = "NXDOMAIN", nil
+	return r
+}
+
+// nodata is an allowed AAAA query that the box answered without addresses (it has no IPv6
+// address to give).
+func nodata(seq uint64, off time.Duration, client, name string) audit.Record {
+	r := dnsAt(seq, off, client, name, audit.VerdictAllow)
+	r.QType, r.Answer = "AAAA", nil
+	return r
+}
+
+// A connection that follows its answer at once links although the writer has not
+// inserted the query: Link reads the link index, which Add updates before queueing.
+func TestLinkBeforeInsert(t *testing.T) {
+	s := newStore(t, Config{})
+	add(s, dnsAt(1, -time.Millisecond, "10.3.0.7", "www.example.com", audit.VerdictAllow))
+	if st := s.Stats(); st.Records() != 0 || st.Queued != 1 {
+		t.Fatalf("the query is not waiting in the queue: %+v", st)
+	}
+	c := connAt(2, 0, "10.3.0.7:4000", "www.example.com", "parent")
+	s.Link(&c)
+	if c.QuerySeq != 1 || c.Flags != nil {
+		t.Errorf("got query_seq %d flags %v, want 1 and none", c.QuerySeq, c.Flags)
+	}
+	// So does a close whose open is still queued.
+	add(s, c)
+	cl := c
+	cl.Seq, cl.Event, cl.QuerySeq, cl.Time = 3, audit.EventClose, 0, t0.Add(time.Minute)
+	add(s, dnsAt(4, 30*time.Second, "10.3.0.7", "www.example.com", audit.VerdictAllow))
+	s.Link(&cl)
+	if cl.QuerySeq != 1 {
+		t.Errorf("close: query_seq %d, want its open's 1", cl.QuerySeq)
+	}
+}
+
+// The link index keeps a query at least one window: generations rotate as queries arrive,
+// and a query a window old is still found while one older is not.
+func TestLinkIndexGenerations(t *testing.T) {
+	const w = time.Minute
+	s := newStore(t, Config{LinkWindow: w})
+	add(s, dnsAt(1, 0, "10.3.0.7", "www.example.com", audit.VerdictAllow))
+	// Other clients' queries move time along and rotate the generations.
+	for i := range 10 {
+		off := time.Duration(i+1) * w / 4
+		add(s, dnsAt(uint64(i+2), off, "10.3.0.9", "api.example.com", audit.VerdictAllow))
+		c := connAt(100, off, "10.3.0.7:4000", "www.example.com", "parent")
+		s.Link(&c)
+		want := uint64(1)
+		if off > w {
+			want = 0
+		}
+		if c.QuerySeq != want {
+			t.Errorf("at +%v: query_seq %d, want %d", off, c.QuerySeq, want)
+		}
+	}
+	k := clientName{netip.MustParseAddr("10.3.0.7"), "www.example.com"}
+	if x := s.links; x.cur.names[k] != nil || x.prev.names[k] != nil {
+		t.Error("after 2.5 windows the index still holds the first query")
 	}
 }
 

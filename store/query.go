@@ -7,15 +7,16 @@ import (
 
 	"github.com/hashicorp/go-memdb"
 
-	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
 )
 
 // Query returns the records that match f, in seq order; with f.Limit, the newest Limit of
 // them. In each table it reads one index chosen from the filter (see plan) and checks every
 // candidate with f.Match, so an index only ever narrows the search and never changes the
-// answer. The records share their slices with the store: don't modify their elements.
+// answer. It Flushes first, so it sees every record added before it was called. The records
+// share their slices with the store: don't modify their elements.
 func (s *Store) Query(f audit.Filter) []audit.Record {
+	s.Flush()
 	tx := s.db.Txn(false)
 	defer tx.Abort()
 	found, err := queryTxn(tx, s.schema, &f)
@@ -90,10 +91,13 @@ type readPlan struct {
 }
 
 // plan picks the index to read in table t for filter f, from the most selective kind of
-// condition to the least: one client and one exact name, one client, one exact name, the
-// unlinked flag, a non-allow verdict, a client range, a name pattern, a time range, and at
-// last the whole table in seq order. Allowed records are not in the verdict index (most
-// records are allowed, so it would not narrow anything).
+// condition to the least: one client, the unlinked flag, a non-allow verdict, a client
+// range, a time range, and at last the whole table in seq order; a table without the index
+// for a condition goes on to the next. Allowed records are not in the verdict index (most
+// records are allowed, so it would not narrow anything). Names have no index: one costs
+// more per insert than the client index and the time index together, and a name filter
+// with a Limit reads the newest records backwards until it has enough (probeNewest, or
+// the whole table in seq order).
 func plan(t *memdb.TableSchema, f *audit.Filter) readPlan {
 	has := func(index string) bool { _, ok := t.Indexes[index]; return ok }
 	ordered := func(index string) bool {
@@ -104,19 +108,10 @@ func plan(t *memdb.TableSchema, f *audit.Filter) readPlan {
 		return readPlan{scans: []scan{{index: index, arg: arg}}, ordered: ordered(index)}
 	}
 	host := f.Client.IsValid() && f.Client.IsSingleIP()
-	var name string
-	exact := false
-	if f.Name != nil {
-		name, exact = string(f.Name.Base), f.Name.Kind == allowlist.Exact
-	}
 
 	switch {
-	case host && exact && has(indexClientName):
-		return one(indexClientName, clientNameQuery{Addr: f.Client.Addr(), Name: name})
 	case host && has(indexClient):
-		return one(indexClient, clientQuery{Addr: f.Client.Addr()})
-	case exact && has(indexName):
-		return one(indexName, nameQuery{Name: name})
+		return one(indexClient, f.Client.Addr())
 	case f.Unlinked && has(indexUnlinked):
 		return one(indexUnlinked, nil)
 	case f.Verdict != "" && f.Verdict != audit.VerdictAllow && has(indexVerdict):
@@ -129,19 +124,13 @@ func plan(t *memdb.TableSchema, f *audit.Filter) readPlan {
 		first, last := prefixRange(f.Client)
 		return readPlan{wide: true, scans: []scan{{
 			index: indexClient,
-			arg:   clientQuery{Addr: first},
+			arg:   first,
 			stop: func(r *audit.Record) bool {
 				a, _ := clientAddr(r)
 				a16 := a.As16()
 				return bytes.Compare(a16[:], last[:]) > 0
 			},
 		}}}
-	case f.Name != nil && has(indexName):
-		p := readPlan{wide: true, scans: []scan{{index: indexName, arg: nameQuery{Name: name, Below: true}}}}
-		if f.Name.Kind == allowlist.Apex {
-			p.scans = append(p.scans, scan{index: indexName, arg: nameQuery{Name: name}})
-		}
-		return p
 	case !f.Since.IsZero() || !f.Until.IsZero():
 		return readPlan{wide: true, scans: []scan{{
 			index: indexTime,

@@ -102,10 +102,11 @@ func TestQueryPlan(t *testing.T) {
 		table string
 		index string
 	}{
-		{"client and name", audit.Filter{Client: netip.MustParsePrefix("10.0.0.1/32"), Name: pattern(t, "a.example.com")}, tableDNS, indexClientName},
+		{"client and name", audit.Filter{Client: netip.MustParsePrefix("10.0.0.1/32"), Name: pattern(t, "a.example.com")}, tableDNS, indexClient},
 		{"client and name, conn", audit.Filter{Client: netip.MustParsePrefix("10.0.0.1/32"), Name: pattern(t, "a.example.com")}, tableConn, indexClient},
-		{"name", audit.Filter{Name: pattern(t, "a.example.com"), Since: t0}, tableConn, indexName},
-		{"name pattern", audit.Filter{Name: pattern(t, "*.example.com"), Since: t0}, tableDNS, indexName},
+		{"client, event", audit.Filter{Client: netip.MustParsePrefix("10.0.0.1/32"), Since: t0}, tableEvent, indexTime},
+		{"name and time", audit.Filter{Name: pattern(t, "a.example.com"), Since: t0}, tableConn, indexTime},
+		{"name pattern", audit.Filter{Name: pattern(t, "*.example.com")}, tableDNS, indexID},
 		{"unlinked", audit.Filter{Unlinked: true, Verdict: audit.VerdictDeny}, tableConn, indexUnlinked},
 		{"verdict", audit.Filter{Verdict: audit.VerdictDeny, Since: t0}, tableDNS, indexVerdict},
 		{"client range", audit.Filter{Client: netip.MustParsePrefix("10.0.0.0/8"), Since: t0}, tableConn, indexClient},

@@ -10,14 +10,11 @@ import (
 
 // Index names. A table has the ones its records can use; the planner looks them up by name.
 const (
-	indexID         = "id" // memdb's name for the primary key: the seq
-	indexTime       = "time"
-	indexClient     = "client"
-	indexClientName = "client_name"
-	indexName       = "name"
-	indexVerdict    = "verdict"
-	indexConnID     = "conn_id"
-	indexUnlinked   = "unlinked"
+	indexID       = "id" // memdb's name for the primary key: the seq
+	indexTime     = "time"
+	indexClient   = "client"
+	indexVerdict  = "verdict"
+	indexUnlinked = "unlinked"
 )
 
 // tables lists every table's schema, in the order Query merges them.

@@ -1,12 +1,19 @@
 // Package store holds lnm's recent audit records in memory, indexed for linking and for
-// queries, and bounded by count and age. It is a go-memdb database: readers (Link, Query)
-// work on snapshots and never wait; a writer holds memdb's one write lock for a transaction
-// of one record and does no I/O. The durable copy of every record is the audit log; the
-// store only answers quickly about the recent past (see Oldest).
+// queries, and bounded by count and age. It is a go-memdb database: readers (Query, Get)
+// work on snapshots and never wait for the writer.
 //
-// go-memdb's immutable radix trees copy the path of every insert and give every node a
-// channel, so a held record costs about 2.8 KB and an Insert about 0.1 ms with a million held
-// (BenchmarkBytesPerRecord, BenchmarkInsert); size MaxRecords with that in mind.
+// Records reach it off the data path. Add only enqueues (and notes a dns query in the link
+// index, so that linking is exact at once); Run's goroutine inserts what is queued in
+// batches, one write transaction per batch, which shares the radix trees' path copies among
+// the batch (BenchmarkInsert: one transaction per record costs several times as much). The
+// durable copy of every record is the audit log; the store only answers quickly about the
+// recent past (see Oldest), so under overload it drops what its queue cannot hold and
+// counts it (Stats.Dropped) rather than slow down a DNS answer.
+//
+// go-memdb's immutable radix trees give every node and leaf a channel, so a held record
+// costs about 1.8 KB with its index entries (BenchmarkBytesPerRecord), and the writer
+// about 6 µs per record in batches, 40 µs alone (BenchmarkInsert); size MaxRecords with
+// that in mind.
 package store
 
 import (
@@ -14,6 +21,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -29,17 +37,29 @@ const (
 	DefaultMaxAge     = 24 * time.Hour
 	DefaultLinkWindow = 10 * time.Minute
 	DefaultEvictEvery = 10 * time.Second
+	DefaultQueue      = 64 << 10
 )
 
-// evictBatch is how many records one eviction transaction deletes at most, so that a large
-// eviction (after a clock jump, or a lowered bound) never holds the writer lock for long.
-const evictBatch = 1024
+const (
+	// evictBatch is how many records one eviction transaction deletes at most, so that a
+	// large eviction (after a clock jump, or a lowered bound) never holds the writer lock
+	// for long.
+	evictBatch = 1024
+	// insertBatch is how many queued records one write transaction inserts at most. Larger
+	// batches share more path copies but hold memdb's writer lock longer, and past a few
+	// thousand modified nodes memdb notifies watchers the slow way.
+	insertBatch = 256
+	// gather is how long Run lets a batch gather after the first record arrives: at a few
+	// records a second a record waits that long to be seen by a new snapshot (readers
+	// Flush, so they never miss it); under load batches fill first.
+	gather = 2 * time.Millisecond
+)
 
 // Config configures a Store. Every zero value means the documented default.
 type Config struct {
-	// MaxRecords bounds the records held, all tables together; 0: 1,000,000. Insert evicts
-	// the oldest records (1/1024 of the bound, 1 to 64 at once) when the bound is reached,
-	// so it is never exceeded.
+	// MaxRecords bounds the records held, all tables together; 0: 1,000,000. An insert
+	// evicts the oldest records (1/1024 of the bound, 1 to 64 at once) when the bound is
+	// reached, so it is never exceeded.
 	MaxRecords int
 	// MaxAge is how long a record is held; 0: 24h. The eviction ticker enforces it, so a
 	// record may outlive it by up to EvictEvery.
@@ -49,6 +69,9 @@ type Config struct {
 	LinkWindow time.Duration
 	// EvictEvery is the period of Run's eviction ticker; 0: 10s.
 	EvictEvery time.Duration
+	// Queue is how many added records may wait for the writer; 0: 65,536. Add drops a
+	// record that finds the queue full and counts it in Stats.Dropped: the audit log has it.
+	Queue int
 	// Now is the clock for age eviction; nil: time.Now. Record times come from the records.
 	Now func() time.Time
 }
@@ -59,8 +82,11 @@ type Stats struct {
 	// Bytes is an estimate of the memory the records and their index entries take, from a
 	// per-record cost measured by BenchmarkBytesPerRecord plus each record's variable parts.
 	Bytes   int64
+	Queued  int    // records added and not yet inserted
 	Evicted uint64 // records evicted since New, by count or by age
-	Dropped uint64 // records Insert refused because they had no seq
+	// Dropped counts records the store never held: those that had no seq, and those that
+	// found the queue full (the writer could not keep up). The audit log has the latter.
+	Dropped uint64
 }
 
 // Records is the number of records held.
@@ -74,7 +100,20 @@ type Store struct {
 	maxAge     time.Duration
 	window     time.Duration
 	every      time.Duration
+	queueMax   int
 	now        func() time.Time
+	links      *linkIndex
+
+	// The queue. Records move from pending into memdb only under wmu, so whoever holds
+	// wmu with pending empty knows every record added before is visible.
+	qmu     sync.Mutex
+	pending []*audit.Record
+	spare   []*audit.Record // the previous batch's array, reused (guarded by wmu)
+	// wmu is held by every writer (Flush, Evict), so that a read snapshot taken under it
+	// is the state the next write transaction starts from.
+	wmu    sync.Mutex
+	maxSeq uint64        // the highest seq inserted (guarded by wmu)
+	wake   chan struct{} // Add tells Run that a batch has started or is full
 
 	// Counters change only inside write transactions, just before Commit, so writers see
 	// them exact; readers (Stats) read them without a lock.
@@ -95,6 +134,8 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: link window %v is negative", cfg.LinkWindow)
 	case cfg.EvictEvery < 0:
 		return nil, fmt.Errorf("store: evict period %v is negative", cfg.EvictEvery)
+	case cfg.Queue < 0:
+		return nil, fmt.Errorf("store: queue %d is negative", cfg.Queue)
 	}
 	sch := schema()
 	db, err := memdb.NewMemDB(sch)
@@ -108,11 +149,14 @@ func New(cfg Config) (*Store, error) {
 		maxAge:     cmp(cfg.MaxAge, DefaultMaxAge),
 		window:     cmp(cfg.LinkWindow, DefaultLinkWindow),
 		every:      cmp(cfg.EvictEvery, DefaultEvictEvery),
+		queueMax:   cmp(cfg.Queue, DefaultQueue),
 		now:        cfg.Now,
+		wake:       make(chan struct{}, 1),
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.links = newLinkIndex(s.window)
 	return s, nil
 }
 
@@ -125,16 +169,32 @@ func cmp[T comparable](v, def T) T {
 	return v
 }
 
-// Run evicts on the store's own ticker until ctx is done.
+// Run inserts added records in batches and evicts on the store's own ticker until ctx is
+// done; then it inserts what is still queued and returns. Records added afterwards wait
+// in the queue until a reader or Flush inserts them.
 func (s *Store) Run(ctx context.Context) {
-	t := time.NewTicker(s.every)
-	defer t.Stop()
+	defer s.Flush()
+	tick := time.NewTicker(s.every)
+	defer tick.Stop()
+	wait := time.NewTimer(gather)
+	defer wait.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick.C:
 			s.Evict()
+		case <-s.wake:
+			if s.queued() < insertBatch {
+				wait.Reset(gather)
+				select {
+				case <-ctx.Done():
+					return
+				case <-s.wake: // full
+				case <-wait.C:
+				}
+			}
+			s.Flush()
 		}
 	}
 }
@@ -177,6 +237,14 @@ func (d *delta) remove(tn int, r *audit.Record) {
 	d.bytes -= recordBytes(tn, r)
 }
 
+func (d *delta) records() int64 {
+	var n int64
+	for _, c := range d.count {
+		n += c
+	}
+	return n
+}
+
 // apply publishes d. Call it inside the write transaction, before Commit.
 func (s *Store) apply(d *delta) {
 	for tn, n := range d.count {
@@ -198,11 +266,17 @@ func (s *Store) held() int64 {
 	return n
 }
 
-// Insert holds a record of any kind. r.Seq must be set (by the log) and unique: a record
-// without one is dropped and counted in Stats, and a second record with the same seq and
-// kind replaces the first. The store keeps r's slices; the caller must not modify them
-// afterwards. Insert is one small write transaction and does no I/O.
-func (s *Store) Insert(r audit.Record) {
+// Add hands a record of any kind to the store without waiting: it notes a dns query (or a
+// connection's open) in the link index, so that Link sees it at once, and queues the
+// record for Run's writer. r.Seq must be set (by the log) and unique: a record without one
+// is dropped and counted in Stats, and a second record with the same seq and kind replaces
+// the first. A record that finds the queue full is dropped and counted too.
+//
+// The store keeps r itself, so the caller must not modify it, or its slices' elements,
+// afterwards. Taking a pointer rather than a copy keeps the data path's stack small: it
+// runs on a goroutine per DNS query, whose stack would otherwise grow (and be copied) to
+// hold the records.
+func (s *Store) Add(r *audit.Record) {
 	if r.Seq == 0 {
 		s.dropped.Add(1)
 		return
@@ -212,15 +286,96 @@ func (s *Store) Insert(r audit.Record) {
 	r.Answer = slices.Clip(r.Answer)
 	r.ALPN = slices.Clip(r.ALPN)
 	r.Flags = slices.Clip(r.Flags)
-	rec := &r
+	s.links.add(r)
 
+	s.qmu.Lock()
+	n := len(s.pending)
+	if n >= s.queueMax {
+		s.qmu.Unlock()
+		s.dropped.Add(1)
+		return
+	}
+	s.pending = append(s.pending, r)
+	s.qmu.Unlock()
+	if n == 0 || n+1 == insertBatch {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Insert adds a copy of r and waits until it is visible: Add then Flush. It is for tests
+// and tools; the data path uses Add.
+func (s *Store) Insert(r audit.Record) {
+	s.Add(&r)
+	s.Flush()
+}
+
+// Flush inserts every queued record, in write transactions of at most insertBatch records,
+// and returns when every record added before it was called is visible to readers (or was
+// dropped). Run calls it; so do Query, Get and Oldest, so that a reader sees what was
+// added before it asked.
+func (s *Store) Flush() {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	for {
+		s.qmu.Lock()
+		batch := s.pending
+		s.pending = s.spare[:0]
+		s.qmu.Unlock()
+		if len(batch) == 0 {
+			s.spare = batch
+			return
+		}
+		for rest := batch; len(rest) > 0; {
+			n := min(len(rest), insertBatch)
+			s.insert(rest[:n])
+			rest = rest[n:]
+		}
+		clear(batch) // let evicted records go
+		s.spare = batch[:0]
+	}
+}
+
+// queued is how many records wait for the writer.
+func (s *Store) queued() int {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return len(s.pending)
+}
+
+// insert is one write transaction holding recs, evicting the oldest records if the bound
+// is reached. Deleting neighbours in one transaction shares their path copies, so it
+// evicts a few at once rather than one per insert. Call it with wmu held.
+//
+// It never reads memdb through the write transaction before its last insert: a read there
+// clones the index and so empties the transaction's cache of nodes already copied, and
+// every later insert would copy its whole path again (memdb's readableIndex). A record
+// that may replace another (its seq is not above every seq seen) is looked up in a read
+// snapshot instead, which no other writer can change while wmu is held.
+func (s *Store) insert(recs []*audit.Record) {
 	tx := s.db.Txn(true)
 	defer tx.Abort()
 	var d delta
-	mustTxn(insertTxn(tx, rec, &d))
-	if over := s.held() + d.count[tableOf(r.Kind)] - int64(s.maxRecords); over > 0 {
-		// Deleting neighbours in one transaction shares their path copies, so evict a
-		// few at once rather than one per insert.
+	var snap *memdb.Txn
+	for i, r := range recs {
+		tn := tableOf(r.Kind)
+		if r.Seq <= s.maxSeq {
+			if snap == nil {
+				snap = s.db.Txn(false)
+			}
+			if old := replaced(snap, recs[:i], r); old != nil {
+				d.remove(tableOf(old.Kind), old)
+			}
+		}
+		s.maxSeq = max(s.maxSeq, r.Seq)
+		if err := tx.Insert(tableNames[tn], r); err != nil {
+			panic(fmt.Errorf("store: insert seq %d: %w", r.Seq, err)) // a broken schema
+		}
+		d.add(tn, r)
+	}
+	if over := s.held() + d.records() - int64(s.maxRecords); over > 0 {
 		over = max(over, s.evictChunk())
 		mustTxn(evictTxn(tx, over, time.Time{}, int(over), &d))
 	}
@@ -228,12 +383,27 @@ func (s *Store) Insert(r audit.Record) {
 	tx.Commit()
 }
 
-// mustTxn panics on a transaction error. The store's indexers cannot fail on a record, so an
-// error is a broken schema, which every test would hit.
-// evictChunk is how many records Insert evicts when the store is full: 1/1024 of the bound,
-// between 1 and 64.
+// replaced returns the record r replaces: the latest of the same seq and table earlier in
+// its batch, else the one held in snap.
+func replaced(snap *memdb.Txn, earlier []*audit.Record, r *audit.Record) *audit.Record {
+	tn := tableOf(r.Kind)
+	for i := len(earlier) - 1; i >= 0; i-- {
+		if e := earlier[i]; e.Seq == r.Seq && tableOf(e.Kind) == tn {
+			return e
+		}
+	}
+	if obj, err := snap.First(tableNames[tn], indexID, r.Seq); err == nil && obj != nil {
+		return obj.(*audit.Record)
+	}
+	return nil
+}
+
+// evictChunk is how many records an insert evicts at least when the store is full: 1/1024
+// of the bound, between 1 and 64.
 func (s *Store) evictChunk() int64 { return int64(min(max(s.maxRecords/1024, 1), 64)) }
 
+// mustTxn panics on a transaction error. The store's indexers cannot fail on a record, so an
+// error is a broken schema, which every test would hit.
 func mustTxn[T any](v T, err error) T {
 	if err != nil {
 		panic(err)
@@ -241,36 +411,22 @@ func mustTxn[T any](v T, err error) T {
 	return v
 }
 
-func insertTxn(tx *memdb.Txn, r *audit.Record, d *delta) (struct{}, error) {
-	tn := tableOf(r.Kind)
-	table := tableNames[tn]
-	old, err := tx.First(table, indexID, r.Seq)
-	if err != nil {
-		return struct{}{}, err
-	}
-	if old != nil {
-		d.remove(tn, old.(*audit.Record))
-	}
-	if err := tx.Insert(table, r); err != nil {
-		return struct{}{}, fmt.Errorf("store: insert seq %d: %w", r.Seq, err)
-	}
-	d.add(tn, r)
-	return struct{}{}, nil
-}
-
 // Evict makes one eviction pass, oldest records first across tables: it removes records
 // older than MaxAge and, if more than MaxRecords are held, the oldest surplus. It works in
 // transactions of at most evictBatch deletions, so writers are never held up for long.
+// It also forgets the open connections older than MaxAge that the link index remembers.
 func (s *Store) Evict() {
 	cutoff := s.now().Add(-s.maxAge)
+	s.links.forgetConns(cutoff)
 	for {
 		if n := s.evictBatch(cutoff); n < evictBatch {
 			return
 		}
 	}
 }
-
 func (s *Store) evictBatch(cutoff time.Time) int {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	tx := s.db.Txn(true)
 	defer tx.Abort()
 	var d delta
@@ -338,8 +494,9 @@ func next(it memdb.ResultIterator) *audit.Record {
 	return nil
 }
 
-// Get returns the record with this seq.
+// Get returns the record with this seq, after a Flush.
 func (s *Store) Get(seq uint64) (audit.Record, bool) {
+	s.Flush()
 	tx := s.db.Txn(false)
 	defer tx.Abort()
 	r, err := getTxn(tx, seq)
@@ -363,8 +520,10 @@ func getTxn(tx *memdb.Txn, seq uint64) (*audit.Record, error) {
 }
 
 // Oldest returns the time of the oldest record held, zero when the store is empty. Records
-// before it may have been evicted: a caller that needs them reads the audit log.
+// before it may have been evicted: a caller that needs them reads the audit log. It Flushes
+// first.
 func (s *Store) Oldest() time.Time {
+	s.Flush()
 	tx := s.db.Txn(false)
 	defer tx.Abort()
 	t, _ := oldestTxn(tx)
@@ -388,9 +547,11 @@ func oldestTxn(tx *memdb.Txn) (time.Time, error) {
 	return oldest.Time, nil
 }
 
-// Stats returns the current counts.
+// Stats returns the current counts. It does not Flush: a record still queued counts in
+// Queued, not in its table.
 func (s *Store) Stats() Stats {
 	return Stats{
+		Queued:  s.queued(),
 		DNS:     int(s.count[tnDNS].Load()),
 		Conn:    int(s.count[tnConn].Load()),
 		Event:   int(s.count[tnEvent].Load()),
@@ -403,36 +564,26 @@ func (s *Store) Stats() Stats {
 // entryBytes is the memory one index entry costs: a radix leaf node and leaf, each with its
 // mutation channel, the key twice (the leaf's copy and the node's prefix) and a share of the
 // inner nodes. It is calibrated with BenchmarkBytesPerRecord, which measures the real figure.
-const entryBytes = 440
+const entryBytes = 420
 
 // recordBytes estimates the memory a held record takes: the record, its index entries (the
-// sparse indexes only count where the record is in them), and what varies in size.
+// sparse indexes only count where the record is in them; see the schema files), and what
+// varies in size.
 func recordBytes(tn int, r *audit.Record) int64 {
-	name := recordName(r)
 	entries := int64(2) // id, time
-	if r.Client.IsValid() {
-		entries++
-		if tn == tnDNS && name != "" {
-			entries++ // client_name
+	if tn != tnEvent {
+		if r.Client.IsValid() {
+			entries++
+		}
+		if r.Verdict != "" && r.Verdict != audit.VerdictAllow {
+			entries++
+		}
+		if tn == tnConn && r.HasFlag(audit.FlagUnlinked) {
+			entries++
 		}
 	}
-	if name != "" {
-		entries++
-	}
-	if r.Verdict != "" && r.Verdict != audit.VerdictAllow {
-		entries++
-	}
-	if r.HasFlag(audit.FlagUnlinked) {
-		entries++
-	}
-	if tn == tnConn && r.ID != 0 {
-		entries++
-	}
 	n := int64(unsafe.Sizeof(*r)) + entries*entryBytes
-	n += int64(len(r.Name) + len(r.SNI) + len(name)) // held, and copied into the name key
-	if tn == tnDNS {
-		n += int64(len(name)) // and into the client_name key
-	}
+	n += int64(len(r.Name) + len(r.SNI))
 	n += int64(len(r.Answer)) * int64(unsafe.Sizeof(netip.Addr{}))
 	for _, a := range r.ALPN {
 		n += int64(unsafe.Sizeof(a)) + int64(len(a))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 func TestNewConfig(t *testing.T) {
 	s := newStore(t, Config{})
 	if s.maxRecords != DefaultMaxRecords || s.maxAge != DefaultMaxAge ||
-		s.window != DefaultLinkWindow || s.every != DefaultEvictEvery || s.now == nil {
+		s.window != DefaultLinkWindow || s.every != DefaultEvictEvery || s.queueMax != DefaultQueue || s.now == nil {
 		t.Errorf("zero config did not take the defaults: %+v", s)
 	}
 	bad := []struct {
@@ -25,6 +26,7 @@ func TestNewConfig(t *testing.T) {
 		{"max age", Config{MaxAge: -time.Second}, "store: max age -1s is negative"},
 		{"link window", Config{LinkWindow: -time.Second}, "store: link window -1s is negative"},
 		{"evict every", Config{EvictEvery: -time.Second}, "store: evict period -1s is negative"},
+		{"queue", Config{Queue: -1}, "store: queue -1 is negative"},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
@@ -232,4 +234,85 @@ func TestStatsBytesGrowWithNames(t *testing.T) {
 	if big := s2.Stats().Bytes; big <= small || small <= 0 {
 		t.Errorf("bytes: short name %d, long name %d", small, big)
 	}
+}
+
+// Add only queues: nothing is inserted until Flush (or a reader, which flushes first), and a
+// full queue drops and counts rather than waits.
+func TestAddQueuesAndFlushInserts(t *testing.T) {
+	s := newStore(t, Config{Queue: 2})
+	for _, r := range mixed(3) {
+		add(s, r)
+	}
+	if st := s.Stats(); st.Records() != 0 || st.Queued != 2 || st.Dropped != 1 {
+		t.Errorf("before Flush: stats %+v, want 0 held, 2 queued, 1 dropped", st)
+	}
+	s.Flush()
+	if st := s.Stats(); st.Records() != 2 || st.Queued != 0 || st.Dropped != 1 {
+		t.Errorf("after Flush: stats %+v, want 2 held, none queued, 1 dropped", st)
+	}
+	add(s, mixed(4)[3])
+	if got, want := heldSeqs(s), []uint64{1, 2, 4}; !slices.Equal(got, want) {
+		t.Errorf("Query after Add sees %v, want %v", got, want)
+	}
+}
+
+// Run inserts what is added without anyone flushing, and what is still queued when it is
+// cancelled.
+func TestRunInsertsAdded(t *testing.T) {
+	const n = 3 * insertBatch
+	s := newStore(t, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	for _, r := range mixed(n) {
+		add(s, r)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().Records() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("Run did not insert the added records: %+v", s.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	// Added after Run stopped: queued until a reader asks.
+	add(s, dnsAt(n+1, 0, "10.3.0.7", "a.example.com", audit.VerdictAllow))
+	if _, ok := s.Get(n + 1); !ok {
+		t.Error("Get did not see a record added after Run returned")
+	}
+	// Records queued when the context ends are inserted before Run returns.
+	s2 := newStore(t, Config{})
+	for _, r := range mixed(10) {
+		add(s2, r)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	s2.Run(ctx2)
+	if st := s2.Stats(); st.Records() != 10 || st.Queued != 0 {
+		t.Errorf("after Run on a cancelled context: %+v", st)
+	}
+}
+
+// Writers add while readers query and Flush: every record added before a Query returns
+// is in its answer.
+func TestReadYourWrites(t *testing.T) {
+	s := newStore(t, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				seq := uint64(w*1000 + i + 1)
+				add(s, dnsAt(seq, time.Duration(seq)*time.Millisecond, "10.3.0.7", "a.example.com", audit.VerdictAllow))
+				if _, ok := s.Get(seq); !ok {
+					t.Errorf("seq %d added and not found", seq)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
