@@ -33,6 +33,10 @@ type trail struct {
 
 // record links, numbers and keeps one record. It returns an error only when the record could
 // not be written durably and the box fails closed.
+//
+// It runs on the DNS and connection paths, so nothing here waits for the store: Link reads
+// the store's link index, and Add only queues (the store's own goroutine inserts in
+// batches, and may drop under overload, counting it: the log has every record).
 func (t *trail) record(r *audit.Record) error {
 	r.Box, r.Level = t.box, t.level
 	if r.Time.IsZero() {
@@ -43,10 +47,13 @@ func (t *trail) record(r *audit.Record) error {
 	}
 	if t.log == nil {
 		r.Seq = t.seq.Add(1)
-		t.store.Insert(*r)
+		t.store.Add(r) // r is the store's now
 		return nil
 	}
-	kept := *r // the log owns r once appended
+	// The log owns r once appended (its writer reads it later), so the store gets a copy of
+	// its own, taken now. The copies share only the slices' arrays, which neither writes.
+	kept := new(audit.Record)
+	*kept = *r
 	if err := t.log.Append(r); err != nil {
 		if t.failOpen {
 			return nil // the log counts what it refused and writes a summary when it recovers
@@ -54,7 +61,7 @@ func (t *trail) record(r *audit.Record) error {
 		return err
 	}
 	kept.Seq = r.Seq
-	t.store.Insert(kept)
+	t.store.Add(kept)
 	return nil
 }
 
