@@ -11,6 +11,9 @@ import (
 // maxBatch bounds how many records the writer takes from the queue before writing them.
 const maxBatch = 4096
 
+// writeLinger is how long the writer waits for more records when only a few are pending.
+const writeLinger = 2 * time.Millisecond
+
 // housekeepEvery is how often retention runs besides after each rotation.
 const housekeepEvery = time.Minute
 
@@ -175,14 +178,13 @@ func (w *writer) run() {
 		select {
 		case r := <-queue:
 			w.take(r)
-			for range maxBatch - 1 {
-				select {
-				case r := <-l.queue:
-					w.take(r)
-					continue
-				default:
-				}
-				break
+			w.drain()
+			// A trickle of records would cost one write(2) each. Waiting a moment for more
+			// changes nothing a client can see (records become durable at the next fsync,
+			// SyncEvery away) unless one of them asks to be synced at once.
+			if len(w.pending) < maxBatch/16 && !w.l.cfg.SyncAlways && !w.wantsUrgent() {
+				time.Sleep(writeLinger)
+				w.drain()
 			}
 			w.step()
 		case reply := <-l.syncReq:
@@ -201,6 +203,28 @@ func (w *writer) run() {
 			return
 		}
 	}
+}
+
+// drain takes what is queued, up to maxBatch records in all.
+func (w *writer) drain() {
+	for len(w.pending) < maxBatch {
+		select {
+		case r := <-w.l.queue:
+			w.take(r)
+		default:
+			return
+		}
+	}
+}
+
+// wantsUrgent reports whether a pending record asks for an fsync at once.
+func (w *writer) wantsUrgent() bool {
+	for _, r := range w.pending {
+		if w.l.cfg.Urgent(r) {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *writer) take(r *Record) {
