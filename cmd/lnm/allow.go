@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -168,32 +167,7 @@ func allowAddCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command
 					return &exitError{2, fmt.Errorf("invalid rule: %w", err)}
 				}
 			}
-			if len(specs) == 0 {
-				_, err := fmt.Fprintln(stdout, "nothing to add: the list has every rule already")
-				return err
-			}
-			var ch appliance.AllowChange
-			err = errNoAdmin
-			if cfg.Admin != "" {
-				ctx, cancel := context.WithTimeout(c.Context, changeTimeout)
-				defer cancel()
-				client := newAdminClient(cfg.Admin)
-				defer client.close()
-				err = client.allow(ctx, http.MethodPost, nil, appliance.AllowAdd{Rules: specs}, &ch)
-			}
-			if fallback(err) {
-				reason, uid := why(err, cfg), os.Getuid()
-				if _, ch, err = appliance.AddManaged(cfg.File, specs, &uid); err == nil {
-					fmt.Fprintf(stderr, "lnm: %s; edited the file directly\n", reason)
-				}
-			}
-			if err != nil {
-				return changeError(err)
-			}
-			for _, a := range ch.Added {
-				fmt.Fprintf(stdout, "added %s\n", a)
-			}
-			return reportChange(stdout, &ch, cfg)
+			return addRules(c, cfg, specs, stdout, stderr)
 		},
 	}
 }

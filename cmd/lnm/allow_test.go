@@ -290,7 +290,7 @@ func TestAllowAddPreset(t *testing.T) {
 		}
 	}
 	code, stdout, stderr = runCLI(t, "allow", "add", "--from", "198.18.3.20", "--preset", "azure-arc", "--config", conf)
-	if code != 0 || stdout != "nothing to add: the list has every rule already\n" || strings.Count(stderr, "skipped ") != len(rules) {
+	if code != 0 || stdout != "nothing to add: the allow list has every rule\n" || strings.Count(stderr, "skipped ") != len(rules) {
 		t.Fatalf("second add: exit %d\n%s%s", code, stdout, stderr)
 	}
 	for _, tc := range []struct {
