@@ -150,7 +150,7 @@ func runAppliance(path string, log *slog.Logger) error {
 	log.Info("stopping")
 	start := time.Now()
 	err = rt.Close()
-	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
+	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond).String())
 	if err != nil {
 		return &exitError{1, err}
 	}

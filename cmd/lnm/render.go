@@ -101,12 +101,15 @@ func (rd *renderer) row(r *audit.Record) row {
 	return out
 }
 
+// reasonListed is the reason of every ordinary allow: the rule column says it already.
+const reasonListed = "listed"
+
 func (rd *renderer) dnsDetail(d *detail, r *audit.Record) {
 	d.add(strings.TrimSpace(field(r.QType) + " " + field(r.Rcode)))
 	if len(r.Answer) > 0 {
 		d.append(" -> " + addrs(r))
 	}
-	if r.Reason != "" {
+	if r.Reason != "" && r.Reason != reasonListed {
 		d.add("reason " + text(r.Reason))
 	}
 	if r.Rule != "" {
@@ -149,7 +152,7 @@ func (rd *renderer) connDetail(d *detail, r *audit.Record) {
 		d.add(fmt.Sprintf("up %s down %s in %s", size(r.BytesUp), size(r.BytesDown),
 			(time.Duration(r.DurationMS) * time.Millisecond).String()))
 	}
-	if r.Reason != "" {
+	if r.Reason != "" && r.Reason != reasonListed {
 		d.add("reason " + text(r.Reason))
 	}
 	if r.Rule != "" && r.Event != audit.EventClose { // a close repeats its open's rule
