@@ -76,6 +76,11 @@ type Config struct {
 	// Empty: the servers in /etc/resolv.conf, read at run time.
 	Upstream []netip.AddrPort
 
+	// Children are the boxes one level down (`children CIDR...`; a bare address is a /32 or
+	// /128). Their connections resolved the name at their own level, where the link to the
+	// device's query is recorded, so this box does not flag them unlinked. Empty: none.
+	Children []netip.Prefix
+
 	// Sources limits who may use the box (`sources CIDR...`); a bare address is a /32 or
 	// /128. DNS queries from elsewhere are REFUSED and connections closed. Empty: anyone.
 	Sources []netip.Prefix

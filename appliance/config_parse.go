@@ -26,7 +26,7 @@ var singleValued = []string{
 	"level", "name", "listen", "dns", "proxy", "parent", "upstream", "sources", "ttl",
 	"hello_timeout", "dial_timeout", "idle_timeout", "admin", "metrics", "audit",
 	"fsync", "audit_max_age", "audit_max_size", "on_audit_failure", "link_window",
-	"store_max", "store_age", "mode", "on_revoke",
+	"store_max", "store_age", "mode", "on_revoke", "children",
 }
 
 // parser is a caddyfile Dispenser whose errors are *ConfigError.
@@ -150,6 +150,8 @@ func (p *parser) directive() error {
 		c.Upstream, err = p.servers(name, args)
 	case "sources":
 		c.Sources, err = p.prefixes(name, args)
+	case "children":
+		c.Children, err = p.prefixes(name, args)
 	case "ttl":
 		err = p.ttl(args)
 	case "hello_timeout":

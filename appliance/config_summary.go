@@ -35,6 +35,9 @@ func (c *Config) Summary() string {
 	}
 	set("upstream", orNone(joinAddrPorts(c.Upstream), "(from /etc/resolv.conf at run time)"))
 	set("sources", orNone(joinPrefixes(c.Sources), "any"))
+	if len(c.Children) > 0 {
+		set("children", joinPrefixes(c.Children))
+	}
 	set("ttl", duration(c.TTL))
 	set("hello_timeout", duration(c.HelloTimeout))
 	set("dial_timeout", duration(c.DialTimeout))

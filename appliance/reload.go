@@ -142,6 +142,7 @@ func restartOnly(cur, next *Config) error {
 	check("store_age", cur.StoreAge == next.StoreAge)
 	check("name", cur.Name == next.Name)
 	check("level", cur.Level == next.Level)
+	check("children", slices.Equal(cur.Children, next.Children))
 	if len(changed) > 0 {
 		return fmt.Errorf("appliance: reload: %s changed %s; restart lnm to apply it", next.File, strings.Join(changed, ", "))
 	}

@@ -103,7 +103,7 @@ func (rt *Runtime) start() error {
 		}
 	}
 	rt.metrics = newBoxMetrics(rt.started)
-	rt.trail = &trail{box: box, level: cfg.Level, log: rt.log, store: rt.store, failOpen: cfg.AuditFailOpen, metrics: rt.metrics}
+	rt.trail = &trail{box: box, level: cfg.Level, log: rt.log, store: rt.store, failOpen: cfg.AuditFailOpen, metrics: rt.metrics, children: cfg.Children}
 	if rt.log != nil {
 		rt.trail.seq.Store(rt.log.LastSeq())
 	}

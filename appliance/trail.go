@@ -3,6 +3,7 @@ package appliance
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -29,6 +30,7 @@ type trail struct {
 	store    *store.Store
 	failOpen bool
 	metrics  *boxMetrics
+	children []netip.Prefix // boxes one level down: their connections are not linked here
 }
 
 // record links, numbers and keeps one record. It returns an error only when the record could
@@ -42,7 +44,7 @@ func (t *trail) record(r *audit.Record) error {
 	if r.Time.IsZero() {
 		r.Time = time.Now()
 	}
-	if r.Kind == audit.KindConn && r.SNI != "" {
+	if r.Kind == audit.KindConn && r.SNI != "" && !t.fromChild(r) {
 		t.store.Link(r)
 	}
 	if t.log == nil {
@@ -63,6 +65,17 @@ func (t *trail) record(r *audit.Record) error {
 	kept.Seq = r.Seq
 	t.store.Add(kept)
 	return nil
+}
+
+// fromChild reports whether a record's client is a box one level down.
+func (t *trail) fromChild(r *audit.Record) bool {
+	a := r.Client.Addr().Unmap()
+	for _, p := range t.children {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // onQuery is the resolver's OnQuery hook.

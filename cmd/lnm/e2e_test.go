@@ -204,6 +204,8 @@ func TestE2E(t *testing.T) {
 	level3 := exampleConfig(t, "level3.conf", fallbackLevel3)
 	// L4 decides again: the from-rule's name must be on its list too.
 	level4 := addRule(t, exampleConfig(t, "level4.conf", fallbackLevel4), "opcua.vendor.test 443")
+	// The level-3 box is level 4's child: its connections are linked at level 3.
+	level4 = addDirectives(t, level4, "children "+l3UpAddr)
 	l4 := l.startBox(bin, "l4", level4, l4DownAddr)
 	l3 := l.startBox(bin, "l3", level3, l3DownAddr)
 	t.Logf("lab and boxes up in %v", time.Since(start).Round(time.Millisecond))
@@ -304,7 +306,7 @@ func TestE2E(t *testing.T) {
 		if l3Close.BytesDown == 0 || l3Close.BytesUp != l4Close.BytesUp || l3Close.BytesDown != l4Close.BytesDown {
 			t.Errorf("bytes: level 3 up %d down %d, level 4 up %d down %d", l3Close.BytesUp, l3Close.BytesDown, l4Close.BytesUp, l4Close.BytesDown)
 		}
-		if l4Close.Via != "direct" || l4Close.Upstream.Addr().String() != inetNames[0].addr {
+		if l4Close.Via != "direct" || l4Close.Upstream.Addr().String() != inetNames[0].addr || len(l4Close.Flags) != 0 {
 			t.Errorf("level-4 close %+v", l4Close)
 		}
 		alive(t)
