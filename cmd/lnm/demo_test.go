@@ -20,7 +20,7 @@ func TestDemo(t *testing.T) {
 	l := newLab(t)
 	l.dumpLogsOnFailure()
 	l.startInet()
-	l.startBox(bin, "l4", exampleConfig(t, "level4.conf", fallbackLevel4), l4DownAddr)
+	l.startBox(bin, "l4", addDirectives(t, exampleConfig(t, "level4.conf", fallbackLevel4), "children "+l3UpAddr), l4DownAddr)
 	l.startBox(bin, "l3", exampleConfig(t, "level3.conf", fallbackLevel3), l3DownAddr)
 
 	say := func(format string, args ...any) { fmt.Printf(format+"\n", args...) }
