@@ -15,15 +15,11 @@ func (rt *Runtime) config() *Config {
 	return rt.cfg
 }
 
-// Config returns the running configuration, for the admin API and tests. Callers must not
-// modify it.
-func (rt *Runtime) Config() *Config { return rt.config() }
-
 // currentList returns the running allow list.
 func (rt *Runtime) currentList() *allowlist.List {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	return rt.list
+	return rt.current.list
 }
 
 // Learn reports whether the box runs in learn mode.
@@ -84,16 +80,15 @@ func (rt *Runtime) apply(cur, next *Config, learn bool) error {
 	if err := restartOnly(cur, next); err != nil {
 		return err
 	}
-	pl, err := rt.plan(next, learn)
+	rt.mu.Lock()
+	old := rt.current
+	rt.mu.Unlock()
+	pl, err := rt.plan(next, learn, old)
 	if err != nil {
 		return err
 	}
 	if len(pl.fwds) != len(rt.fwds) || len(pl.dns) != len(rt.dns) {
 		return fmt.Errorf("appliance: reload: %s adds or removes all proxy and tcp ports or DNS; restart lnm to apply it", next.File)
-	}
-	old, err := rt.plan(cur, rt.Learn())
-	if err != nil {
-		return err
 	}
 	for i, f := range rt.fwds {
 		if err := f.Reconfigure(pl.fwds[i]); err != nil {
@@ -115,7 +110,7 @@ func (rt *Runtime) apply(cur, next *Config, learn bool) error {
 		}
 	}
 	rt.mu.Lock()
-	rt.cfg, rt.list, rt.learn = next, pl.list, learn
+	rt.cfg, rt.current, rt.learn = next, pl, learn
 	rt.mu.Unlock()
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,7 +37,7 @@ type Runtime struct {
 	store   *store.Store
 	trail   *trail
 	metrics *boxMetrics
-	list    *allowlist.List
+	current *plan // what the data path runs now; replaced by reloads under mu
 	version string
 	started time.Time
 	slog    *slog.Logger
@@ -48,7 +49,7 @@ type Runtime struct {
 
 	connIDs atomic.Uint64
 
-	// reloadMu serializes reloads and mode changes; mu guards cfg, list and learn, which
+	// reloadMu serializes reloads and mode changes; mu guards cfg, current and learn, which
 	// status and the admin API read while a reload may replace them.
 	reloadMu sync.Mutex
 	mu       sync.Mutex
@@ -140,7 +141,7 @@ func (rt *Runtime) start() error {
 		rt.slog.Info("metrics listening", "addr", ln.Addr().String())
 	}
 	rt.metrics.add(rt.metrics.reloads, 1, "ok")
-	return rt.trail.configChange("start "+rt.version+" "+cfg.File, listHash(rt.list), nil)
+	return rt.trail.configChange("start "+rt.version+" "+cfg.File, listHash(rt.current.list), nil)
 }
 
 // newConnID numbers connections across every forwarder and reload of this process.
@@ -171,14 +172,18 @@ func (rt *Runtime) registerGauges() {
 // plan is what one configuration asks of the data path: the list, the upstream client and
 // the settings of each DNS server and forwarder, one per listen address.
 type plan struct {
-	list *allowlist.List
-	dns  []resolver.Config
-	fwds []forwarder.Config
+	list     *allowlist.List
+	upstream *resolver.Upstream // nil when nothing is resolved upstream
+	servers  []netip.AddrPort   // upstream's servers and zones, to reuse it (and its cache)
+	zones    []resolver.Zone
+	dns      []resolver.Config
+	fwds     []forwarder.Config
 }
 
 // plan derives the data path's settings from cfg without binding anything. Hooks and
-// connection ids come from the runtime, so they survive reloads.
-func (rt *Runtime) plan(cfg *Config, learn bool) (*plan, error) {
+// connection ids come from the runtime, so they survive reloads; so does the upstream client
+// and its cache, when prev (the running plan, nil at start) used the same servers and zones.
+func (rt *Runtime) plan(cfg *Config, learn bool, prev *plan) (*plan, error) {
 	list, err := cfg.List()
 	if err != nil {
 		return nil, err
@@ -198,7 +203,6 @@ func (rt *Runtime) plan(cfg *Config, learn bool) (*plan, error) {
 	for i, z := range cfg.Zones {
 		zones[i] = resolver.Zone{Name: z.Name, Servers: z.Forward}
 	}
-	var upstream forwarder.Resolver
 	if needsUpstream(cfg) {
 		servers := cfg.Upstream
 		if len(servers) == 0 {
@@ -206,7 +210,12 @@ func (rt *Runtime) plan(cfg *Config, learn bool) (*plan, error) {
 				return nil, fmt.Errorf("appliance: no upstream in %s and %w", cfg.File, err)
 			}
 		}
-		upstream = resolver.NewUpstream(resolver.UpstreamConfig{Servers: servers, Zones: zones, Logger: rt.slog})
+		pl.servers, pl.zones = servers, zones
+		if prev != nil && prev.upstream != nil && slices.Equal(prev.servers, servers) && slices.EqualFunc(prev.zones, zones, sameZone) {
+			pl.upstream = prev.upstream
+		} else {
+			pl.upstream = resolver.NewUpstream(resolver.UpstreamConfig{Servers: servers, Zones: zones, Logger: rt.slog})
+		}
 	}
 	routes := make([]forwarder.Route, len(cfg.Routes))
 	for i, r := range cfg.Routes {
@@ -242,7 +251,6 @@ func (rt *Runtime) plan(cfg *Config, learn bool) (*plan, error) {
 			Sources:      cfg.Sources,
 			List:         list,
 			Parent:       cfg.Parent,
-			Resolver:     upstream,
 			Self:         self,
 			HelloTimeout: cfg.HelloTimeout,
 			DialTimeout:  cfg.DialTimeout,
@@ -253,17 +261,22 @@ func (rt *Runtime) plan(cfg *Config, learn bool) (*plan, error) {
 			OnEvent:      rt.trail.onConn,
 			NewID:        rt.newConnID,
 		})
+		if pl.upstream != nil { // never a typed nil in the interface
+			pl.fwds[len(pl.fwds)-1].Resolver = pl.upstream
+		}
 	}
 	return pl, nil
 }
 
+func sameZone(a, b resolver.Zone) bool { return a.Name == b.Name && slices.Equal(a.Servers, b.Servers) }
+
 // build makes the data-path components of the first configuration without binding anything.
 func (rt *Runtime) build() error {
-	pl, err := rt.plan(rt.cfg, rt.cfg.Learn)
+	pl, err := rt.plan(rt.cfg, rt.cfg.Learn, nil)
 	if err != nil {
 		return err
 	}
-	rt.list = pl.list
+	rt.current = pl
 	for _, c := range pl.dns {
 		s, err := resolver.New(c)
 		if err != nil {
