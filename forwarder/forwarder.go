@@ -56,7 +56,7 @@ type Config struct {
 	Routes []Route
 	// Sources are the devices that may connect; others are closed at once. Empty: anyone.
 	Sources []netip.Prefix
-	// List decides which SNI may pass; replace it at run time with SetList. Nil denies all.
+	// List decides which SNI may pass; replace it at run time with Reconfigure. Nil denies all.
 	List *allowlist.List
 	// Parent is the box one level up. Valid: every allowed stream goes to Parent on the
 	// upstream port and the parent decides again. Invalid: this is the top level and names

@@ -63,7 +63,7 @@ type Config struct {
 	Answer6 netip.Addr
 	// TTL is the TTL of synthesized answers and the negative TTL of the SOA. Zero: 60s.
 	TTL time.Duration
-	// List is the allow list the server starts with; SetList replaces it. Nil: nothing is
+	// List is the allow list the server starts with; Reconfigure replaces it. Nil: nothing is
 	// allowed, so every name is NXDOMAIN (stub zones still work).
 	List *allowlist.List
 	// Sources are the clients the server answers. Others get REFUSED. Empty: everyone.
@@ -101,7 +101,7 @@ const (
 // Server is the authoritative DNS server. Build one with New, then Start it.
 type Server struct {
 	cfg Config
-	pol atomic.Pointer[policy] // replaced whole by SetList and Reconfigure
+	pol atomic.Pointer[policy] // replaced whole by Reconfigure
 	log *slog.Logger
 
 	ctx    context.Context // good until Close: bounds stub-zone forwarding
@@ -188,13 +188,6 @@ func newPolicy(cfg *Config) (*policy, error) {
 		list:     cfg.List,
 		learn:    cfg.Learn,
 	}, nil
-}
-
-// SetList replaces the allow list; queries already being answered finish with the old one.
-func (s *Server) SetList(l *allowlist.List) {
-	p := *s.pol.Load()
-	p.list = l
-	s.pol.Store(&p)
 }
 
 // Reconfigure replaces everything that answers depend on (list, TTL, addresses, sources,

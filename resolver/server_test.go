@@ -135,12 +135,16 @@ func TestServerWildcard(t *testing.T) {
 	}
 }
 
-func TestServerSourcesAndSetList(t *testing.T) {
+func TestServerSourcesAndNewList(t *testing.T) {
 	s := startServer(t, Config{Sources: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	if resp := ask(t, "udp", s.Addr(), newReq("api.example.com.", dns.TypeA)); resp.Rcode != dns.RcodeSuccess {
-		t.Fatalf("rcode %s before SetList", dns.RcodeToString[resp.Rcode])
+		t.Fatalf("rcode %s before the new list", dns.RcodeToString[resp.Rcode])
 	}
-	s.SetList(mustList(t, "other.example.com"))
+	cfg := s.cfg
+	cfg.List = mustList(t, "other.example.com")
+	if err := s.Reconfigure(cfg); err != nil {
+		t.Fatal(err)
+	}
 	if resp := ask(t, "udp", s.Addr(), newReq("api.example.com.", dns.TypeA)); resp.Rcode != dns.RcodeNameError {
 		t.Errorf("rcode %s after the name left the list, want NXDOMAIN", dns.RcodeToString[resp.Rcode])
 	}
