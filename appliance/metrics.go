@@ -16,8 +16,8 @@ import (
 // It is small on purpose: counters and histograms with fixed label sets, registered once, so
 // the hot paths do one map lookup under a short lock or a single atomic add.
 type metrics struct {
-	mu     sync.Mutex
-	order  []string // metric names in registration order, for stable output
+	mu     sync.RWMutex // guards family and every family's series map
+	order  []string     // metric names in registration order, for stable output
 	family map[string]*family
 }
 
@@ -25,7 +25,7 @@ type family struct {
 	name, help, kind string // kind: counter, gauge, histogram
 	labels           []string
 	buckets          []float64 // histograms only
-	series           map[string]*series
+	series           map[labelKey]*series
 	// gauge, when set, computes the value at scrape time (gauges without labels).
 	gauge func() float64
 }
@@ -42,9 +42,12 @@ type series struct {
 func newMetrics() *metrics { return &metrics{family: map[string]*family{}} }
 
 func (m *metrics) register(name, kind, help string, labels []string, buckets []float64) *family {
+	if len(labels) > maxLabels {
+		panic("appliance: metric " + name + " has more than maxLabels labels")
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	f := &family{name: name, help: help, kind: kind, labels: labels, buckets: buckets, series: map[string]*series{}}
+	f := &family{name: name, help: help, kind: kind, labels: labels, buckets: buckets, series: map[labelKey]*series{}}
 	m.family[name] = f
 	m.order = append(m.order, name)
 	return f
@@ -68,10 +71,26 @@ func (m *metrics) counterFunc(name, help string, fn func() float64) {
 	m.register(name, "counter", help, nil, nil).gauge = fn
 }
 
-func (f *family) get(values []string) *series {
-	key := strings.Join(values, "\x00")
+// labelKey identifies a series by its label values; families have at most maxLabels labels.
+// An array key costs no allocation per lookup, which matters on the per-query path.
+type labelKey [maxLabels]string
+
+const maxLabels = 4
+
+// series finds or creates the series of f with these label values. Lookups of existing
+// series, all but the first of each, share a read lock.
+func (m *metrics) series(f *family, values []string) *series {
+	var key labelKey
+	copy(key[:], values)
+	m.mu.RLock()
 	s := f.series[key]
-	if s == nil {
+	m.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s = f.series[key]; s == nil {
 		s = &series{labelValues: slices.Clone(values)}
 		if f.kind == "histogram" {
 			s.counts = make([]uint64, len(f.buckets))
@@ -83,17 +102,12 @@ func (f *family) get(values []string) *series {
 
 // add increases a counter by n.
 func (m *metrics) add(f *family, n uint64, values ...string) {
-	m.mu.Lock()
-	s := f.get(values)
-	m.mu.Unlock()
-	s.value.Add(n)
+	m.series(f, values).value.Add(n)
 }
 
 // observe records one histogram sample.
 func (m *metrics) observe(f *family, v float64, values ...string) {
-	m.mu.Lock()
-	s := f.get(values)
-	m.mu.Unlock()
+	s := m.series(f, values)
 	s.mu.Lock()
 	for i, le := range f.buckets {
 		if v <= le {
@@ -116,11 +130,11 @@ func (m *metrics) WriteTo(w io.Writer) (int64, error) {
 			fmt.Fprintf(&b, "%s %s\n", f.name, formatFloat(f.gauge()))
 			continue
 		}
-		keys := make([]string, 0, len(f.series))
+		keys := make([]labelKey, 0, len(f.series))
 		for k := range f.series {
 			keys = append(keys, k)
 		}
-		slices.Sort(keys)
+		slices.SortFunc(keys, func(a, b labelKey) int { return slices.Compare(a[:], b[:]) })
 		for _, k := range keys {
 			s := f.series[k]
 			if f.kind != "histogram" {
