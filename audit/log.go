@@ -121,7 +121,8 @@ type Log struct {
 
 	w     *writer // owned by the writer goroutine after Open
 	stats struct {
-		records, bytes, writeErrors, syncNanos  atomic.Uint64
+		records, bytes, writes, writeErrors     atomic.Uint64
+		syncNanos                               atomic.Uint64
 		refusedFailing, refusedFull, summaries  atomic.Uint64
 		segments, followersDropped, retainedDel atomic.Uint64
 	}
@@ -317,6 +318,7 @@ type Stats struct {
 	LastSeq        uint64        // seq Append gave last
 	Records        uint64        // records written (not necessarily fsynced yet)
 	Bytes          uint64        // bytes written
+	Writes         uint64        // write(2) calls that wrote them: records arrive in batches
 	WriteErrors    uint64        // failed writes, fsyncs and rotations, retries included
 	LastSync       time.Duration // latency of the last fsync
 	RefusedFailing uint64        // records Append refused while the writer was failing
@@ -339,6 +341,7 @@ func (l *Log) Stats() Stats {
 	l.fmu.Unlock()
 	s.Records = l.stats.records.Load()
 	s.Bytes = l.stats.bytes.Load()
+	s.Writes = l.stats.writes.Load()
 	s.WriteErrors = l.stats.writeErrors.Load()
 	s.LastSync = time.Duration(l.stats.syncNanos.Load())
 	s.RefusedFailing = l.stats.refusedFailing.Load()

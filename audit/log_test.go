@@ -100,6 +100,35 @@ func checkNoWriter(t *testing.T) {
 	}
 }
 
+// TestWritesInBatches checks that the writer keeps writing in batches while records it has
+// written wait for their fsync: a burst of records within one fsync window costs a few
+// write(2) calls, not one each (the writer once counted written records as pending and,
+// past a few hundred, wrote them one by one).
+func TestWritesInBatches(t *testing.T) {
+	const n = 10_000
+	l := mustOpen(t, Config{
+		Dir:       filepath.Join(t.TempDir(), "audit"),
+		SyncEvery: time.Hour, // nothing is fsynced, and so let go of, during the burst
+		QueueSize: n,
+		Urgent:    func(*Record) bool { return false },
+	})
+	defer l.Close()
+	for i := range n {
+		mustAppend(t, l, mixed(i, time.Time{}))
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	st := l.Stats()
+	if st.Records != n {
+		t.Fatalf("%d records written, want %d", st.Records, n)
+	}
+	if st.Writes > n/50 {
+		t.Errorf("%d records took %d writes; want at most %d (batches of 50 or more)", n, st.Writes, n/50)
+	}
+	t.Logf("%d records in %d writes", n, st.Writes)
+}
+
 func TestRoundTrip(t *testing.T) {
 	for _, tc := range []struct {
 		name string

@@ -182,7 +182,7 @@ func (w *writer) run() {
 			// A trickle of records would cost one write(2) each. Waiting a moment for more
 			// changes nothing a client can see (records become durable at the next fsync,
 			// SyncEvery away) unless one of them asks to be synced at once.
-			if len(w.pending) < maxBatch/16 && !w.l.cfg.SyncAlways && !w.wantsUrgent() {
+			if len(w.pending)-w.written < maxBatch/16 && !w.l.cfg.SyncAlways && !w.wantsUrgent() {
 				time.Sleep(writeLinger)
 				w.drain()
 			}
@@ -205,9 +205,9 @@ func (w *writer) run() {
 	}
 }
 
-// drain takes what is queued, up to maxBatch records in all.
+// drain takes what is queued, until maxBatch records wait to be written.
 func (w *writer) drain() {
-	for len(w.pending) < maxBatch {
+	for len(w.pending)-w.written < maxBatch {
 		select {
 		case r := <-w.l.queue:
 			w.take(r)
@@ -217,9 +217,10 @@ func (w *writer) drain() {
 	}
 }
 
-// wantsUrgent reports whether a pending record asks for an fsync at once.
+// wantsUrgent reports whether a record not yet written asks for an fsync at once. (The
+// written ones set w.urgent when they were written.)
 func (w *writer) wantsUrgent() bool {
-	for _, r := range w.pending {
+	for _, r := range w.pending[w.written:] {
 		if w.l.cfg.Urgent(r) {
 			return true
 		}
@@ -320,6 +321,7 @@ func (w *writer) writeBuf(from, to int) error {
 	}
 	n, err := w.f.Write(w.buf)
 	w.l.stats.bytes.Add(uint64(n))
+	w.l.stats.writes.Add(1)
 	if err != nil {
 		w.broken = true
 		return err
