@@ -128,7 +128,11 @@ func BenchmarkDNSAudit(b *testing.B) {
 							return
 						}
 						if m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 {
-							b.Errorf("reply %v", m)
+							if t != nil {
+								b.Errorf("reply %s; audit log %+v", dns.RcodeToString[m.Rcode], t.log.Stats())
+							} else {
+								b.Errorf("reply %v", m)
+							}
 							return
 						}
 					}
@@ -141,6 +145,7 @@ func BenchmarkDNSAudit(b *testing.B) {
 			if t != nil {
 				st := t.store.Stats()
 				b.ReportMetric(float64(st.Dropped)/float64(b.N), "store-dropped/op")
+				b.ReportMetric(float64(t.log.Stats().RefusedFull)/float64(b.N), "audit-refused/op")
 			}
 		})
 	}

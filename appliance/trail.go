@@ -37,7 +37,7 @@ type trail struct {
 // not be written durably and the box fails closed.
 //
 // It runs on the DNS and connection paths, so nothing here waits for the store: Link reads
-// the store's link index, and Add only queues (the store's own goroutine inserts in
+// the store's link index, and Add only queues a copy (the store's own goroutine inserts in
 // batches, and may drop under overload, counting it: the log has every record).
 func (t *trail) record(r *audit.Record) error {
 	r.Box, r.Level = t.box, t.level
@@ -49,21 +49,17 @@ func (t *trail) record(r *audit.Record) error {
 	}
 	if t.log == nil {
 		r.Seq = t.seq.Add(1)
-		t.store.Add(r) // r is the store's now
+		t.store.Add(r)
 		return nil
 	}
-	// The log owns r once appended (its writer reads it later), so the store gets a copy of
-	// its own, taken now. The copies share only the slices' arrays, which neither writes.
-	kept := new(audit.Record)
-	*kept = *r
 	if err := t.log.Append(r); err != nil {
 		if t.failOpen {
 			return nil // the log counts what it refused and writes a summary when it recovers
 		}
 		return err
 	}
-	kept.Seq = r.Seq
-	t.store.Add(kept)
+	// The log owns r now and its writer may be encoding it; Add only reads r too.
+	t.store.Add(r)
 	return nil
 }
 

@@ -56,17 +56,7 @@ func (ix *recordIndex[Q]) FromObject(raw any) (bool, []byte, error) {
 
 // FromArgs implements memdb.Indexer. Lookups through Get and LowerBound treat the result as
 // a prefix, which is how one query value finds all its entries in a non-unique index.
-func (ix *recordIndex[Q]) FromArgs(args ...any) ([]byte, error) {
-	if len(args) != 1 {
-		return nil, fmt.Errorf("store: index takes one argument, got %d", len(args))
-	}
-	q, ok := args[0].(Q)
-	if !ok {
-		var want Q
-		return nil, fmt.Errorf("store: index argument is %T, not %T", args[0], want)
-	}
-	return ix.query(q), nil
-}
+func (ix *recordIndex[Q]) FromArgs(args ...any) ([]byte, error) { return fromArgs(ix.query, args) }
 
 const (
 	seqLen  = 8
@@ -168,5 +158,131 @@ func unlinkedIndex() *recordIndex[struct{}] {
 		query:   func(struct{}) []byte { return nil },
 		layout:  "seq8 (flagged unlinked)",
 		ordered: true,
+	}
+}
+
+// blockKey is a memdb.SingleIndexer over dns blocks: one key per block.
+type blockKey[Q any] struct {
+	key     func(b *dnsBlock) []byte
+	query   func(q Q) []byte
+	layout  string
+	ordered bool
+}
+
+func (ix *blockKey[Q]) keyLayout() string { return ix.layout }
+func (ix *blockKey[Q]) seqOrdered() bool  { return ix.ordered }
+
+// FromObject implements memdb.SingleIndexer.
+func (ix *blockKey[Q]) FromObject(raw any) (bool, []byte, error) {
+	b, ok := raw.(*dnsBlock)
+	if !ok {
+		return false, nil, fmt.Errorf("store: index object is %T, not *dnsBlock", raw)
+	}
+	return true, ix.key(b), nil
+}
+
+// FromArgs implements memdb.Indexer.
+func (ix *blockKey[Q]) FromArgs(args ...any) ([]byte, error) { return fromArgs(ix.query, args) }
+
+// blockKeys is a memdb.MultiIndexer over dns blocks: a key for each distinct value among
+// the block's records, none when the block has no record in the index (AllowMissing).
+type blockKeys[Q any] struct {
+	keys   func(b *dnsBlock) [][]byte
+	query  func(q Q) []byte
+	layout string
+}
+
+func (ix *blockKeys[Q]) keyLayout() string { return ix.layout }
+func (ix *blockKeys[Q]) seqOrdered() bool  { return true }
+
+// FromObject implements memdb.MultiIndexer.
+func (ix *blockKeys[Q]) FromObject(raw any) (bool, [][]byte, error) {
+	b, ok := raw.(*dnsBlock)
+	if !ok {
+		return false, nil, fmt.Errorf("store: index object is %T, not *dnsBlock", raw)
+	}
+	keys := ix.keys(b)
+	return len(keys) > 0, keys, nil
+}
+
+// FromArgs implements memdb.Indexer.
+func (ix *blockKeys[Q]) FromArgs(args ...any) ([]byte, error) { return fromArgs(ix.query, args) }
+
+// fromArgs builds a key from the one typed argument an index takes.
+func fromArgs[Q any](query func(Q) []byte, args []any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("store: index takes one argument, got %d", len(args))
+	}
+	q, ok := args[0].(Q)
+	if !ok {
+		var want Q
+		return nil, fmt.Errorf("store: index argument is %T, not %T", args[0], want)
+	}
+	return query(q), nil
+}
+
+// blockSeqIndex is the dns table's primary key: the block's first seq. Blocks never overlap,
+// so it orders records too.
+func blockSeqIndex() *blockKey[uint64] {
+	return &blockKey[uint64]{
+		key:     func(b *dnsBlock) []byte { return appendSeq(make([]byte, 0, seqLen), b.first()) },
+		query:   func(seq uint64) []byte { return appendSeq(make([]byte, 0, seqLen), seq) },
+		layout:  "first-seq8",
+		ordered: true,
+	}
+}
+
+// blockTimeIndex orders blocks by their oldest record, for ranges, eviction and Oldest. A
+// range that starts at T reads from T less the widest block's span (Store.span).
+func blockTimeIndex() *blockKey[time.Time] {
+	return &blockKey[time.Time]{
+		key:    func(b *dnsBlock) []byte { return appendTime(make([]byte, 0, timeLen+seqLen), b.minT) },
+		query:  func(t time.Time) []byte { return appendTime(make([]byte, 0, timeLen), t) },
+		layout: "min-time12 first-seq8",
+	}
+}
+
+// blockClientIndex finds the blocks that hold a client's queries, in seq order.
+func blockClientIndex() *blockKeys[netip.Addr] {
+	return &blockKeys[netip.Addr]{
+		keys: func(b *dnsBlock) [][]byte {
+			keys := make([][]byte, len(b.clients))
+			for i, a := range b.clients {
+				keys[i] = appendAddr(make([]byte, 0, addrLen+seqLen), a)
+			}
+			return keys
+		},
+		query:  func(a netip.Addr) []byte { return appendAddr(make([]byte, 0, addrLen), a) },
+		layout: "addr16 first-seq8 (each client in the block)",
+	}
+}
+
+// blockNameIndex finds the blocks that hold queries for one name, in seq order.
+func blockNameIndex() *blockKeys[string] {
+	return &blockKeys[string]{
+		keys: func(b *dnsBlock) [][]byte {
+			keys := make([][]byte, len(b.names))
+			for i, n := range b.names {
+				keys[i] = append(append(make([]byte, 0, len(n)+1+seqLen), n...), 0)
+			}
+			return keys
+		},
+		query:  func(n string) []byte { return append(append(make([]byte, 0, len(n)+1), n...), 0) },
+		layout: "name 0x00 first-seq8 (each name in the block)",
+	}
+}
+
+// blockVerdictIndex finds the blocks that hold queries with one verdict other than allow.
+func blockVerdictIndex() *blockKeys[string] {
+	return &blockKeys[string]{
+		keys: func(b *dnsBlock) [][]byte {
+			keys := make([][]byte, len(b.verdicts))
+			for i, v := range b.verdicts {
+				keys[i] = append(append(make([]byte, 0, len(v)+1+seqLen), v...), 0)
+			}
+			return keys
+		},
+		query:  func(v string) []byte { return append(append(make([]byte, 0, len(v)+1), v...), 0) },
+		layout: "verdict 0x00 first-seq8 (each verdict in the block but allow)",
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/hashicorp/go-memdb"
 
@@ -19,7 +20,7 @@ func (s *Store) Query(f audit.Filter) []audit.Record {
 	s.Flush()
 	tx := s.db.Txn(false)
 	defer tx.Abort()
-	found, err := queryTxn(tx, s.schema, &f)
+	found, err := queryTxn(tx, s.schema, &f, time.Duration(s.span.Load()))
 	if err != nil {
 		panic(err) // a plan names an index or argument the schema lacks: a bug
 	}
@@ -30,13 +31,22 @@ func (s *Store) Query(f audit.Filter) []audit.Record {
 	return out
 }
 
-func queryTxn(tx *memdb.Txn, sch *memdb.DBSchema, f *audit.Filter) ([]*audit.Record, error) {
+// queryTxn finds the records that match f in tx. span is the widest dns block's time span
+// (Store.span), read after tx was taken.
+func queryTxn(tx *memdb.Txn, sch *memdb.DBSchema, f *audit.Filter, span time.Duration) ([]*audit.Record, error) {
 	if f.Name != nil && f.Name.Base == "" {
 		return nil, nil // matches nothing
 	}
 	var found []*audit.Record
 	for tn, table := range tableNames {
 		if f.Kind != "" && tableOf(f.Kind) != tn {
+			continue
+		}
+		if tn == tnDNS {
+			var err error
+			if found, err = queryDNS(tx, f, span, found); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		p := plan(sch.Tables[table], f)
@@ -88,6 +98,14 @@ type readPlan struct {
 	scans   []scan
 	ordered bool
 	wide    bool // a range of values (addresses, names, times) rather than one value
+}
+
+// next returns the iterator's next record, or nil at the end.
+func next(it memdb.ResultIterator) *audit.Record {
+	if obj := it.Next(); obj != nil {
+		return obj.(*audit.Record)
+	}
+	return nil
 }
 
 // plan picks the index to read in table t for filter f, from the most selective kind of

@@ -94,7 +94,8 @@ func TestQueryFilters(t *testing.T) {
 	}
 }
 
-// The plan reads an index, not the whole table, whenever the filter allows one.
+// The plan reads an index, not the whole table, whenever the filter allows one. (In the dns
+// table the planner is planDNS.)
 func TestQueryPlan(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -103,6 +104,9 @@ func TestQueryPlan(t *testing.T) {
 		index string
 	}{
 		{"client and name", audit.Filter{Client: netip.MustParsePrefix("10.0.0.1/32"), Name: pattern(t, "a.example.com")}, tableDNS, indexClient},
+		{"exact name", audit.Filter{Name: pattern(t, "a.example.com"), Since: t0}, tableDNS, indexName},
+		{"deny, dns", audit.Filter{Verdict: audit.VerdictDeny}, tableDNS, indexVerdict},
+		{"client range, dns", audit.Filter{Client: netip.MustParsePrefix("10.0.0.0/8"), Since: t0}, tableDNS, indexTime},
 		{"client and name, conn", audit.Filter{Client: netip.MustParsePrefix("10.0.0.1/32"), Name: pattern(t, "a.example.com")}, tableConn, indexClient},
 		{"client, event", audit.Filter{Client: netip.MustParsePrefix("10.0.0.1/32"), Since: t0}, tableEvent, indexTime},
 		{"name and time", audit.Filter{Name: pattern(t, "a.example.com"), Since: t0}, tableConn, indexTime},
@@ -116,6 +120,12 @@ func TestQueryPlan(t *testing.T) {
 	sch := schema()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.table == tableDNS {
+				if p := planDNS(&tt.f); p.index != tt.index {
+					t.Errorf("plan %+v, want index %s", p, tt.index)
+				}
+				return
+			}
 			p := plan(sch.Tables[tt.table], &tt.f)
 			if len(p.scans) == 0 || p.scans[0].index != tt.index {
 				t.Errorf("plan %+v, want index %s", p, tt.index)

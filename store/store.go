@@ -10,13 +10,16 @@
 // recent past (see Oldest), so under overload it drops what its queue cannot hold and
 // counts it (Stats.Dropped) rather than slow down a DNS answer.
 //
-// go-memdb's immutable radix trees give every node and leaf a channel, so a held record
-// costs about 1.8 KB with its index entries (BenchmarkBytesPerRecord), and the writer
-// about 6 µs per record in batches, 40 µs alone (BenchmarkInsert); size MaxRecords with
-// that in mind.
+// go-memdb's immutable radix trees give every node and leaf a channel, so an index entry
+// costs about 400 bytes and its insert a few microseconds. A connection is a row with its
+// own entries; DNS queries, which come far more often, are held in blocks (see dnsBlock)
+// whose entries are per distinct client, name and verdict, so under load a query costs
+// little more than its own bytes. BenchmarkBytesPerRecord measures the memory per record,
+// BenchmarkInsert the writer's time; size MaxRecords with them in mind.
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -104,16 +107,22 @@ type Store struct {
 	now        func() time.Time
 	links      *linkIndex
 
-	// The queue. Records move from pending into memdb only under wmu, so whoever holds
-	// wmu with pending empty knows every record added before is visible.
+	// The queue, of copies. Records move from pending into memdb only under wmu, so
+	// whoever holds wmu with pending empty knows every record added before is visible.
 	qmu     sync.Mutex
-	pending []*audit.Record
-	spare   []*audit.Record // the previous batch's array, reused (guarded by wmu)
+	pending []audit.Record
+	spare   []audit.Record // the previous batch's array, reused (guarded by wmu)
 	// wmu is held by every writer (Flush, Evict), so that a read snapshot taken under it
 	// is the state the next write transaction starts from.
 	wmu    sync.Mutex
-	maxSeq uint64        // the highest seq inserted (guarded by wmu)
+	maxSeq uint64        // the highest seq of a conn or event row inserted (guarded by wmu)
+	maxDNS uint64        // the highest seq in the dns table's blocks (guarded by wmu)
 	wake   chan struct{} // Add tells Run that a batch has started or is full
+	// span is the widest time span of a dns block inserted so far, in nanoseconds: a time
+	// range starting at T finds every block holding a record at or after T from T-span on
+	// in the time index (which orders blocks by their oldest record). It only grows, and
+	// is set before the block is committed.
+	span atomic.Int64
 
 	// Counters change only inside write transactions, just before Commit, so writers see
 	// them exact; readers (Stats) read them without a lock.
@@ -145,11 +154,11 @@ func New(cfg Config) (*Store, error) {
 	s := &Store{
 		db:         db,
 		schema:     sch,
-		maxRecords: cmp(cfg.MaxRecords, DefaultMaxRecords),
-		maxAge:     cmp(cfg.MaxAge, DefaultMaxAge),
-		window:     cmp(cfg.LinkWindow, DefaultLinkWindow),
-		every:      cmp(cfg.EvictEvery, DefaultEvictEvery),
-		queueMax:   cmp(cfg.Queue, DefaultQueue),
+		maxRecords: orDefault(cfg.MaxRecords, DefaultMaxRecords),
+		maxAge:     orDefault(cfg.MaxAge, DefaultMaxAge),
+		window:     orDefault(cfg.LinkWindow, DefaultLinkWindow),
+		every:      orDefault(cfg.EvictEvery, DefaultEvictEvery),
+		queueMax:   orDefault(cfg.Queue, DefaultQueue),
 		now:        cfg.Now,
 		wake:       make(chan struct{}, 1),
 	}
@@ -160,8 +169,8 @@ func New(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// cmp returns v, or def when v is zero.
-func cmp[T comparable](v, def T) T {
+// orDefault returns v, or def when v is zero.
+func orDefault[T comparable](v, def T) T {
 	var zero T
 	if v == zero {
 		return def
@@ -237,6 +246,20 @@ func (d *delta) remove(tn int, r *audit.Record) {
 	d.bytes -= recordBytes(tn, r)
 }
 
+func (d *delta) addBlock(b *dnsBlock) {
+	d.bytes += blockBytes(b)
+	for i := range b.recs {
+		d.add(tnDNS, &b.recs[i])
+	}
+}
+
+func (d *delta) removeBlock(b *dnsBlock) {
+	d.bytes -= blockBytes(b)
+	for i := range b.recs {
+		d.remove(tnDNS, &b.recs[i])
+	}
+}
+
 func (d *delta) records() int64 {
 	var n int64
 	for _, c := range d.count {
@@ -267,25 +290,20 @@ func (s *Store) held() int64 {
 }
 
 // Add hands a record of any kind to the store without waiting: it notes a dns query (or a
-// connection's open) in the link index, so that Link sees it at once, and queues the
-// record for Run's writer. r.Seq must be set (by the log) and unique: a record without one
-// is dropped and counted in Stats, and a second record with the same seq and kind replaces
-// the first. A record that finds the queue full is dropped and counted too.
+// connection's open) in the link index, so that Link sees it at once, and queues a copy of
+// the record for Run's writer. r.Seq must be set (by the log) and unique: a record without
+// one is dropped and counted in Stats, and a second record with the same seq and kind
+// replaces the first. A record that finds the queue full is dropped and counted too.
 //
-// The store keeps r itself, so the caller must not modify it, or its slices' elements,
-// afterwards. Taking a pointer rather than a copy keeps the data path's stack small: it
-// runs on a goroutine per DNS query, whose stack would otherwise grow (and be copied) to
-// hold the records.
+// Add only reads r, so r may be read by others meanwhile (the audit log's writer). The
+// copy shares r's slices, so the caller must not modify their elements afterwards. Taking
+// a pointer rather than a value keeps the data path's stack small: it runs on a goroutine
+// per DNS query, whose stack would otherwise grow (and be copied) to hold the records.
 func (s *Store) Add(r *audit.Record) {
 	if r.Seq == 0 {
 		s.dropped.Add(1)
 		return
 	}
-	// Held records are never modified. Clipping the slices makes an append by anyone who
-	// got the record from Query copy instead of writing into the held array.
-	r.Answer = slices.Clip(r.Answer)
-	r.ALPN = slices.Clip(r.ALPN)
-	r.Flags = slices.Clip(r.Flags)
 	s.links.add(r)
 
 	s.qmu.Lock()
@@ -295,7 +313,13 @@ func (s *Store) Add(r *audit.Record) {
 		s.dropped.Add(1)
 		return
 	}
-	s.pending = append(s.pending, r)
+	s.pending = append(s.pending, *r)
+	// Held records are never modified. Clipping the slices makes an append by anyone who
+	// got the record from Query copy instead of writing into the held array.
+	kept := &s.pending[n]
+	kept.Answer = slices.Clip(kept.Answer)
+	kept.ALPN = slices.Clip(kept.ALPN)
+	kept.Flags = slices.Clip(kept.Flags)
 	s.qmu.Unlock()
 	if n == 0 || n+1 == insertBatch {
 		select {
@@ -333,7 +357,7 @@ func (s *Store) Flush() {
 			s.insert(rest[:n])
 			rest = rest[n:]
 		}
-		clear(batch) // let evicted records go
+		clear(batch) // let go of the copies' strings and slices
 		s.spare = batch[:0]
 	}
 }
@@ -354,18 +378,32 @@ func (s *Store) queued() int {
 // every later insert would copy its whole path again (memdb's readableIndex). A record
 // that may replace another (its seq is not above every seq seen) is looked up in a read
 // snapshot instead, which no other writer can change while wmu is held.
-func (s *Store) insert(recs []*audit.Record) {
+func (s *Store) insert(recs []audit.Record) {
 	tx := s.db.Txn(true)
 	defer tx.Abort()
 	var d delta
 	var snap *memdb.Txn
-	for i, r := range recs {
+	snapshot := func() *memdb.Txn {
+		if snap == nil {
+			snap = s.db.Txn(false)
+		}
+		return snap
+	}
+	var dns []audit.Record
+	var rows []*audit.Record // conn and event rows: few, a record each
+	for i := range recs {
+		if tableOf(recs[i].Kind) == tnDNS {
+			dns = append(dns, recs[i])
+		} else {
+			r := new(audit.Record)
+			*r = recs[i]
+			rows = append(rows, r)
+		}
+	}
+	for i, r := range rows {
 		tn := tableOf(r.Kind)
 		if r.Seq <= s.maxSeq {
-			if snap == nil {
-				snap = s.db.Txn(false)
-			}
-			if old := replaced(snap, recs[:i], r); old != nil {
+			if old := replaced(snapshot(), rows[:i], r); old != nil {
 				d.remove(tableOf(old.Kind), old)
 			}
 		}
@@ -375,12 +413,90 @@ func (s *Store) insert(recs []*audit.Record) {
 		}
 		d.add(tn, r)
 	}
+	if len(dns) > 0 {
+		s.insertDNS(tx, snapshot, dns, &d)
+	}
 	if over := s.held() + d.records() - int64(s.maxRecords); over > 0 {
 		over = max(over, s.evictChunk())
 		mustTxn(evictTxn(tx, over, time.Time{}, int(over), &d))
 	}
 	s.apply(&d)
 	tx.Commit()
+}
+
+// insertDNS adds a batch's dns records (in any order; of two with the same seq the later
+// wins) to the dns table in tx. Those above every seq held become one new block. A late
+// one, whose seq is not, joins the block whose range holds it, which is replaced, or else
+// a new block with the other late records in the same gap between blocks; so blocks never
+// overlap. Blocks are looked up in snapshot (see insert).
+func (s *Store) insertDNS(tx *memdb.Txn, snapshot func() *memdb.Txn, dns []audit.Record, d *delta) {
+	slices.SortStableFunc(dns, func(a, b audit.Record) int { return cmp.Compare(a.Seq, b.Seq) })
+	uniq := dns[:0]
+	for i := range dns {
+		if n := len(uniq); n > 0 && uniq[n-1].Seq == dns[i].Seq {
+			uniq[n-1] = dns[i]
+			continue
+		}
+		uniq = append(uniq, dns[i])
+	}
+	dns = uniq
+	cut, _ := slices.BinarySearchFunc(dns, s.maxDNS+1, func(r audit.Record, seq uint64) int {
+		return cmp.Compare(r.Seq, seq)
+	})
+	late, fresh := dns[:cut], dns[cut:]
+	if len(fresh) > 0 {
+		s.insertBlock(tx, newBlock(slices.Clip(fresh)), d)
+		s.maxDNS = fresh[len(fresh)-1].Seq
+	}
+	if len(late) == 0 {
+		return
+	}
+	// Group the late records by the block at or below their seq (nil: below every block).
+	// Records within that block's range merge into it; the others share the gap above it.
+	type group struct {
+		below *dnsBlock
+		into  bool
+		recs  []audit.Record
+	}
+	var groups []*group
+	snap := snapshot()
+	for _, r := range late {
+		var below *dnsBlock
+		if it, err := snap.ReverseLowerBound(tableDNS, indexID, r.Seq); err == nil {
+			if obj := it.Next(); obj != nil {
+				below = obj.(*dnsBlock)
+			}
+		}
+		into := below != nil && r.Seq <= below.last()
+		if n := len(groups); n > 0 && groups[n-1].below == below && groups[n-1].into == into {
+			groups[n-1].recs = append(groups[n-1].recs, r)
+			continue
+		}
+		groups = append(groups, &group{below: below, into: into, recs: []audit.Record{r}})
+	}
+	for _, g := range groups {
+		if !g.into {
+			s.insertBlock(tx, newBlock(g.recs), d)
+			continue
+		}
+		nb, _ := g.below.merged(g.recs)
+		if err := tx.Delete(tableDNS, g.below); err != nil {
+			panic(fmt.Errorf("store: replace block %d: %w", g.below.first(), err))
+		}
+		d.removeBlock(g.below)
+		s.insertBlock(tx, nb, d)
+	}
+}
+
+// insertBlock inserts a dns block in tx and counts it.
+func (s *Store) insertBlock(tx *memdb.Txn, b *dnsBlock, d *delta) {
+	if span := int64(b.maxT.Sub(b.minT)); span > s.span.Load() {
+		s.span.Store(span) // only writers store, under wmu
+	}
+	if err := tx.Insert(tableDNS, b); err != nil {
+		panic(fmt.Errorf("store: insert block %d: %w", b.first(), err)) // a broken schema
+	}
+	d.addBlock(b)
 }
 
 // replaced returns the record r replaces: the latest of the same seq and table earlier in
@@ -437,45 +553,90 @@ func (s *Store) evictBatch(cutoff time.Time) int {
 }
 
 // evictTxn deletes records oldest first (by time, then seq, across tables) while fewer than
-// over have gone or the oldest is older than cutoff, and at most limit records. It returns
-// how many it deleted.
+// over have gone or the oldest is older than cutoff, and at most limit records (a dns block
+// is evicted whole or trimmed, so limit may be passed by one block). It returns how many it
+// deleted.
+//
+// The dns table gives up its records block by block, in the order of each block's oldest
+// record; within a block, oldest first. A block with records to keep is replaced by one
+// holding only them.
 func evictTxn(tx *memdb.Txn, over int64, cutoff time.Time, limit int, d *delta) (int, error) {
 	// One iterator per table over its time index; an iterator is a snapshot, so deleting
 	// what it has already returned does not disturb it.
 	var its [numTables]memdb.ResultIterator
-	var heads [numTables]*audit.Record
+	var heads [numTables]any // *audit.Record, or *dnsBlock in the dns table
 	for tn, table := range tableNames {
 		it, err := tx.Get(table, indexTime)
 		if err != nil {
 			return 0, err
 		}
 		its[tn] = it
-		heads[tn] = next(it)
+		heads[tn] = it.Next()
 	}
 	n := 0
 	for n < limit {
 		tn := -1
 		for i, h := range heads {
-			if h != nil && (tn < 0 || older(h, heads[tn])) {
+			if h != nil && (tn < 0 || olderRow(h, heads[tn])) {
 				tn = i
 			}
 		}
 		if tn < 0 {
 			break
 		}
-		r := heads[tn]
-		if int64(n) >= over && !r.Time.Before(cutoff) {
+		at, _ := rowKey(heads[tn])
+		if int64(n) >= over && !at.Before(cutoff) {
 			break
 		}
-		if err := tx.Delete(tableNames[tn], r); err != nil {
-			return n, fmt.Errorf("store: evict seq %d: %w", r.Seq, err)
+		switch h := heads[tn].(type) {
+		case *audit.Record:
+			if err := tx.Delete(tableNames[tn], h); err != nil {
+				return n, fmt.Errorf("store: evict seq %d: %w", h.Seq, err)
+			}
+			d.remove(tn, h)
+			d.evicted++
+			n++
+		case *dnsBlock:
+			oldest := h.oldest(int(max(over-int64(n), 0)))
+			nb := h.without(func(r *audit.Record) bool { return r.Time.Before(cutoff) || oldest[r.Seq] })
+			if err := tx.Delete(tableDNS, h); err != nil {
+				return n, fmt.Errorf("store: evict block %d: %w", h.first(), err)
+			}
+			d.removeBlock(h)
+			gone := len(h.recs)
+			if nb != nil {
+				if err := tx.Insert(tableDNS, nb); err != nil {
+					return n, fmt.Errorf("store: trim block %d: %w", h.first(), err)
+				}
+				d.addBlock(nb)
+				gone -= len(nb.recs)
+			}
+			d.evicted += uint64(gone)
+			n += gone
 		}
-		d.remove(tn, r)
-		d.evicted++
-		n++
-		heads[tn] = next(its[tn])
+		heads[tn] = its[tn].Next()
 	}
 	return n, nil
+}
+
+// rowKey is the time and seq a row is ordered by in its time index: a record's own, a dns
+// block's oldest time and first seq.
+func rowKey(row any) (time.Time, uint64) {
+	if b, ok := row.(*dnsBlock); ok {
+		return b.minT, b.first()
+	}
+	r := row.(*audit.Record)
+	return r.Time, r.Seq
+}
+
+// olderRow orders rows of any table as the time indexes do: by time, then seq.
+func olderRow(a, b any) bool {
+	at, as := rowKey(a)
+	bt, bs := rowKey(b)
+	if c := at.Compare(bt); c != 0 {
+		return c < 0
+	}
+	return as < bs
 }
 
 // older orders records as the time index does: by time, then seq.
@@ -484,14 +645,6 @@ func older(a, b *audit.Record) bool {
 		return c < 0
 	}
 	return a.Seq < b.Seq
-}
-
-// next returns the iterator's next record, or nil at the end.
-func next(it memdb.ResultIterator) *audit.Record {
-	if obj := it.Next(); obj != nil {
-		return obj.(*audit.Record)
-	}
-	return nil
 }
 
 // Get returns the record with this seq, after a Flush.
@@ -507,7 +660,18 @@ func (s *Store) Get(seq uint64) (audit.Record, bool) {
 }
 
 func getTxn(tx *memdb.Txn, seq uint64) (*audit.Record, error) {
-	for _, table := range tableNames {
+	// The dns block that may hold seq is the one with the greatest first seq at or below it.
+	it, err := tx.ReverseLowerBound(tableDNS, indexID, seq)
+	if err != nil {
+		return nil, err
+	}
+	if obj := it.Next(); obj != nil {
+		b := obj.(*dnsBlock)
+		if i, ok := b.find(seq); ok {
+			return &b.recs[i], nil
+		}
+	}
+	for _, table := range tableNames[tnDNS+1:] {
 		obj, err := tx.First(table, indexID, seq)
 		if err != nil {
 			return nil, err
@@ -531,20 +695,21 @@ func (s *Store) Oldest() time.Time {
 }
 
 func oldestTxn(tx *memdb.Txn) (time.Time, error) {
-	var oldest *audit.Record
+	var oldest any
 	for _, table := range tableNames {
 		obj, err := tx.First(table, indexTime)
 		if err != nil {
 			return time.Time{}, err
 		}
-		if obj != nil && (oldest == nil || older(obj.(*audit.Record), oldest)) {
-			oldest = obj.(*audit.Record)
+		if obj != nil && (oldest == nil || olderRow(obj, oldest)) {
+			oldest = obj
 		}
 	}
 	if oldest == nil {
 		return time.Time{}, nil
 	}
-	return oldest.Time, nil
+	t, _ := rowKey(oldest)
+	return t, nil
 }
 
 // Stats returns the current counts. It does not Flush: a record still queued counts in
@@ -570,8 +735,11 @@ const entryBytes = 420
 // sparse indexes only count where the record is in them; see the schema files), and what
 // varies in size.
 func recordBytes(tn int, r *audit.Record) int64 {
-	entries := int64(2) // id, time
-	if tn != tnEvent {
+	var entries int64 // a dns record's entries are its block's (blockBytes)
+	if tn != tnDNS {
+		entries = 2 // id, time
+	}
+	if tn == tnConn {
 		if r.Client.IsValid() {
 			entries++
 		}
