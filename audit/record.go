@@ -95,7 +95,8 @@ type Record struct {
 	Count uint64 // how many records this summary stands for
 }
 
-// timeLayout is RFC 3339 with exactly three fractional digits, in UTC.
+// timeLayout is RFC 3339 with exactly three fractional digits, in UTC. appendTime writes it by
+// hand; AppendFormat with it is the fallback for years outside 0000–9999.
 const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // AppendJSON appends the record as one JSON object (no newline) in the documented field order.
@@ -104,12 +105,12 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, r.Seq, 10)
 	b = append(b, `,"time":"`...)
-	b = r.Time.UTC().AppendFormat(b, timeLayout)
+	b = appendTime(b, r.Time)
 	b = append(b, '"')
-	b = appendString(b, "box", r.Box)
+	b = appendField(b, `,"box":`, r.Box)
 	b = append(b, `,"level":`...)
 	b = strconv.AppendInt(b, int64(r.Level), 10)
-	b = appendString(b, "kind", string(r.Kind))
+	b = appendField(b, `,"kind":`, string(r.Kind))
 	if r.Client.IsValid() {
 		b = append(b, `,"client":"`...)
 		if r.Kind == KindDNS || r.Client.Port() == 0 {
@@ -119,23 +120,23 @@ func (r *Record) AppendJSON(b []byte) []byte {
 		}
 		b = append(b, '"')
 	}
-	b = appendString(b, "event", r.Event)
+	b = appendField(b, `,"event":`, r.Event)
 	if r.ID != 0 {
 		b = append(b, `,"id":`...)
 		b = strconv.AppendUint(b, r.ID, 10)
 	}
-	b = appendString(b, "name", r.Name)
-	b = appendString(b, "qtype", r.QType)
+	b = appendField(b, `,"name":`, r.Name)
+	b = appendField(b, `,"qtype":`, r.QType)
 	if r.Port != 0 {
 		b = append(b, `,"port":`...)
 		b = strconv.AppendUint(b, uint64(r.Port), 10)
 	}
-	b = appendString(b, "sni", r.SNI)
+	b = appendField(b, `,"sni":`, r.SNI)
 	b = appendStrings(b, "alpn", r.ALPN)
-	b = appendString(b, "verdict", r.Verdict)
-	b = appendString(b, "rule", r.Rule)
-	b = appendString(b, "reason", r.Reason)
-	b = appendString(b, "rcode", r.Rcode)
+	b = appendField(b, `,"verdict":`, r.Verdict)
+	b = appendField(b, `,"rule":`, r.Rule)
+	b = appendField(b, `,"reason":`, r.Reason)
+	b = appendField(b, `,"rcode":`, r.Rcode)
 	if r.Answer != nil {
 		b = append(b, `,"answer":[`...)
 		for i, a := range r.Answer {
@@ -153,7 +154,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 		b = r.Upstream.AppendTo(b)
 		b = append(b, '"')
 	}
-	b = appendString(b, "via", r.Via)
+	b = appendField(b, `,"via":`, r.Via)
 	if r.QuerySeq != 0 {
 		b = append(b, `,"query_seq":`...)
 		b = strconv.AppendUint(b, r.QuerySeq, 10)
@@ -167,8 +168,8 @@ func (r *Record) AppendJSON(b []byte) []byte {
 		b = append(b, `,"duration_ms":`...)
 		b = strconv.AppendInt(b, r.DurationMS, 10)
 	}
-	b = appendString(b, "change", r.Change)
-	b = appendString(b, "hash", r.Hash)
+	b = appendField(b, `,"change":`, r.Change)
+	b = appendField(b, `,"hash":`, r.Hash)
 	if r.UID != nil {
 		b = append(b, `,"uid":`...)
 		b = strconv.AppendInt(b, int64(*r.UID), 10)
@@ -183,6 +184,84 @@ func (r *Record) AppendJSON(b []byte) []byte {
 // MarshalJSON returns AppendJSON's form.
 func (r Record) MarshalJSON() ([]byte, error) { return r.AppendJSON(nil), nil }
 
+// appendTime appends t exactly as t.UTC().AppendFormat(b, timeLayout) does: UTC, "Z", three
+// fractional digits truncated (not rounded). Years 0000–9999, which are all a log holds, are
+// written by hand; AppendFormat would spend most of its time walking the layout.
+func appendTime(b []byte, t time.Time) []byte {
+	const (
+		minSec = -62167219200 // 0000-01-01T00:00:00Z
+		maxSec = 253402300800 // 10000-01-01T00:00:00Z
+	)
+	sec := t.Unix()
+	if sec < minSec || sec >= maxSec {
+		return t.UTC().AppendFormat(b, timeLayout)
+	}
+	s := uint64(sec - minSec)
+	days, sod := s/86400, s%86400
+
+	// The civil date of a day count (H. Hinnant, "chrono-Compatible Low-Level Date
+	// Algorithms"), with years starting on 1 March. z counts days from 0000-03-01 plus one
+	// 400-year era, so that January and February of year 0 are not negative.
+	const era = 146097 // days in 400 years
+	z := days - 60 + era
+	n := z / era
+	doe := z - n*era                                       // day of the era, [0, 146096]
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365 // year of the era, [0, 399]
+	doy := doe - (365*yoe + yoe/4 - yoe/100)               // day of the March year, [0, 365]
+	mp := (5*doy + 2) / 153                                // month from March, [0, 11]
+	day := doy - (153*mp+2)/5 + 1
+	month, year := mp+3, yoe+n*400
+	if month > 12 {
+		month -= 12
+		year++
+	}
+	year -= 400
+
+	ms := uint64(t.Nanosecond()) / 1e6
+	hh, mm, ss := sod/3600, sod/60%60, sod%60
+	var f [24]byte // 2006-01-02T15:04:05.000Z
+	f[0], f[1] = digits2[year/100*2], digits2[year/100*2+1]
+	f[2], f[3] = digits2[year%100*2], digits2[year%100*2+1]
+	f[4] = '-'
+	f[5], f[6] = digits2[month*2], digits2[month*2+1]
+	f[7] = '-'
+	f[8], f[9] = digits2[day*2], digits2[day*2+1]
+	f[10] = 'T'
+	f[11], f[12] = digits2[hh*2], digits2[hh*2+1]
+	f[13] = ':'
+	f[14], f[15] = digits2[mm*2], digits2[mm*2+1]
+	f[16] = ':'
+	f[17], f[18] = digits2[ss*2], digits2[ss*2+1]
+	f[19] = '.'
+	f[20] = byte('0' + ms/100)
+	f[21], f[22] = digits2[ms%100*2], digits2[ms%100*2+1]
+	f[23] = 'Z'
+	return append(b, f[:]...)
+}
+
+// digits2 holds "00" to "99": the two digits of n are digits2[2n] and digits2[2n+1].
+const digits2 = "00010203040506070809" +
+	"10111213141516171819" +
+	"20212223242526272829" +
+	"30313233343536373839" +
+	"40414243444546474849" +
+	"50515253545556575859" +
+	"60616263646566676869" +
+	"70717273747576777879" +
+	"80818283848586878889" +
+	"90919293949596979899"
+
+// appendField appends `,"key":"v"` unless v is empty; prefix is `,"key":`.
+func appendField(b []byte, prefix, v string) []byte {
+	if v == "" {
+		return b
+	}
+	b = append(b, prefix...)
+	return appendQuoted(b, v)
+}
+
+// appendString is appendField with the bare key, as the reader builds the needles it looks
+// for in raw lines.
 func appendString(b []byte, key, v string) []byte {
 	if v == "" {
 		return b
@@ -193,33 +272,47 @@ func appendString(b []byte, key, v string) []byte {
 	return appendQuoted(b, v)
 }
 
+// plain marks the bytes appendQuoted copies as they are: printable ASCII but '"' and '\\'.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendQuoted writes v as a JSON string: quotes, backslashes and control characters escaped,
 // invalid UTF-8 replaced by U+FFFD, so a hostile byte can never break a line of the log.
+// Runs of bytes that need nothing (plain ASCII and valid UTF-8) are copied whole.
 func appendQuoted(b []byte, v string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
+	run := 0 // start of the bytes not yet copied
 	for i := 0; i < len(v); {
 		c := v[i]
+		if plain[c] {
+			i++
+			continue
+		}
 		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
+			b = append(b, v[run:i]...)
+			if c == '"' || c == '\\' {
 				b = append(b, '\\', c)
-			case c < 0x20 || c == 0x7f:
+			} else {
 				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				b = append(b, c)
 			}
 			i++
+			run = i
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(v[i:])
 		if r == utf8.RuneError && size == 1 {
+			b = append(b, v[run:i]...)
 			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, v[i:i+size]...)
+			run = i + 1
 		}
 		i += size
 	}
+	b = append(b, v[run:]...)
 	return append(b, '"')
 }
 
