@@ -340,26 +340,24 @@ func (s *Store) Insert(r audit.Record) {
 // and returns when every record added before it was called is visible to readers (or was
 // dropped). Run calls it; so do Query, Get and Oldest, so that a reader sees what was
 // added before it asked.
+//
+// It takes the queue once: records added while it inserts wait for the next Flush, so
+// that under load Run's batches keep their size rather than shrink to what arrives during
+// one insert.
 func (s *Store) Flush() {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	for {
-		s.qmu.Lock()
-		batch := s.pending
-		s.pending = s.spare[:0]
-		s.qmu.Unlock()
-		if len(batch) == 0 {
-			s.spare = batch
-			return
-		}
-		for rest := batch; len(rest) > 0; {
-			n := min(len(rest), insertBatch)
-			s.insert(rest[:n])
-			rest = rest[n:]
-		}
-		clear(batch) // let go of the copies' strings and slices
-		s.spare = batch[:0]
+	s.qmu.Lock()
+	batch := s.pending
+	s.pending = s.spare[:0]
+	s.qmu.Unlock()
+	for rest := batch; len(rest) > 0; {
+		n := min(len(rest), insertBatch)
+		s.insert(rest[:n])
+		rest = rest[n:]
 	}
+	clear(batch) // let go of the copies' strings and slices
+	s.spare = batch[:0]
 }
 
 // queued is how many records wait for the writer.
@@ -389,7 +387,14 @@ func (s *Store) insert(recs []audit.Record) {
 		}
 		return snap
 	}
-	var dns []audit.Record
+	nDNS := 0
+	for i := range recs {
+		if tableOf(recs[i].Kind) == tnDNS {
+			nDNS++
+		}
+	}
+	// The dns records' array becomes the new block's (insertDNS), so it is sized exactly.
+	dns := make([]audit.Record, 0, nDNS)
 	var rows []*audit.Record // conn and event rows: few, a record each
 	for i := range recs {
 		if tableOf(recs[i].Kind) == tnDNS {
@@ -430,7 +435,10 @@ func (s *Store) insert(recs []audit.Record) {
 // a new block with the other late records in the same gap between blocks; so blocks never
 // overlap. Blocks are looked up in snapshot (see insert).
 func (s *Store) insertDNS(tx *memdb.Txn, snapshot func() *memdb.Txn, dns []audit.Record, d *delta) {
-	slices.SortStableFunc(dns, func(a, b audit.Record) int { return cmp.Compare(a.Seq, b.Seq) })
+	bySeq := func(a, b audit.Record) int { return cmp.Compare(a.Seq, b.Seq) }
+	if !slices.IsSortedFunc(dns, bySeq) { // they mostly come in order
+		slices.SortStableFunc(dns, bySeq)
+	}
 	uniq := dns[:0]
 	for i := range dns {
 		if n := len(uniq); n > 0 && uniq[n-1].Seq == dns[i].Seq {
