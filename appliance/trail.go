@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -86,7 +87,7 @@ func (t *trail) onQuery(ev resolver.QueryEvent) error {
 		Reason:  string(ev.Reason),
 		Rule:    ruleText(ev.Rule),
 		Rcode:   rcodeText(ev.Rcode),
-		Answer:  ev.Answers,
+		Answer:  slices.Clip(ev.Answers), // clipped, the store holds r as it is
 	}
 	if r.Name == "" {
 		r.Name = strings.TrimSuffix(ev.QName, ".") // not a host name: kept as sent, escaped on output
@@ -105,7 +106,7 @@ func (t *trail) onConn(ev forwarder.Event) error {
 		Client:   ev.Client,
 		Port:     ev.Port,
 		SNI:      string(ev.SNI),
-		ALPN:     ev.ALPN,
+		ALPN:     slices.Clip(ev.ALPN),
 		Verdict:  ev.Verdict,
 		Rule:     ruleText(ev.Rule),
 		Reason:   ev.Reason,
@@ -179,7 +180,30 @@ func ruleText(r *allowlist.Rule) string {
 	return r.String() + " (" + r.Origin + ")"
 }
 
+// qtypeNames and rcodeNames are miekg/dns's names for the common codes, in arrays: these
+// run for every query, and an array index costs less than the library's map lookup.
+var (
+	qtypeNames [256]string
+	rcodeNames [24]string
+)
+
+func init() {
+	for t, s := range dns.TypeToString {
+		if int(t) < len(qtypeNames) {
+			qtypeNames[t] = s
+		}
+	}
+	for rc, s := range dns.RcodeToString {
+		if rc >= 0 && rc < len(rcodeNames) {
+			rcodeNames[rc] = s
+		}
+	}
+}
+
 func qtypeText(t uint16) string {
+	if int(t) < len(qtypeNames) && qtypeNames[t] != "" {
+		return qtypeNames[t]
+	}
 	if s, ok := dns.TypeToString[t]; ok {
 		return s
 	}
@@ -187,6 +211,9 @@ func qtypeText(t uint16) string {
 }
 
 func rcodeText(rc int) string {
+	if rc >= 0 && rc < len(rcodeNames) && rcodeNames[rc] != "" {
+		return rcodeNames[rc]
+	}
 	if s, ok := dns.RcodeToString[rc]; ok {
 		return s
 	}

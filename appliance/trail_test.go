@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -249,5 +250,28 @@ func TestTrailLinksQueryToConnection(t *testing.T) {
 	all := getRecords(t, api, Query{})
 	if n := len(all); n != len(onDisk)+1 || all[n-1].Change == "" || all[n-1].Seq != uint64(len(onDisk)+1) {
 		t.Errorf("after restart: %d records, last %+v; want the %d old ones and a start record", n, all[n-1], len(onDisk))
+	}
+}
+
+// The arrays in front of miekg/dns's maps name every code as the maps do, and codes the
+// maps do not know get the generic form.
+func TestCodeNames(t *testing.T) {
+	for q := range 1 << 16 {
+		want, ok := dns.TypeToString[uint16(q)]
+		if !ok {
+			want = "TYPE" + strconv.Itoa(q)
+		}
+		if got := qtypeText(uint16(q)); got != want {
+			t.Fatalf("qtypeText(%d) = %q, want %q", q, got, want)
+		}
+	}
+	for rc := -1; rc < 5000; rc++ {
+		want, ok := dns.RcodeToString[rc]
+		if !ok {
+			want = "RCODE" + strconv.Itoa(rc)
+		}
+		if got := rcodeText(rc); got != want {
+			t.Fatalf("rcodeText(%d) = %q, want %q", rc, got, want)
+		}
 	}
 }

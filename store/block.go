@@ -26,7 +26,7 @@ import (
 //
 // A block is immutable once inserted: eviction and late records replace it with a new one.
 type dnsBlock struct {
-	recs       []audit.Record // seq order, no two with the same seq; never empty
+	recs       []*audit.Record // seq order, no two with the same seq; never empty
 	minT, maxT time.Time      // over recs
 	clients    []netip.Addr   // distinct unmapped client addresses, sorted
 	names      []string       // distinct names, sorted; "" left out
@@ -34,10 +34,9 @@ type dnsBlock struct {
 }
 
 // newBlock makes a block of recs, which it keeps: sorted by seq, seqs unique.
-func newBlock(recs []audit.Record) *dnsBlock {
+func newBlock(recs []*audit.Record) *dnsBlock {
 	b := &dnsBlock{recs: recs, minT: recs[0].Time, maxT: recs[0].Time}
-	for i := range recs {
-		r := &recs[i]
+	for _, r := range recs {
 		if r.Time.Before(b.minT) {
 			b.minT = r.Time
 		}
@@ -68,16 +67,16 @@ func (b *dnsBlock) last() uint64  { return b.recs[len(b.recs)-1].Seq }
 
 // find returns the index of the record with this seq.
 func (b *dnsBlock) find(seq uint64) (int, bool) {
-	return slices.BinarySearchFunc(b.recs, seq, func(r audit.Record, seq uint64) int {
+	return slices.BinarySearchFunc(b.recs, seq, func(r *audit.Record, seq uint64) int {
 		return cmp.Compare(r.Seq, seq)
 	})
 }
 
 // merged returns a new block with b's records and add's (sorted by seq, unique), a record of
 // add replacing b's record of the same seq, and the records it replaced.
-func (b *dnsBlock) merged(add []audit.Record) (*dnsBlock, []audit.Record) {
-	recs := make([]audit.Record, 0, len(b.recs)+len(add))
-	var replaced []audit.Record
+func (b *dnsBlock) merged(add []*audit.Record) (*dnsBlock, []*audit.Record) {
+	recs := make([]*audit.Record, 0, len(b.recs)+len(add))
+	var replaced []*audit.Record
 	i, j := 0, 0
 	for i < len(b.recs) || j < len(add) {
 		switch {
@@ -98,10 +97,10 @@ func (b *dnsBlock) merged(add []audit.Record) (*dnsBlock, []audit.Record) {
 
 // without returns a new block of b's records for which drop is false, nil if none is left.
 func (b *dnsBlock) without(drop func(*audit.Record) bool) *dnsBlock {
-	var keep []audit.Record
-	for i := range b.recs {
-		if !drop(&b.recs[i]) {
-			keep = append(keep, b.recs[i])
+	var keep []*audit.Record
+	for _, r := range b.recs {
+		if !drop(r) {
+			keep = append(keep, r)
 		}
 	}
 	if len(keep) == 0 {
@@ -112,10 +111,7 @@ func (b *dnsBlock) without(drop func(*audit.Record) bool) *dnsBlock {
 
 // oldest returns the n oldest of b's records by time, then seq, as a set of seqs.
 func (b *dnsBlock) oldest(n int) map[uint64]bool {
-	byAge := make([]*audit.Record, len(b.recs))
-	for i := range b.recs {
-		byAge[i] = &b.recs[i]
-	}
+	byAge := slices.Clone(b.recs)
 	slices.SortFunc(byAge, func(x, y *audit.Record) int {
 		if older(x, y) {
 			return -1

@@ -32,7 +32,7 @@ func checkTables(t *testing.T, s *Store) {
 		if len(b.recs) == 0 {
 			t.Fatalf("empty block")
 		}
-		if !slices.IsSortedFunc(b.recs, func(x, y audit.Record) int { return int(x.Seq) - int(y.Seq) }) {
+		if !slices.IsSortedFunc(b.recs, func(x, y *audit.Record) int { return int(x.Seq) - int(y.Seq) }) {
 			t.Errorf("block %d: records out of seq order", b.first())
 		}
 		for i := 1; i < len(b.recs); i++ {
@@ -55,7 +55,7 @@ func checkTables(t *testing.T, s *Store) {
 			if r.Kind != audit.KindDNS {
 				t.Errorf("seq %d of kind %q in a dns block", r.Seq, r.Kind)
 			}
-			bytes += recordBytes(tnDNS, &r)
+			bytes += recordBytes(tnDNS, r)
 		}
 		count[tnDNS] += int64(len(b.recs))
 		bytes += blockBytes(b)
@@ -191,11 +191,9 @@ func TestEvictTrimsBlocks(t *testing.T) {
 // A client-range and a wildcard-name query skip blocks by their summaries: a block is
 // read only when one of its clients or names can match.
 func TestBlockMayMatch(t *testing.T) {
-	recs := []audit.Record{
-		dnsAt(1, 0, "10.3.0.7", "a.example.com", audit.VerdictAllow),
-		dnsAt(2, time.Second, "10.3.0.9", "b.example.net", audit.VerdictRefused),
-	}
-	b := newBlock(recs)
+	r1 := dnsAt(1, 0, "10.3.0.7", "a.example.com", audit.VerdictAllow)
+	r2 := dnsAt(2, time.Second, "10.3.0.9", "b.example.net", audit.VerdictRefused)
+	b := newBlock([]*audit.Record{&r1, &r2})
 	for _, tc := range []struct {
 		f    audit.Filter
 		want bool

@@ -94,15 +94,15 @@ func queryDNS(tx *memdb.Txn, f *audit.Filter, span time.Duration, found []*audit
 			}
 			if !(p.ordered && f.Limit > 0) {
 				for i := range b.recs {
-					if f.Match(&b.recs[i]) {
-						found = append(found, &b.recs[i])
+					if f.Match(b.recs[i]) {
+						found = append(found, b.recs[i])
 					}
 				}
 				continue
 			}
 			for i := len(b.recs) - 1; i >= 0 && n < f.Limit; i-- {
-				if f.Match(&b.recs[i]) {
-					found = append(found, &b.recs[i])
+				if f.Match(b.recs[i]) {
+					found = append(found, b.recs[i])
 					n++
 				}
 			}
@@ -130,8 +130,8 @@ func probeNewestDNS(tx *memdb.Txn, f *audit.Filter, found []*audit.Record) ([]*a
 			budget--
 		} else {
 			for i := len(b.recs) - 1; i >= 0; i-- {
-				if f.Match(&b.recs[i]) {
-					found = append(found, &b.recs[i])
+				if f.Match(b.recs[i]) {
+					found = append(found, b.recs[i])
 					if n++; n == f.Limit {
 						return found, true
 					}

@@ -107,11 +107,11 @@ type Store struct {
 	now        func() time.Time
 	links      *linkIndex
 
-	// The queue, of copies. Records move from pending into memdb only under wmu, so
-	// whoever holds wmu with pending empty knows every record added before is visible.
+	// The queue. Records move from pending into memdb only under wmu, so whoever holds
+	// wmu with pending empty knows every record added before is visible.
 	qmu     sync.Mutex
-	pending []audit.Record
-	spare   []audit.Record // the previous batch's array, reused (guarded by wmu)
+	pending []*audit.Record
+	spare   []*audit.Record // the previous batch's array, reused (guarded by wmu)
 	// wmu is held by every writer (Flush, Evict), so that a read snapshot taken under it
 	// is the state the next write transaction starts from.
 	wmu    sync.Mutex
@@ -248,15 +248,15 @@ func (d *delta) remove(tn int, r *audit.Record) {
 
 func (d *delta) addBlock(b *dnsBlock) {
 	d.bytes += blockBytes(b)
-	for i := range b.recs {
-		d.add(tnDNS, &b.recs[i])
+	for _, r := range b.recs {
+		d.add(tnDNS, r)
 	}
 }
 
 func (d *delta) removeBlock(b *dnsBlock) {
 	d.bytes -= blockBytes(b)
-	for i := range b.recs {
-		d.remove(tnDNS, &b.recs[i])
+	for _, r := range b.recs {
+		d.remove(tnDNS, r)
 	}
 }
 
@@ -290,19 +290,27 @@ func (s *Store) held() int64 {
 }
 
 // Add hands a record of any kind to the store without waiting: it notes a dns query (or a
-// connection's open) in the link index, so that Link sees it at once, and queues a copy of
-// the record for Run's writer. r.Seq must be set (by the log) and unique: a record without
-// one is dropped and counted in Stats, and a second record with the same seq and kind
-// replaces the first. A record that finds the queue full is dropped and counted too.
+// connection's open) in the link index, so that Link sees it at once, and queues the
+// record for Run's writer. r.Seq must be set (by the log) and unique: a record without one
+// is dropped and counted in Stats, and a second record with the same seq and kind replaces
+// the first. A record that finds the queue full is dropped and counted too.
 //
-// Add only reads r, so r may be read by others meanwhile (the audit log's writer). The
-// copy shares r's slices, so the caller must not modify their elements afterwards. Taking
-// a pointer rather than a value keeps the data path's stack small: it runs on a goroutine
-// per DNS query, whose stack would otherwise grow (and be copied) to hold the records.
+// The store keeps r itself and only reads it, so r may be shared with other readers (the
+// audit log's writer), but nobody may modify it, or its slices' elements, afterwards. A
+// record whose slices have room beyond their length is copied first, with the slices
+// clipped, so that a caller of Query who appends to a result's slice never writes into a
+// held array; the data path hands over clipped records and pays for no copy. Taking a
+// pointer keeps the data path's stack small: it runs on a goroutine per DNS query, whose
+// stack would otherwise grow (and be copied) to hold the records.
 func (s *Store) Add(r *audit.Record) {
 	if r.Seq == 0 {
 		s.dropped.Add(1)
 		return
+	}
+	if cap(r.Answer) > len(r.Answer) || cap(r.ALPN) > len(r.ALPN) || cap(r.Flags) > len(r.Flags) {
+		c := *r
+		c.Answer, c.ALPN, c.Flags = slices.Clip(c.Answer), slices.Clip(c.ALPN), slices.Clip(c.Flags)
+		r = &c
 	}
 	s.links.add(r)
 
@@ -313,13 +321,7 @@ func (s *Store) Add(r *audit.Record) {
 		s.dropped.Add(1)
 		return
 	}
-	s.pending = append(s.pending, *r)
-	// Held records are never modified. Clipping the slices makes an append by anyone who
-	// got the record from Query copy instead of writing into the held array.
-	kept := &s.pending[n]
-	kept.Answer = slices.Clip(kept.Answer)
-	kept.ALPN = slices.Clip(kept.ALPN)
-	kept.Flags = slices.Clip(kept.Flags)
+	s.pending = append(s.pending, r)
 	s.qmu.Unlock()
 	if n == 0 || n+1 == insertBatch {
 		select {
@@ -356,7 +358,7 @@ func (s *Store) Flush() {
 		s.insert(rest[:n])
 		rest = rest[n:]
 	}
-	clear(batch) // let go of the copies' strings and slices
+	clear(batch) // let evicted records go
 	s.spare = batch[:0]
 }
 
@@ -376,7 +378,7 @@ func (s *Store) queued() int {
 // every later insert would copy its whole path again (memdb's readableIndex). A record
 // that may replace another (its seq is not above every seq seen) is looked up in a read
 // snapshot instead, which no other writer can change while wmu is held.
-func (s *Store) insert(recs []audit.Record) {
+func (s *Store) insert(recs []*audit.Record) {
 	tx := s.db.Txn(true)
 	defer tx.Abort()
 	var d delta
@@ -388,20 +390,18 @@ func (s *Store) insert(recs []audit.Record) {
 		return snap
 	}
 	nDNS := 0
-	for i := range recs {
-		if tableOf(recs[i].Kind) == tnDNS {
+	for _, r := range recs {
+		if tableOf(r.Kind) == tnDNS {
 			nDNS++
 		}
 	}
 	// The dns records' array becomes the new block's (insertDNS), so it is sized exactly.
-	dns := make([]audit.Record, 0, nDNS)
-	var rows []*audit.Record // conn and event rows: few, a record each
-	for i := range recs {
-		if tableOf(recs[i].Kind) == tnDNS {
-			dns = append(dns, recs[i])
+	dns := make([]*audit.Record, 0, nDNS)
+	rows := make([]*audit.Record, 0, len(recs)-nDNS) // conn and event rows, a record each
+	for _, r := range recs {
+		if tableOf(r.Kind) == tnDNS {
+			dns = append(dns, r)
 		} else {
-			r := new(audit.Record)
-			*r = recs[i]
 			rows = append(rows, r)
 		}
 	}
@@ -434,8 +434,8 @@ func (s *Store) insert(recs []audit.Record) {
 // one, whose seq is not, joins the block whose range holds it, which is replaced, or else
 // a new block with the other late records in the same gap between blocks; so blocks never
 // overlap. Blocks are looked up in snapshot (see insert).
-func (s *Store) insertDNS(tx *memdb.Txn, snapshot func() *memdb.Txn, dns []audit.Record, d *delta) {
-	bySeq := func(a, b audit.Record) int { return cmp.Compare(a.Seq, b.Seq) }
+func (s *Store) insertDNS(tx *memdb.Txn, snapshot func() *memdb.Txn, dns []*audit.Record, d *delta) {
+	bySeq := func(a, b *audit.Record) int { return cmp.Compare(a.Seq, b.Seq) }
 	if !slices.IsSortedFunc(dns, bySeq) { // they mostly come in order
 		slices.SortStableFunc(dns, bySeq)
 	}
@@ -448,7 +448,7 @@ func (s *Store) insertDNS(tx *memdb.Txn, snapshot func() *memdb.Txn, dns []audit
 		uniq = append(uniq, dns[i])
 	}
 	dns = uniq
-	cut, _ := slices.BinarySearchFunc(dns, s.maxDNS+1, func(r audit.Record, seq uint64) int {
+	cut, _ := slices.BinarySearchFunc(dns, s.maxDNS+1, func(r *audit.Record, seq uint64) int {
 		return cmp.Compare(r.Seq, seq)
 	})
 	late, fresh := dns[:cut], dns[cut:]
@@ -464,7 +464,7 @@ func (s *Store) insertDNS(tx *memdb.Txn, snapshot func() *memdb.Txn, dns []audit
 	type group struct {
 		below *dnsBlock
 		into  bool
-		recs  []audit.Record
+		recs  []*audit.Record
 	}
 	var groups []*group
 	snap := snapshot()
@@ -480,7 +480,7 @@ func (s *Store) insertDNS(tx *memdb.Txn, snapshot func() *memdb.Txn, dns []audit
 			groups[n-1].recs = append(groups[n-1].recs, r)
 			continue
 		}
-		groups = append(groups, &group{below: below, into: into, recs: []audit.Record{r}})
+		groups = append(groups, &group{below: below, into: into, recs: []*audit.Record{r}})
 	}
 	for _, g := range groups {
 		if !g.into {
@@ -676,7 +676,7 @@ func getTxn(tx *memdb.Txn, seq uint64) (*audit.Record, error) {
 	if obj := it.Next(); obj != nil {
 		b := obj.(*dnsBlock)
 		if i, ok := b.find(seq); ok {
-			return &b.recs[i], nil
+			return b.recs[i], nil
 		}
 	}
 	for _, table := range tableNames[tnDNS+1:] {
