@@ -27,10 +27,10 @@ import (
 // A block is immutable once inserted: eviction and late records replace it with a new one.
 type dnsBlock struct {
 	recs       []*audit.Record // seq order, no two with the same seq; never empty
-	minT, maxT time.Time      // over recs
-	clients    []netip.Addr   // distinct unmapped client addresses, sorted
-	names      []string       // distinct names, sorted; "" left out
-	verdicts   []string       // distinct verdicts other than allow and "", sorted
+	minT, maxT time.Time       // over recs
+	clients    []netip.Addr    // distinct unmapped client addresses, sorted
+	names      []string        // distinct names, sorted; "" left out
+	verdicts   []string        // distinct verdicts other than allow and "", sorted
 }
 
 // newBlock makes a block of recs, which it keeps: sorted by seq, seqs unique.
