@@ -235,6 +235,14 @@ func BenchmarkBytesPerRecord(b *testing.B) {
 	}{
 		{"typical", typical},
 		{"dns", func(i int) audit.Record { return typical(3 * i) }},
+		// dns_busy: a busy minute on a line, 20 devices asking for 10 names, so that a
+		// block holds few distinct clients and names.
+		{"dns_busy", func(i int) audit.Record {
+			r := typical(3 * i)
+			r.Client = netip.AddrPortFrom(benchClient(i%20), 0)
+			r.Name = fmt.Sprintf("host%d.vendor.example.com", i%10)
+			return r
+		}},
 		{"conn", func(i int) audit.Record { return typical(3*i + 1) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

@@ -286,3 +286,20 @@ func blockVerdictIndex() *blockKeys[string] {
 		layout: "verdict 0x00 first-seq8 (each verdict in the block but allow)",
 	}
 }
+
+// sniIndex finds the connections to one name (their SNI), in seq order. Connections without
+// an SNI (a static tcp route, a hello that named nothing) are left out.
+func sniIndex() *recordIndex[string] {
+	return &recordIndex[string]{
+		key: func(r *audit.Record) ([]byte, bool) {
+			if r.SNI == "" {
+				return nil, false
+			}
+			b := make([]byte, 0, len(r.SNI)+1+seqLen)
+			return append(append(b, r.SNI...), 0), true
+		},
+		query:   func(n string) []byte { return append(append(make([]byte, 0, len(n)+1), n...), 0) },
+		layout:  "sni 0x00 seq8",
+		ordered: true,
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-memdb"
 
+	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
 )
 
@@ -109,13 +110,12 @@ func next(it memdb.ResultIterator) *audit.Record {
 }
 
 // plan picks the index to read in table t for filter f, from the most selective kind of
-// condition to the least: one client, the unlinked flag, a non-allow verdict, a client
-// range, a time range, and at last the whole table in seq order; a table without the index
-// for a condition goes on to the next. Allowed records are not in the verdict index (most
-// records are allowed, so it would not narrow anything). Names have no index: one costs
-// more per insert than the client index and the time index together, and a name filter
-// with a Limit reads the newest records backwards until it has enough (probeNewest, or
-// the whole table in seq order).
+// condition to the least: one client, one exact name, the unlinked flag, a non-allow
+// verdict, a client range, a time range, and at last the whole table in seq order; a table
+// without the index for a condition goes on to the next. Allowed records are not in the
+// verdict index (most records are allowed, so it would not narrow anything). A wildcard
+// name with a Limit reads the newest records backwards until it has enough (probeNewest,
+// or the whole table in seq order).
 func plan(t *memdb.TableSchema, f *audit.Filter) readPlan {
 	has := func(index string) bool { _, ok := t.Indexes[index]; return ok }
 	ordered := func(index string) bool {
@@ -130,6 +130,8 @@ func plan(t *memdb.TableSchema, f *audit.Filter) readPlan {
 	switch {
 	case host && has(indexClient):
 		return one(indexClient, f.Client.Addr())
+	case f.Name != nil && f.Name.Kind == allowlist.Exact && has(indexName):
+		return one(indexName, string(f.Name.Base))
 	case f.Unlinked && has(indexUnlinked):
 		return one(indexUnlinked, nil)
 	case f.Verdict != "" && f.Verdict != audit.VerdictAllow && has(indexVerdict):

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"math"
 	"time"
 
 	"github.com/hashicorp/go-memdb"
@@ -78,6 +79,8 @@ func queryDNS(tx *memdb.Txn, f *audit.Filter, span time.Duration, found []*audit
 			return nil, err
 		}
 		n := 0
+		pre := rowFilter(f)
+		var r audit.Record // each record in turn, without its answers, for the filter
 		for obj := it.Next(); obj != nil; obj = it.Next() {
 			b := obj.(*dnsBlock)
 			if p.index == indexTime && !f.Until.IsZero() && !b.minT.Before(f.Until) {
@@ -93,16 +96,22 @@ func queryDNS(tx *memdb.Txn, f *audit.Filter, span time.Duration, found []*audit
 				continue
 			}
 			if !(p.ordered && f.Limit > 0) {
-				for i := range b.recs {
-					if f.Match(b.recs[i]) {
-						found = append(found, b.recs[i])
+				for i := range b.n() {
+					if !pre(&b.rows[i]) {
+						continue
+					}
+					if b.load(i, &r, false); f.Match(&r) {
+						found = append(found, b.record(i))
 					}
 				}
 				continue
 			}
-			for i := len(b.recs) - 1; i >= 0 && n < f.Limit; i-- {
-				if f.Match(b.recs[i]) {
-					found = append(found, b.recs[i])
+			for i := b.n() - 1; i >= 0 && n < f.Limit; i-- {
+				if !pre(&b.rows[i]) {
+					continue
+				}
+				if b.load(i, &r, false); f.Match(&r) {
+					found = append(found, b.record(i))
 					n++
 				}
 			}
@@ -123,25 +132,55 @@ func probeNewestDNS(tx *memdb.Txn, f *audit.Filter, found []*audit.Record) ([]*a
 		return found, false
 	}
 	n := 0
+	pre := rowFilter(f)
 	budget := probeBudget * f.Limit
 	for obj := it.Next(); obj != nil; obj = it.Next() {
 		b := obj.(*dnsBlock)
 		if !b.mayMatch(f) {
 			budget--
 		} else {
-			for i := len(b.recs) - 1; i >= 0; i-- {
-				if f.Match(b.recs[i]) {
-					found = append(found, b.recs[i])
+			var r audit.Record
+			for i := b.n() - 1; i >= 0; i-- {
+				if !pre(&b.rows[i]) {
+					continue
+				}
+				if b.load(i, &r, false); f.Match(&r) {
+					found = append(found, b.record(i))
 					if n++; n == f.Limit {
 						return found, true
 					}
 				}
 			}
-			budget -= len(b.recs)
+			budget -= b.n()
 		}
 		if budget <= 0 {
 			return found, false
 		}
 	}
 	return found, true // the whole table was read
+}
+
+// rowFilter returns a quick test on a row, before it is read into a record: false means
+// the record cannot match f (a time outside the range, another client than the one host
+// asked for); true, that Match must decide. A row holding no record (odd) always passes.
+func rowFilter(f *audit.Filter) func(*dnsRow) bool {
+	var since, until int64 = math.MinInt64, math.MaxInt64
+	if !f.Since.IsZero() {
+		since = f.Since.UnixNano()
+	}
+	if !f.Until.IsZero() {
+		until = f.Until.UnixNano()
+	}
+	// A host's address and its 4in6 form share their 16 bytes; Match tells them apart.
+	host := f.Client.IsValid() && f.Client.IsSingleIP()
+	key := f.Client.Addr().As16()
+	return func(row *dnsRow) bool {
+		if row.odd != 0 {
+			return true
+		}
+		if row.nanos < since || row.nanos >= until {
+			return false
+		}
+		return !host || (row.flags&hasClient != 0 && row.client == key)
+	}
 }

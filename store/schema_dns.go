@@ -6,7 +6,7 @@ import "github.com/hashicorp/go-memdb"
 // transaction inserted (see dnsBlock for why).
 const tableDNS = "dns"
 
-// indexName finds a name's dns queries (conn records are found by SNI through Filter.Match).
+// indexName finds a name's records: dns queries by name, connections by SNI.
 const indexName = "name"
 
 // dnsTableSchema indexes blocks for filters only: linking reads the link index, which knows
