@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +33,36 @@ type trail struct {
 	failOpen bool
 	metrics  *boxMetrics
 	children []netip.Prefix // boxes one level down: their connections are not linked here
+	rules    ruleTexts
+}
+
+// maxRuleTexts bounds ruleTexts: past it, the cache starts again from empty.
+const maxRuleTexts = 4096
+
+// ruleTexts caches ruleText by rule. The text is the same for every query a rule decides,
+// and building it cost an allocation per query. A rule in a list is never modified, and the
+// cache holds the rule, so its address cannot be reused for another while cached. Reloads
+// make new rules, so the cache is emptied when it grows past maxRuleTexts. The zero value
+// is an empty cache.
+type ruleTexts struct {
+	m sync.Map // *allowlist.Rule → string
+	n atomic.Int64
+}
+
+func (c *ruleTexts) text(r *allowlist.Rule) string {
+	if r == nil {
+		return ""
+	}
+	if s, ok := c.m.Load(r); ok {
+		return s.(string)
+	}
+	s := ruleText(r)
+	if c.n.Add(1) > maxRuleTexts {
+		c.m.Clear()
+		c.n.Store(1)
+	}
+	c.m.Store(r, s)
+	return s
 }
 
 // record links, numbers and keeps one record. It returns an error only when the record could
@@ -85,7 +116,7 @@ func (t *trail) onQuery(ev resolver.QueryEvent) error {
 		QType:   qtypeText(ev.Type),
 		Verdict: dnsVerdict(ev.Verdict),
 		Reason:  string(ev.Reason),
-		Rule:    ruleText(ev.Rule),
+		Rule:    t.rules.text(ev.Rule),
 		Rcode:   rcodeText(ev.Rcode),
 		Answer:  slices.Clip(ev.Answers), // clipped, the store holds r as it is
 	}
@@ -108,7 +139,7 @@ func (t *trail) onConn(ev forwarder.Event) error {
 		SNI:      string(ev.SNI),
 		ALPN:     slices.Clip(ev.ALPN),
 		Verdict:  ev.Verdict,
-		Rule:     ruleText(ev.Rule),
+		Rule:     t.rules.text(ev.Rule),
 		Reason:   ev.Reason,
 		Upstream: ev.Upstream,
 		Via:      string(ev.Via),

@@ -22,6 +22,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
 )
 
@@ -273,5 +274,38 @@ func TestCodeNames(t *testing.T) {
 		if got := rcodeText(rc); got != want {
 			t.Fatalf("rcodeText(%d) = %q, want %q", rc, got, want)
 		}
+	}
+}
+
+// The rule-text cache gives what ruleText gives, for a rule seen before or not, and stays
+// bounded as reloads bring new rules.
+func TestRuleTexts(t *testing.T) {
+	var c ruleTexts
+	if got := c.text(nil); got != "" {
+		t.Errorf("nil rule: %q", got)
+	}
+	rules := make([]allowlist.Rule, 3*maxRuleTexts)
+	for i := range rules {
+		p, err := allowlist.ParsePattern(fmt.Sprintf("h%d.example.com", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules[i] = allowlist.Rule{Pattern: p, Origin: fmt.Sprintf("lnm.allow:%d", i+1)}
+	}
+	for round := range 2 {
+		for i := range rules {
+			r := &rules[i]
+			if got, want := c.text(r), ruleText(r); got != want {
+				t.Fatalf("round %d rule %d: %q, want %q", round, i, got, want)
+			}
+		}
+	}
+	if n := c.n.Load(); n < 1 || n > maxRuleTexts {
+		t.Errorf("cache holds %d texts, bound %d", n, maxRuleTexts)
+	}
+	held := 0
+	c.m.Range(func(any, any) bool { held++; return true })
+	if held > maxRuleTexts {
+		t.Errorf("cache map holds %d texts, bound %d", held, maxRuleTexts)
 	}
 }
