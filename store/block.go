@@ -56,7 +56,7 @@ type dnsRow struct {
 	rcode               uint32
 	answer              uint32 // the first of the row's answers in the block's answers
 	nAnswer             uint16
-	odd                 uint16 // 1 + index into the block's odd; 0: the row holds the record
+	odd                 uint32 // 1 + index into the block's odd; 0: the row holds the record
 }
 
 type rowFlags uint8
@@ -136,9 +136,9 @@ func newBlock(recs []*audit.Record) *dnsBlock {
 		}
 		row := &b.rows[i]
 		row.seq = r.Seq
-		if !compact(r) || len(b.odd) == math.MaxUint16 {
+		if !compact(r) {
 			b.odd = append(b.odd, r)
-			row.odd = uint16(len(b.odd))
+			row.odd = uint32(len(b.odd))
 			row.nanos = r.Time.UnixNano() // for ordering only
 			continue
 		}
