@@ -34,6 +34,9 @@ const (
 	DefaultLinkWindow         = 10 * time.Minute
 	DefaultStoreMax           = 1_000_000
 	DefaultStoreAge           = 24 * time.Hour
+	// DefaultDNSRateLimit is a client's UDP queries a second: a device that resolves before
+	// every connection stays far below it, one stuck in a loop does not.
+	DefaultDNSRateLimit = 500
 )
 
 // Config is one box's effective configuration. Parse returns it with every default already
@@ -128,6 +131,12 @@ type Config struct {
 	StoreMax   int
 	StoreAge   time.Duration
 
+	// DNSRateLimit bounds each client's UDP queries a second (`dns_rate_limit 500`); over
+	// it, every second query gets an empty truncated reply (the device retries over TCP)
+	// and the rest none, and the audit log gets a summary per client every 10 seconds
+	// instead of a record per packet. Zero (`dns_rate_limit off`): no limit.
+	DNSRateLimit int
+
 	// Learn is learn mode (`mode learn`): nothing is blocked, and every decision that would
 	// have denied is recorded as "would-deny". False (`mode enforce`, the default): the list
 	// is enforced.
@@ -221,6 +230,7 @@ func Defaults() *Config {
 		LinkWindow:   DefaultLinkWindow,
 		StoreMax:     DefaultStoreMax,
 		StoreAge:     DefaultStoreAge,
+		DNSRateLimit: DefaultDNSRateLimit,
 	}
 }
 

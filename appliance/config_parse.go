@@ -26,7 +26,7 @@ var singleValued = []string{
 	"level", "name", "listen", "dns", "proxy", "parent", "upstream", "sources", "ttl",
 	"hello_timeout", "dial_timeout", "idle_timeout", "admin", "metrics", "audit",
 	"fsync", "audit_max_age", "audit_max_size", "on_audit_failure", "link_window",
-	"store_max", "store_age", "mode", "on_revoke", "children",
+	"store_max", "store_age", "mode", "on_revoke", "children", "dns_rate_limit",
 }
 
 // parser is a caddyfile Dispenser whose errors are *ConfigError.
@@ -180,6 +180,8 @@ func (p *parser) directive() error {
 		c.StoreMax, err = p.count(name, args)
 	case "store_age":
 		c.StoreAge, err = p.timeout(name, args)
+	case "dns_rate_limit":
+		c.DNSRateLimit, err = p.countOrOff(name, args)
 	case "mode":
 		c.Learn, err = p.choice(name, args, "enforce", "learn")
 	case "on_revoke":
@@ -251,6 +253,22 @@ func (p *parser) onAuditFailure(args []string) error {
 }
 
 // count reads a positive whole number.
+// countOrOff reads a number above zero, or "off" for 0.
+func (p *parser) countOrOff(directive string, args []string) (int, error) {
+	if len(args) == 1 && args[0] == "off" {
+		return 0, nil
+	}
+	s, err := p.oneArg(directive, "a number above zero or off", args)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return 0, p.Errf("%s %q: want a whole number above zero, or off", directive, s)
+	}
+	return n, nil
+}
+
 func (p *parser) count(directive string, args []string) (int, error) {
 	s, err := p.oneArg(directive, "a number above zero", args)
 	if err != nil {

@@ -72,6 +72,11 @@ func (c *Config) Summary() string {
 	set("link_window", duration(c.LinkWindow))
 	set("store_max", strconv.Itoa(c.StoreMax))
 	set("store_age", duration(c.StoreAge))
+	if c.DNSRateLimit > 0 {
+		set("dns_rate_limit", strconv.Itoa(c.DNSRateLimit)+" UDP queries a second per client")
+	} else {
+		set("dns_rate_limit", "off")
+	}
 
 	if len(c.Zones) == 0 {
 		set("zone", "none")

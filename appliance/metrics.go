@@ -204,7 +204,7 @@ var (
 // tcp_downstream_cx_*_bytes_total, tls_inspector_sni_*) are kept so existing dashboards work.
 type boxMetrics struct {
 	*metrics
-	dnsQueries, conns, bytes, reloads                         *family
+	dnsQueries, dnsLimited, conns, bytes, reloads             *family
 	serverTotalConns, sniFound, sniNotFound, rxBytes, txBytes *family
 	helloSize, resolveLatency, dialLatency                    *family
 	active                                                    atomic.Int64
@@ -213,6 +213,7 @@ type boxMetrics struct {
 func newBoxMetrics(started time.Time) *boxMetrics {
 	m := &boxMetrics{metrics: newMetrics()}
 	m.dnsQueries = m.counter("lnm_dns_queries_total", "DNS questions answered, by type and verdict.", "qtype", "verdict")
+	m.dnsLimited = m.counter("lnm_dns_rate_limited_total", "UDP queries over a client's rate limit, by action: slip (a truncated reply) or drop.", "action")
 	m.conns = m.counter("lnm_connections_total", "Connections by port, verdict and reason.", "port", "verdict", "reason")
 	m.bytes = m.counter("lnm_bytes_total", "Bytes spliced; up is from devices, down is to devices.", "direction")
 	m.reloads = m.counter("lnm_reloads_total", "Configuration loads and reloads, by result.", "result")

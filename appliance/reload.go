@@ -135,6 +135,7 @@ func restartOnly(cur, next *Config) error {
 	check("link_window", cur.LinkWindow == next.LinkWindow)
 	check("store_max", cur.StoreMax == next.StoreMax)
 	check("store_age", cur.StoreAge == next.StoreAge)
+	check("dns_rate_limit", cur.DNSRateLimit == next.DNSRateLimit)
 	check("name", cur.Name == next.Name)
 	check("level", cur.Level == next.Level)
 	check("children", slices.Equal(cur.Children, next.Children))

@@ -239,6 +239,9 @@ func (rt *Runtime) plan(cfg *Config, learn bool, prev *plan) (*plan, error) {
 				Learn:   learn,
 				Logger:  rt.slog,
 				OnQuery: rt.trail.onQuery,
+
+				RateLimit: cfg.DNSRateLimit,
+				OnLimited: rt.trail.onLimited,
 			})
 		}
 		if len(ports) == 0 && len(routes) == 0 {

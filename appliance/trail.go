@@ -127,6 +127,26 @@ func (t *trail) onQuery(ev resolver.QueryEvent) error {
 	return t.record(r)
 }
 
+// ReasonDNSRateLimited is the reason of the summary records of queries a client sent over
+// its rate limit (dns_rate_limit): count is how many, time the last of them.
+const ReasonDNSRateLimited = "dns_rate_limited"
+
+// onLimited is the resolver's OnLimited hook: one summary record per client and period,
+// never one per packet.
+func (t *trail) onLimited(ev resolver.LimitEvent) {
+	t.metrics.add(t.metrics.dnsLimited, ev.Slipped, "slip")
+	t.metrics.add(t.metrics.dnsLimited, ev.Dropped, "drop")
+	r := &audit.Record{
+		Time:   ev.Until,
+		Kind:   audit.KindSummary,
+		Client: netip.AddrPortFrom(ev.Client, 0),
+		Reason: ReasonDNSRateLimited,
+		Count:  ev.Dropped + ev.Slipped,
+	}
+	// A failing log counts what it refuses in its own summary; nothing else to do here.
+	_ = t.record(r)
+}
+
 // onConn is the forwarder's OnEvent hook.
 func (t *trail) onConn(ev forwarder.Event) error {
 	r := &audit.Record{

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -307,5 +308,92 @@ func TestRuleTexts(t *testing.T) {
 	c.m.Range(func(any, any) bool { held++; return true })
 	if held > maxRuleTexts {
 		t.Errorf("cache map holds %d texts, bound %d", held, maxRuleTexts)
+	}
+}
+
+// A device flooding the box's DNS over UDP gets its rate answered and is summarized, not
+// recorded packet by packet: the audit log has one record per answered query and, after
+// the box stops, one dns_rate_limited summary counting the rest.
+func TestDNSRateLimitSummary(t *testing.T) {
+	const rate, sent = 20, 200
+	dnsPort := freeTCPPort(t)
+	dir := t.TempDir()
+	text := fmt.Sprintf(`lnm {
+    level   3
+    listen  127.0.0.1
+    dns     %d
+    admin   off
+    audit   %s/audit
+    dns_rate_limit %d
+    allow {
+        api.azure.test
+    }
+}
+`, dnsPort, dir, rate)
+	cfg, err := Parse(filepath.Join(dir, "lnm.conf"), strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := Start(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", dnsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	replies := make(chan int)
+	go func() {
+		n := 0
+		buf := make([]byte, 1500)
+		for {
+			conn.SetReadDeadline(time.Now().Add(time.Second))
+			if _, err := conn.Read(buf); err != nil {
+				replies <- n
+				return
+			}
+			n++
+		}
+	}()
+	wire, _ := new(dns.Msg).SetQuestion("api.azure.test.", dns.TypeA).Pack()
+	for i := range sent {
+		conn.Write(wire)
+		if i%20 == 19 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	got := <-replies
+	if err := rt.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var dnsRecs, limited int
+	var summaries []audit.Record
+	err = audit.Read(filepath.Join(dir, "audit"), audit.Filter{}, func(r *audit.Record) bool {
+		switch {
+		case r.Kind == audit.KindDNS:
+			dnsRecs++
+		case r.Kind == audit.KindSummary && r.Reason == ReasonDNSRateLimited:
+			summaries = append(summaries, *r)
+			limited += int(r.Count)
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dnsRecs < rate || dnsRecs > rate+5 {
+		t.Errorf("%d dns records for %d queries at a limit of %d", dnsRecs, sent, rate)
+	}
+	if dnsRecs+limited != sent {
+		t.Errorf("%d recorded and %d summarized, %d sent", dnsRecs, limited, sent)
+	}
+	if len(summaries) != 1 || summaries[0].Client.Addr() != netip.MustParseAddr("127.0.0.1") {
+		t.Errorf("summaries %+v, want one for 127.0.0.1", summaries)
+	}
+	// The device got its answers and a truncated reply for every second query over the limit.
+	if want := dnsRecs + limited/2; got < want-1 || got > want+1 {
+		t.Errorf("the client got %d replies, want about %d", got, want)
 	}
 }

@@ -86,6 +86,14 @@ type Config struct {
 	Learn bool
 	// NotifyStarted is called by Start once UDP and TCP both listen. Nil: nothing is called.
 	NotifyStarted func()
+	// RateLimit bounds the UDP queries a client address may send, per second, with bursts
+	// of as many. Over it, every second query gets an empty reply with TC set (a real client
+	// retries over TCP, which is not limited) and the others none; OnQuery is not called
+	// for them. Zero: no limit.
+	RateLimit int
+	// OnLimited hears what the rate limit did, a summary per client every 10 seconds while
+	// it limits and at Close: never a call per packet. Nil: nothing is called.
+	OnLimited func(LimitEvent)
 }
 
 const (
@@ -113,6 +121,9 @@ type Server struct {
 	addr    netip.AddrPort
 	servers []*dns.Server
 	served  sync.WaitGroup // the serving goroutines
+	limit   *limiter       // nil: no rate limit
+	stopSum chan struct{}  // closed at Close: the summary goroutine's last round
+	sumDone chan struct{}  // closed when it has returned
 
 	closeOnce sync.Once
 	closeErr  error
@@ -131,6 +142,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxTCPConns == 0 {
 		cfg.MaxTCPConns = defaultMaxTCPConns
 	}
+	if cfg.RateLimit < 0 {
+		return nil, fmt.Errorf("resolver: rate limit %d is negative", cfg.RateLimit)
+	}
 	pol, err := newPolicy(&cfg)
 	if err != nil {
 		return nil, err
@@ -143,9 +157,36 @@ func New(cfg Config) (*Server, error) {
 		log:         cfg.Logger.With("pkg", "resolver"),
 		zoneTimeout: zoneTryTimeout,
 	}
+	if cfg.RateLimit > 0 {
+		s.limit = newLimiter(cfg.RateLimit)
+	}
 	s.pol.Store(pol)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
+}
+
+// summarizeLimits hands OnLimited what the rate limit did, every limitSummaryEvery and a
+// last time when Close stops it.
+func (s *Server) summarizeLimits(every time.Duration) {
+	defer close(s.sumDone)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	report := func() {
+		for _, ev := range s.limit.summarize(time.Now().UnixNano()) {
+			if s.cfg.OnLimited != nil {
+				s.cfg.OnLimited(ev)
+			}
+		}
+	}
+	for {
+		select {
+		case <-tick.C:
+			report()
+		case <-s.stopSum:
+			report()
+			return
+		}
+	}
 }
 
 // newPolicy builds what answers depend on from cfg, filling in its TTL default.
@@ -275,6 +316,10 @@ func (s *Server) Start() error {
 		}
 	}
 	s.started = true
+	if s.limit != nil {
+		s.stopSum, s.sumDone = make(chan struct{}), make(chan struct{})
+		go s.summarizeLimits(limitSummaryEvery)
+	}
 	s.log.Info("dns server listening", "addr", s.addr)
 	if s.cfg.NotifyStarted != nil {
 		s.cfg.NotifyStarted()
@@ -340,6 +385,10 @@ func (s *Server) shutdown() error {
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("resolver: stop %s: %w", s.addr, ctx.Err()))
 	}
+	if s.stopSum != nil { // after serving stopped: nothing is limited after the last summary
+		close(s.stopSum)
+		<-s.sumDone
+	}
 	return errors.Join(errs...)
 }
 
@@ -366,6 +415,19 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	client, tcp = peer(w)
 	if s.testHook != nil {
 		s.testHook(req)
+	}
+	if !tcp && s.limit != nil {
+		switch s.limit.take(client.Addr(), time.Now().UnixNano()) {
+		case limitTruncate:
+			m := new(dns.Msg)
+			m.SetReply(req)
+			m.Truncated = true
+			wrote = true
+			w.WriteMsg(m)
+			return
+		case limitDrop:
+			return
+		}
 	}
 	pol := s.pol.Load()
 	q := query{list: pol.list, client: client.Addr(), local: localAddr(w), udp: !tcp}
