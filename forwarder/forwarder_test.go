@@ -422,6 +422,9 @@ func TestReplayByteAtATimeAndHalfClose(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Before the upstream answers, a FIN means the device gave up (a TLS client cannot
+	// finish a handshake it has closed its side of); once spliced, it is passed on.
+	s.events.next(t, forwarder.EventOpen)
 	c.(*net.TCPConn).CloseWrite() // the backend sees EOF only if the box passes the FIN on
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	reply, err := io.ReadAll(c)
@@ -652,7 +655,6 @@ func TestFailsClosedWhenOpenCannotBeRecorded(t *testing.T) {
 	}
 	defer c.Close()
 	c.Write(append(hello, "secret"...))
-	c.(*net.TCPConn).CloseWrite()
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	reply, _ := io.ReadAll(c)
 	if len(reply) != 0 {
@@ -667,5 +669,89 @@ func TestFailsClosedWhenOpenCannotBeRecorded(t *testing.T) {
 			t.Errorf("the upstream received the device's data: %q", b)
 		}
 	case <-time.After(time.Second):
+	}
+}
+
+// A device that gives up while the box dials upstream cancels the dial at once, rather than
+// holding a socket and a dial for DialTimeout, and leaves one record: a deny, client_closed.
+func TestClientLeavesDuringDial(t *testing.T) {
+	dialing := make(chan struct{}, 1)
+	cancelled := make(chan time.Duration, 1)
+	s := start(t, forwarder.Config{
+		List:        rules(t, "a.example.test"),
+		Parent:      netip.MustParseAddr("127.0.0.1"),
+		DialTimeout: time.Minute,
+		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			began := time.Now()
+			dialing <- struct{}{}
+			<-ctx.Done() // an upstream that never answers
+			cancelled <- time.Since(began)
+			return nil, ctx.Err()
+		},
+	}, 9)
+	c, err := net.Dial("tcp", s.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write(rawHello(t, "a.example.test"))
+	select {
+	case <-dialing:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the box never dialed")
+	}
+	c.Close()
+	select {
+	case d := <-cancelled:
+		if d > 2*time.Second {
+			t.Errorf("the dial was cancelled %v after it began", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the dial went on after the device left")
+	}
+	ev := s.events.next(t, forwarder.EventDeny)
+	if ev.Reason != forwarder.ReasonClientClosed || ev.SNI != "a.example.test" {
+		t.Errorf("deny %+v, want reason %s", ev, forwarder.ReasonClientClosed)
+	}
+	s.events.mu.Lock()
+	n := len(s.events.list)
+	s.events.mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d events for one connection, want 1", n)
+	}
+}
+
+// Bytes a device sends while the box dials (TLS 1.3 early data, say) follow the hello
+// upstream, in order.
+func TestEarlyBytesFollowHello(t *testing.T) {
+	port, got := plainBackend(t)
+	var d net.Dialer
+	s := start(t, forwarder.Config{
+		List:   rules(t, "a.example.test"),
+		Parent: netip.MustParseAddr("127.0.0.1"),
+		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			time.Sleep(200 * time.Millisecond) // a slow upstream, so the early bytes arrive first
+			return d.DialContext(ctx, network, address)
+		},
+	}, port)
+	hello := rawHello(t, "a.example.test")
+	c, err := net.Dial("tcp", s.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(hello)
+	time.Sleep(50 * time.Millisecond)
+	c.Write([]byte("early data"))
+	s.events.next(t, forwarder.EventOpen)
+	c.Write([]byte(", then the rest"))
+	c.(*net.TCPConn).CloseWrite()
+	want := append(append([]byte(nil), hello...), "early data, then the rest"...)
+	select {
+	case b := <-got:
+		if !bytes.Equal(b, want) {
+			t.Errorf("upstream got %q after the hello, want %q", b[min(len(b), len(hello)):], want[len(hello):])
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream got nothing")
 	}
 }

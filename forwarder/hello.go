@@ -30,7 +30,8 @@ const (
 	ReasonNoSNI = "no_sni"
 	// ReasonBadSNI: the server_name extension does not carry exactly one usable host name.
 	ReasonBadSNI = "bad_sni"
-	// ReasonClientClosed: the stream ended or failed before a full hello arrived.
+	// ReasonClientClosed: the stream ended or failed before a full hello arrived, or
+	// before the upstream answered.
 	ReasonClientClosed = "client_closed"
 )
 

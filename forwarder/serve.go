@@ -124,8 +124,21 @@ func (f *Forwarder) serveTLS(c net.Conn, cfg *Config, pm PortMap) {
 	f.mu.Lock()
 	s.sni, s.via = hello.SNI, d.Via
 	f.mu.Unlock()
-	up, upAddr, reason, err := f.connect(cfg, &ev, d, hello.SNI, pm.Upstream)
+	ctx, cancel := context.WithCancel(f.ctx)
+	w := watchClient(c, cancel)
+	up, upAddr, reason, err := f.connect(ctx, cfg, &ev, d, hello.SNI, pm.Upstream)
+	early, left := w.stop()
+	cancel()
 	ev.Upstream = upAddr
+	if left != nil {
+		if up != nil {
+			up.Close()
+		}
+		f.log.Debug("client left before the upstream answered", "id", ev.ID, "sni", string(hello.SNI), "err", left)
+		f.deny(c, ev, ReasonClientClosed, nil)
+		return
+	}
+	raw = append(raw, early...)
 	if err != nil {
 		f.log.Debug("upstream failed", "id", ev.ID, "sni", string(hello.SNI), "err", err)
 		f.deny(c, ev, reason, alertInternalError)
@@ -146,7 +159,9 @@ func (f *Forwarder) serveRoute(c net.Conn, cfg *Config, r Route) {
 		return
 	}
 	d := Decision{Verdict: allowlist.Allow, Reason: "route", Via: ViaTCP, To: r.To}
-	up, upAddr, reason, err := f.connect(cfg, &ev, d, "", r.To.Port)
+	// Not watched as serveTLS does: on a plain TCP route a client may well send first and
+	// close its side, and all of it goes upstream once connected.
+	up, upAddr, reason, err := f.connect(f.ctx, cfg, &ev, d, "", r.To.Port)
 	ev.Upstream = upAddr
 	if err != nil {
 		f.log.Debug("upstream failed", "id", ev.ID, "route", r.To.String(), "err", err)
@@ -156,11 +171,11 @@ func (f *Forwarder) serveRoute(c net.Conn, cfg *Config, r Route) {
 	f.splice(cfg, s, ev, d, up, start, nil)
 }
 
-// connect resolves the destination and dials the addresses in order until one answers. It
-// notes the time each step took in ev.
-func (f *Forwarder) connect(cfg *Config, ev *Event, d Decision, sni allowlist.Name, upstreamPort uint16) (net.Conn, netip.AddrPort, string, error) {
+// connect resolves the destination and dials the addresses in order until one answers, or
+// until ctx ends. It notes the time each step took in ev.
+func (f *Forwarder) connect(ctx context.Context, cfg *Config, ev *Event, d Decision, sni allowlist.Name, upstreamPort uint16) (net.Conn, netip.AddrPort, string, error) {
 	begin := time.Now()
-	addrs, reason, err := f.destinations(f.ctx, cfg, d, sni, upstreamPort)
+	addrs, reason, err := f.destinations(ctx, cfg, d, sni, upstreamPort)
 	ev.Resolve = time.Since(begin)
 	if err != nil {
 		return nil, netip.AddrPort{}, reason, err
@@ -169,8 +184,8 @@ func (f *Forwarder) connect(cfg *Config, ev *Event, d Decision, sni allowlist.Na
 	defer func() { ev.Dial = time.Since(begin) }()
 	var errs []error
 	for _, a := range addrs {
-		ctx, cancel := context.WithTimeout(f.ctx, cfg.DialTimeout)
-		up, err := f.cfg.Dial(ctx, "tcp", a.String())
+		dctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+		up, err := f.cfg.Dial(dctx, "tcp", a.String())
 		cancel()
 		if err == nil {
 			return up, a, "", nil
