@@ -117,20 +117,24 @@ func TestServerIPv6(t *testing.T) {
 	}
 }
 
-// TestServerWildcard listens on every IPv4 address and asks over loopback: the answer is the
-// address the query was sent to, not 0.0.0.0, and the UDP reply comes from it (miekg's client
-// uses a connected socket, which drops replies from any other source).
+// TestServerWildcard listens on every IPv4 address and asks over loopback, at 127.0.0.1 and
+// at 127.0.0.2: the answer is the address the query was sent to, not 0.0.0.0, and the UDP
+// reply comes from it (miekg's client uses a connected socket, which drops replies from any
+// other source). For 127.0.0.2 the kernel alone would send the reply from 127.0.0.1, the
+// loopback's first address, so this checks that the server sets the source itself.
 func TestServerWildcard(t *testing.T) {
 	s := startServer(t, Config{Addr: netip.MustParseAddrPort("0.0.0.0:0"), Answer6: netip.MustParseAddr("2001:db8::53")})
-	target := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), s.Addr().Port())
-	for _, network := range []string{"udp", "tcp"} {
-		resp := ask(t, network, target, newReq("api.example.com.", dns.TypeA))
-		if got := answerAddrs(resp); len(got) != 1 || got[0] != "127.0.0.1" {
-			t.Errorf("%s: A answers %v, want the local address [127.0.0.1]", network, got)
-		}
-		resp = ask(t, network, target, newReq("api.example.com.", dns.TypeAAAA))
-		if got := answerAddrs(resp); len(got) != 1 || got[0] != "2001:db8::53" {
-			t.Errorf("%s: AAAA answers %v, want the configured [2001:db8::53]", network, got)
+	for _, local := range []string{"127.0.0.1", "127.0.0.2"} {
+		target := netip.AddrPortFrom(netip.MustParseAddr(local), s.Addr().Port())
+		for _, network := range []string{"udp", "tcp"} {
+			resp := ask(t, network, target, newReq("api.example.com.", dns.TypeA))
+			if got := answerAddrs(resp); len(got) != 1 || got[0] != local {
+				t.Errorf("%s to %s: A answers %v, want the local address [%s]", network, local, got, local)
+			}
+			resp = ask(t, network, target, newReq("api.example.com.", dns.TypeAAAA))
+			if got := answerAddrs(resp); len(got) != 1 || got[0] != "2001:db8::53" {
+				t.Errorf("%s to %s: AAAA answers %v, want the configured [2001:db8::53]", network, local, got)
+			}
 		}
 	}
 }
