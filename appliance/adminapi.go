@@ -207,12 +207,16 @@ type Listener struct {
 
 // Counters count decisions since start.
 type Counters struct {
-	DNSQueries  uint64 `json:"dns_queries"`
-	DNSDenied   uint64 `json:"dns_denied"`
-	Conns       uint64 `json:"connections"`
-	ConnsDenied uint64 `json:"connections_denied"`
-	BytesUp     uint64 `json:"bytes_up"`
-	BytesDown   uint64 `json:"bytes_down"`
+	DNSQueries uint64 `json:"dns_queries"`
+	DNSDenied  uint64 `json:"dns_denied"`
+	// DNSRateLimited counts UDP queries over a client's rate limit: not answered, or
+	// answered empty with TC, and summarized in the audit log rather than recorded. It
+	// grows with the summaries, every 10 seconds while a client is limited.
+	DNSRateLimited uint64 `json:"dns_rate_limited"`
+	Conns          uint64 `json:"connections"`
+	ConnsDenied    uint64 `json:"connections_denied"`
+	BytesUp        uint64 `json:"bytes_up"`
+	BytesDown      uint64 `json:"bytes_down"`
 }
 
 // Count is a name or client with how often it was seen.

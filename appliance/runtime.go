@@ -382,6 +382,9 @@ func (rt *Runtime) counters() Counters {
 			c.DNSDenied += n
 		}
 	}
+	for _, s := range m.dnsLimited.series {
+		c.DNSRateLimited += s.value.Load()
+	}
 	for _, s := range m.conns.series {
 		n := s.value.Load()
 		c.Conns += n

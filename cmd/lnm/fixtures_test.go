@@ -281,7 +281,7 @@ func sampleStatus() appliance.Status {
 			{Proto: "tcp-route", Addr: "198.18.3.1:1883"},
 		},
 		Rules: 5,
-		Counters: appliance.Counters{DNSQueries: 1234, DNSDenied: 12, Conns: 345, ConnsDenied: 3,
+		Counters: appliance.Counters{DNSQueries: 1234, DNSDenied: 12, DNSRateLimited: 48211, Conns: 345, ConnsDenied: 3,
 			BytesUp: 1_300_000, BytesDown: 36_000_000},
 		Active:     5,
 		TopClients: []appliance.Count{{Key: "198.18.3.20", Count: 1123}, {Key: "198.18.3.21", Count: 45}, {Key: "fd00:3::20", Count: 7}},

@@ -98,7 +98,11 @@ func writeStatus(w io.Writer, st *appliance.Status, loc *time.Location) error {
 	}
 	line("rules", "%d", st.Rules)
 	cn := st.Counters
-	line("dns", "%d queries, %d denied", cn.DNSQueries, cn.DNSDenied)
+	if cn.DNSRateLimited > 0 {
+		line("dns", "%d queries, %d denied, %d over clients' rate limits", cn.DNSQueries, cn.DNSDenied, cn.DNSRateLimited)
+	} else {
+		line("dns", "%d queries, %d denied", cn.DNSQueries, cn.DNSDenied)
+	}
 	line("conns", "%d connections, %d denied, %d active", cn.Conns, cn.ConnsDenied, st.Active)
 	line("bytes", "up %s, down %s", size(int64(cn.BytesUp)), size(int64(cn.BytesDown)))
 
