@@ -78,8 +78,13 @@ func benchList(b *testing.B, names ...string) *allowlist.List {
 //
 // The target is that auditing costs under 20% of DNS throughput: "on" at least 80% of
 // "off" in queries/s. Client and server share the two CPUs and a run varies by ±10% with
-// the machine, so compare medians: go test -run '^$' -bench DNSAudit -benchtime 300000x
-// -count 10 ./appliance | benchstat -.
+// the machine; runs late in one process also drift down (the heap of earlier runs carries
+// over). So compare medians of runs in fresh processes, off and on alternating:
+//
+//	go test -c -o /tmp/app.test ./appliance && cd appliance && for i in $(seq 12); do
+//	  /tmp/app.test -test.run '^$' -test.bench DNSAudit/off -test.benchtime 300000x
+//	  /tmp/app.test -test.run '^$' -test.bench DNSAudit/on -test.benchtime 300000x
+//	done | benchstat -
 func BenchmarkDNSAudit(b *testing.B) {
 	const dnsInFlight = 8
 	for _, bc := range []struct {
