@@ -32,6 +32,8 @@ type LimitEvent struct {
 	Dropped, Slipped uint64
 }
 
+func (ev LimitEvent) limited() uint64 { return ev.Dropped + ev.Slipped }
+
 // limiter is a token bucket per client: rate tokens a second, at most rate in the bucket.
 // The zero rate means no limit; use newLimiter.
 type limiter struct {
@@ -42,11 +44,10 @@ type limiter struct {
 }
 
 type bucket struct {
-	tokens     float64
-	last       int64      // Unix nanoseconds of the last refill
-	over       uint64     // queries over the limit, ever: every limitSlip-th slips
-	ev         LimitEvent // what was limited since the last summary
-	hasLimited bool       // ev holds something
+	tokens float64
+	last   int64      // Unix nanoseconds of the last refill
+	over   uint64     // queries over the limit, ever: every limitSlip-th slips
+	ev     LimitEvent // what was limited since the last summary; zero counts: nothing
 }
 
 func newLimiter(rate int) *limiter {
@@ -84,9 +85,8 @@ func (l *limiter) take(a netip.Addr, now int64) limitVerdict {
 	}
 	b.over++
 	at := time.Unix(0, now)
-	if !b.hasLimited {
+	if b.ev.limited() == 0 {
 		b.ev = LimitEvent{Client: a, From: at}
-		b.hasLimited = true
 	}
 	b.ev.Until = at
 	if b.over%limitSlip == 0 {
@@ -104,9 +104,9 @@ func (l *limiter) summarize(now int64) []LimitEvent {
 	defer l.mu.Unlock()
 	var out []LimitEvent
 	for a, b := range l.clients {
-		if b.hasLimited {
+		if b.ev.limited() > 0 {
 			out = append(out, b.ev)
-			b.ev, b.hasLimited = LimitEvent{}, false
+			b.ev = LimitEvent{}
 			continue
 		}
 		if b.tokens+l.rate*float64(now-b.last)/float64(time.Second) >= l.rate {
