@@ -87,6 +87,25 @@ func appendAddr(b []byte, a netip.Addr) []byte {
 	return append(b, a16[:]...)
 }
 
+// stringKey encodes s as a key part: its bytes and a 0x00 terminator, so that one value is
+// never a prefix of another's entries. room is what the caller (or memdb, which appends the
+// seq) will append.
+func stringKey(s string, room int) []byte {
+	return append(append(make([]byte, 0, len(s)+1+room), s...), 0)
+}
+
+// queryString is the lookup key for one string value: every entry with it has it as prefix.
+func queryString(s string) []byte { return stringKey(s, 0) }
+
+// stringKeys is one key per value, for a block's multi-valued indexes.
+func stringKeys(vals []string) [][]byte {
+	keys := make([][]byte, len(vals))
+	for i, v := range vals {
+		keys[i] = stringKey(v, seqLen)
+	}
+	return keys
+}
+
 // seqIndex is the primary key: the record's seq, unique.
 func seqIndex() *recordIndex[uint64] {
 	return &recordIndex[uint64]{
@@ -135,12 +154,9 @@ func verdictIndex() *recordIndex[string] {
 			if r.Verdict == "" || r.Verdict == audit.VerdictAllow {
 				return nil, false
 			}
-			b := make([]byte, 0, len(r.Verdict)+1+seqLen)
-			return append(append(b, r.Verdict...), 0), true
+			return stringKey(r.Verdict, seqLen), true
 		},
-		query: func(v string) []byte {
-			return append(append(make([]byte, 0, len(v)+1), v...), 0)
-		},
+		query:   queryString,
 		layout:  "verdict 0x00 seq8 (not allow)",
 		ordered: true,
 	}
@@ -260,14 +276,8 @@ func blockClientIndex() *blockKeys[netip.Addr] {
 // blockNameIndex finds the blocks that hold queries for one name, in seq order.
 func blockNameIndex() *blockKeys[string] {
 	return &blockKeys[string]{
-		keys: func(b *dnsBlock) [][]byte {
-			keys := make([][]byte, len(b.names))
-			for i, n := range b.names {
-				keys[i] = append(append(make([]byte, 0, len(n)+1+seqLen), n...), 0)
-			}
-			return keys
-		},
-		query:  func(n string) []byte { return append(append(make([]byte, 0, len(n)+1), n...), 0) },
+		keys:   func(b *dnsBlock) [][]byte { return stringKeys(b.names) },
+		query:  queryString,
 		layout: "name 0x00 first-seq8 (each name in the block)",
 	}
 }
@@ -275,14 +285,8 @@ func blockNameIndex() *blockKeys[string] {
 // blockVerdictIndex finds the blocks that hold queries with one verdict other than allow.
 func blockVerdictIndex() *blockKeys[string] {
 	return &blockKeys[string]{
-		keys: func(b *dnsBlock) [][]byte {
-			keys := make([][]byte, len(b.verdicts))
-			for i, v := range b.verdicts {
-				keys[i] = append(append(make([]byte, 0, len(v)+1+seqLen), v...), 0)
-			}
-			return keys
-		},
-		query:  func(v string) []byte { return append(append(make([]byte, 0, len(v)+1), v...), 0) },
+		keys:   func(b *dnsBlock) [][]byte { return stringKeys(b.verdicts) },
+		query:  queryString,
 		layout: "verdict 0x00 first-seq8 (each verdict in the block but allow)",
 	}
 }
@@ -295,10 +299,9 @@ func sniIndex() *recordIndex[string] {
 			if r.SNI == "" {
 				return nil, false
 			}
-			b := make([]byte, 0, len(r.SNI)+1+seqLen)
-			return append(append(b, r.SNI...), 0), true
+			return stringKey(r.SNI, seqLen), true
 		},
-		query:   func(n string) []byte { return append(append(make([]byte, 0, len(n)+1), n...), 0) },
+		query:   queryString,
 		layout:  "sni 0x00 seq8",
 		ordered: true,
 	}
