@@ -258,25 +258,23 @@ func (p *parser) countOrOff(directive string, args []string) (int, error) {
 	if len(args) == 1 && args[0] == "off" {
 		return 0, nil
 	}
-	s, err := p.oneArg(directive, "a number above zero or off", args)
-	if err != nil {
-		return 0, err
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n <= 0 {
-		return 0, p.Errf("%s %q: want a whole number above zero, or off", directive, s)
-	}
-	return n, nil
+	return p.countWant(directive, args, "a number above zero or off", "a whole number above zero, or off")
 }
 
 func (p *parser) count(directive string, args []string) (int, error) {
-	s, err := p.oneArg(directive, "a number above zero", args)
+	return p.countWant(directive, args, "a number above zero", "a whole number above zero")
+}
+
+// countWant reads a number above zero; want and wantBad say what was expected when the
+// argument count or the value is wrong.
+func (p *parser) countWant(directive string, args []string, want, wantBad string) (int, error) {
+	s, err := p.oneArg(directive, want, args)
 	if err != nil {
 		return 0, err
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n <= 0 {
-		return 0, p.Errf("%s %q: want a whole number above zero", directive, s)
+		return 0, p.Errf("%s %q: want %s", directive, s, wantBad)
 	}
 	return n, nil
 }
