@@ -97,20 +97,14 @@ func queryDNS(tx *memdb.Txn, f *audit.Filter, span time.Duration, found []*audit
 			}
 			if !(p.ordered && f.Limit > 0) {
 				for i := range b.n() {
-					if !pre(&b.rows[i]) {
-						continue
-					}
-					if b.load(i, &r, false); f.Match(&r) {
+					if b.matches(i, pre, f, &r) {
 						found = append(found, b.record(i))
 					}
 				}
 				continue
 			}
 			for i := b.n() - 1; i >= 0 && n < f.Limit; i-- {
-				if !pre(&b.rows[i]) {
-					continue
-				}
-				if b.load(i, &r, false); f.Match(&r) {
+				if b.matches(i, pre, f, &r) {
 					found = append(found, b.record(i))
 					n++
 				}
@@ -141,10 +135,7 @@ func probeNewestDNS(tx *memdb.Txn, f *audit.Filter, found []*audit.Record) ([]*a
 		} else {
 			var r audit.Record
 			for i := b.n() - 1; i >= 0; i-- {
-				if !pre(&b.rows[i]) {
-					continue
-				}
-				if b.load(i, &r, false); f.Match(&r) {
+				if b.matches(i, pre, f, &r) {
 					found = append(found, b.record(i))
 					if n++; n == f.Limit {
 						return found, true
@@ -158,6 +149,16 @@ func probeNewestDNS(tx *memdb.Txn, f *audit.Filter, found []*audit.Record) ([]*a
 		}
 	}
 	return found, true // the whole table was read
+}
+
+// matches reports whether record i matches f: first the quick test on its row, then the
+// record read into r (without its answers, which no filter looks at).
+func (b *dnsBlock) matches(i int, pre func(*dnsRow) bool, f *audit.Filter, r *audit.Record) bool {
+	if !pre(&b.rows[i]) {
+		return false
+	}
+	b.load(i, r, false)
+	return f.Match(r)
 }
 
 // rowFilter returns a quick test on a row, before it is read into a record: false means
