@@ -14,8 +14,8 @@ FUZZ := \
 	./forwarder:FuzzParseClientHello \
 	./forwarder:FuzzReadClientHello \
 	./resolver:FuzzServeDNS \
-	./appliance:FuzzParse \
-	./appliance:FuzzImportLnm \
+	./config:FuzzParse \
+	./onboard:FuzzImportLnm \
 	./audit:FuzzAppendQuoted
 
 .PHONY: build run check test unit fuzz lint bench deps demo clean

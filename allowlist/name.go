@@ -29,10 +29,10 @@ const maxNameLen = 253
 func ParseName(s string) (Name, error) {
 	s = strings.TrimSuffix(s, ".")
 	if s == "" {
-		return "", errors.New("allowlist: empty name")
+		return "", errors.New("empty name")
 	}
 	if len(s) > maxNameLen {
-		return "", fmt.Errorf("allowlist: name is %d bytes, longer than %d", len(s), maxNameLen)
+		return "", fmt.Errorf("name is %d bytes, longer than %d", len(s), maxNameLen)
 	}
 	upper := false
 	label, digitsOnly := 0, true
@@ -41,7 +41,7 @@ func ParseName(s string) (Name, error) {
 		switch {
 		case c == '.':
 			if label == 0 {
-				return "", fmt.Errorf("allowlist: empty label in %q", s)
+				return "", fmt.Errorf("empty label in %q", s)
 			}
 			label, digitsOnly = 0, true
 			continue
@@ -51,20 +51,20 @@ func ParseName(s string) (Name, error) {
 		case 'A' <= c && c <= 'Z':
 			digitsOnly, upper = false, true
 		default:
-			return "", fmt.Errorf("allowlist: byte %q not allowed in name %q", c, s)
+			return "", fmt.Errorf("byte %q not allowed in name %q", c, s)
 		}
 		label++
 		if label > 63 {
-			return "", fmt.Errorf("allowlist: label longer than 63 bytes in %q", s)
+			return "", fmt.Errorf("label longer than 63 bytes in %q", s)
 		}
 	}
 	if label == 0 {
-		return "", fmt.Errorf("allowlist: empty label in %q", s)
+		return "", fmt.Errorf("empty label in %q", s)
 	}
 	// A numeric last label is an IPv4 literal (or a fragment of one), never a host name
 	// (RFC 1123 §2.1, RFC 6066 §3).
 	if digitsOnly {
-		return "", fmt.Errorf("allowlist: %q is an address, not a name", s)
+		return "", fmt.Errorf("%q is an address, not a name", s)
 	}
 	if upper {
 		return Name(strings.ToLower(s)), nil // ASCII only here: one allocation
@@ -85,7 +85,7 @@ func ParseUnicodeName(s string) (Name, error) {
 	if !ascii {
 		a, err := idna.Lookup.ToASCII(strings.TrimSuffix(s, "."))
 		if err != nil {
-			return "", fmt.Errorf("allowlist: %q is not a valid international name: %w", s, err)
+			return "", fmt.Errorf("%q is not a valid international name: %w", s, err)
 		}
 		s = a
 	}

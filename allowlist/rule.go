@@ -91,16 +91,7 @@ func (r *Rule) allowsPort(port uint16) bool {
 
 // allowsSource reports whether the rule admits the source address.
 func (r *Rule) allowsSource(src netip.Addr) bool {
-	if len(r.From) == 0 {
-		return true
-	}
-	src = src.Unmap()
-	for _, p := range r.From {
-		if p.Contains(src) {
-			return true
-		}
-	}
-	return false
+	return len(r.From) == 0 || Prefixes(r.From).Contains(src)
 }
 
 // String returns the rule in config syntax.

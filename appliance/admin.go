@@ -17,7 +17,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lnm-project/lnm/adminapi"
 	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/config"
 )
 
 // adminServer serves the admin API on a Unix socket.
@@ -54,11 +56,11 @@ func listenAdmin(path string) (net.Listener, error) {
 func newAdminServer(rt *Runtime, ln net.Listener, path string) *adminServer {
 	a := &adminServer{rt: rt, ln: ln, path: path}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+PathAudit, a.audit)
-	mux.HandleFunc("GET "+PathAuditFollow, a.follow)
-	mux.HandleFunc("GET "+PathStatus, a.status)
-	mux.HandleFunc("POST "+PathReload, a.reload)
-	mux.HandleFunc("POST "+PathMode, a.mode)
+	mux.HandleFunc("GET "+adminapi.PathAudit, a.audit)
+	mux.HandleFunc("GET "+adminapi.PathAuditFollow, a.follow)
+	mux.HandleFunc("GET "+adminapi.PathStatus, a.status)
+	mux.HandleFunc("POST "+adminapi.PathReload, a.reload)
+	mux.HandleFunc("POST "+adminapi.PathMode, a.mode)
 	a.allowRoutes(mux)
 	a.srv = &http.Server{
 		Handler:           mux,
@@ -104,7 +106,7 @@ func PeerUID(ctx context.Context) *int {
 // keeps the running one and answers 422 with the file's errors.
 func (a *adminServer) reload(w http.ResponseWriter, r *http.Request) {
 	path := a.rt.config().File
-	next, err := Load(path)
+	next, err := config.Load(path)
 	if err == nil {
 		err = a.rt.Reload(next, PeerUID(r.Context()))
 	}
@@ -154,13 +156,13 @@ func (a *adminServer) close() {
 func apiError(w http.ResponseWriter, code int, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(APIError{Error: err.Error()})
+	json.NewEncoder(w).Encode(adminapi.APIError{Error: err.Error()})
 }
 
 // audit answers GET /v1/audit: records in seq order from memory, and from the log files for
 // the part of the range the store no longer holds.
 func (a *adminServer) audit(w http.ResponseWriter, r *http.Request) {
-	q, err := ParseQuery(r.URL.Query())
+	q, err := adminapi.ParseQuery(r.URL.Query())
 	if err != nil {
 		apiError(w, http.StatusBadRequest, err)
 		return
@@ -185,7 +187,7 @@ func (a *adminServer) audit(w http.ResponseWriter, r *http.Request) {
 }
 
 // records selects what GET /v1/audit returns.
-func (rt *Runtime) records(q Query) ([]audit.Record, error) {
+func (rt *Runtime) records(q adminapi.Query) ([]audit.Record, error) {
 	if len(q.Seqs) > 0 {
 		var out []audit.Record
 		for _, seq := range q.Seqs {
@@ -242,7 +244,7 @@ func (rt *Runtime) records(q Query) ([]audit.Record, error) {
 
 // follow answers GET /v1/audit/follow with a live stream of JSON Lines.
 func (a *adminServer) follow(w http.ResponseWriter, r *http.Request) {
-	q, err := ParseQuery(r.URL.Query())
+	q, err := adminapi.ParseQuery(r.URL.Query())
 	if err != nil {
 		apiError(w, http.StatusBadRequest, err)
 		return
@@ -287,10 +289,10 @@ func (a *adminServer) status(w http.ResponseWriter, r *http.Request) {
 }
 
 // Status reports the box's state for `lnm status`.
-func (rt *Runtime) Status(ctx context.Context) Status {
+func (rt *Runtime) Status(ctx context.Context) adminapi.Status {
 	cfg := rt.config()
 	now := time.Now()
-	st := Status{
+	st := adminapi.Status{
 		Box: rt.trail.box, Level: cfg.Level, Version: rt.version, Config: cfg.File,
 		Started: rt.started, UptimeS: int64(now.Sub(rt.started).Seconds()), Mode: "enforce",
 		Rules: rt.currentList().Len(), Active: rt.metrics.active.Load(), Listeners: rt.listeners(),
@@ -303,7 +305,7 @@ func (rt *Runtime) Status(ctx context.Context) Status {
 	}
 	st.Counters = rt.counters()
 	st.TopClients, st.TopNames = rt.top(now.Add(-time.Hour), 5)
-	st.Audit = AuditStatus{Dir: cfg.AuditDir, Healthy: true, FailOpen: cfg.AuditFailOpen, LastSeq: rt.trail.seq.Load()}
+	st.Audit = adminapi.AuditStatus{Dir: cfg.AuditDir, Healthy: true, FailOpen: cfg.AuditFailOpen, LastSeq: rt.trail.seq.Load()}
 	if rt.log != nil {
 		ls := rt.log.Stats()
 		st.Audit.Queue, st.Audit.LastSeq, st.Audit.Written, st.Audit.Refused = ls.QueueDepth, ls.LastSeq, ls.Records, ls.RefusedFailing+ls.RefusedFull
@@ -312,14 +314,14 @@ func (rt *Runtime) Status(ctx context.Context) Status {
 		}
 	}
 	ss := rt.store.Stats()
-	st.Store = StoreStatus{Records: ss.Records(), Bytes: ss.Bytes, Oldest: rt.store.Oldest()}
+	st.Store = adminapi.StoreStatus{Records: ss.Records(), Bytes: ss.Bytes, Oldest: rt.store.Oldest()}
 	return st
 }
 
 // probeParent opens and closes a TCP connection to the parent's proxy port. The parent
 // records it as a connection that sent no hello.
-func probeParent(ctx context.Context, addr netip.AddrPort) *ParentStatus {
-	ps := &ParentStatus{Addr: addr.String()}
+func probeParent(ctx context.Context, addr netip.AddrPort) *adminapi.ParentStatus {
+	ps := &adminapi.ParentStatus{Addr: addr.String()}
 	d := net.Dialer{Timeout: 2 * time.Second}
 	begin := time.Now()
 	c, err := d.DialContext(ctx, "tcp", addr.String())
@@ -334,7 +336,7 @@ func probeParent(ctx context.Context, addr netip.AddrPort) *ParentStatus {
 
 // top counts clients and names in the store's records since t (DNS questions and opened or
 // denied connections), the n most frequent first.
-func (rt *Runtime) top(since time.Time, n int) (clients, names []Count) {
+func (rt *Runtime) top(since time.Time, n int) (clients, names []adminapi.Count) {
 	byClient, byName := map[string]int{}, map[string]int{}
 	for _, r := range rt.store.Query(audit.Filter{Since: since}) {
 		name := r.Name
@@ -354,12 +356,12 @@ func (rt *Runtime) top(since time.Time, n int) (clients, names []Count) {
 	return topN(byClient, n), topN(byName, n)
 }
 
-func topN(m map[string]int, n int) []Count {
-	out := make([]Count, 0, len(m))
+func topN(m map[string]int, n int) []adminapi.Count {
+	out := make([]adminapi.Count, 0, len(m))
 	for k, v := range m {
-		out = append(out, Count{Key: k, Count: v})
+		out = append(out, adminapi.Count{Key: k, Count: v})
 	}
-	slices.SortFunc(out, func(a, b Count) int {
+	slices.SortFunc(out, func(a, b adminapi.Count) int {
 		if c := cmp.Compare(b.Count, a.Count); c != 0 {
 			return c
 		}

@@ -1,8 +1,8 @@
 package appliance
 
-// The allow-list operations of the admin API (GET, POST and DELETE /v1/allow, see adminapi.go)
+// The allow-list operations of the admin API (GET, POST and DELETE /v1/allow, see package adminapi)
 // and the functions the CLI calls when no box is running. Both paths edit the managed file
-// through editManaged, so they serialize on the same lock; the box also applies the edit
+// through config.EditManagedApply, so they serialize on the same lock; the box also applies the edit
 // before releasing it, so the running list and the file change in the same order.
 
 import (
@@ -10,107 +10,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/lnm-project/lnm/adminapi"
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/config"
 )
-
-// AllowList is the body of GET /v1/allow, and what `lnm allow list --json` prints.
-type AllowList struct {
-	Config  string `json:"config"`
-	Managed string `json:"managed"` // the managed rules file
-	// Live is true when the list came from the running box, with hits; false when it was read
-	// from the files, without them.
-	Live bool `json:"live"`
-	// HitsSince is the time of the oldest record the box holds in memory: hits count allowed
-	// DNS answers and connections from then on. Zero when not Live or nothing is held.
-	HitsSince time.Time   `json:"hits_since,omitzero"`
-	Rules     []AllowRule `json:"rules"` // in match order
-}
-
-// AllowRule is one rule of an AllowList.
-type AllowRule struct {
-	Rule    string   `json:"rule"` // in config syntax
-	Pattern string   `json:"pattern"`
-	Ports   []uint16 `json:"ports,omitempty"`
-	From    []string `json:"from,omitempty"`
-	To      string   `json:"to,omitempty"`
-	Origin  string   `json:"origin"` // FILE:LINE
-	Managed bool     `json:"managed"`
-	// Note is the comment written above a managed rule ("added by uid 1000 at …: why").
-	Note    []string  `json:"note,omitempty"`
-	Hits    uint64    `json:"hits"`
-	LastHit time.Time `json:"last_hit,omitzero"`
-}
-
-// RuleSpec is one rule to add, as the POST /v1/allow body and the CLI's flags give it.
-type RuleSpec struct {
-	Pattern string   `json:"pattern"`
-	Ports   []int    `json:"ports,omitempty"`
-	From    []string `json:"from,omitempty"`    // CIDRs or addresses
-	To      string   `json:"to,omitempty"`      // HOST:PORT
-	Comment string   `json:"comment,omitempty"` // written in the rule's note
-}
-
-// AllowAdd is the body of POST /v1/allow.
-type AllowAdd struct {
-	Rules []RuleSpec `json:"rules"`
-}
-
-// AllowChange is the answer to POST and DELETE /v1/allow, and what the CLI reports after
-// editing the file itself.
-type AllowChange struct {
-	Managed string   `json:"managed"`           // the file written
-	Added   []string `json:"added,omitempty"`   // rules added, "RULE (FILE:LINE)"
-	Removed []string `json:"removed,omitempty"` // rules removed, as they were written
-	// Kept lists rules with the removed pattern that are written in the config file and stay.
-	Kept  []string `json:"kept,omitempty"`
-	Rules int      `json:"rules"` // rules in the list afterwards
-	Hash  string   `json:"hash"`  // the list's hash afterwards
-	// Applied is true when the running box applied the change.
-	Applied bool `json:"applied"`
-}
-
-// Rule checks a RuleSpec as the parser checks an allow line, and puts ports and sources in
-// canonical order.
-func (s RuleSpec) Rule() (allowlist.Rule, error) {
-	var r allowlist.Rule
-	var err error
-	if r.Pattern, err = allowlist.ParsePattern(s.Pattern); err != nil {
-		return r, errors.New(plain(err))
-	}
-	for _, p := range s.Ports {
-		if p < 1 || p > 65535 {
-			return r, fmt.Errorf("%s: port %d: want a number from 1 to 65535", s.Pattern, p)
-		}
-		if slices.Contains(r.Ports, uint16(p)) {
-			return r, fmt.Errorf("%s: port %d given twice", s.Pattern, p)
-		}
-		r.Ports = append(r.Ports, uint16(p))
-	}
-	for _, f := range s.From {
-		pf, err := parsePrefix(f)
-		if err != nil {
-			return r, fmt.Errorf("%s: from: %v", s.Pattern, err)
-		}
-		if slices.Contains(r.From, pf) {
-			return r, fmt.Errorf("%s: from: %s given twice", s.Pattern, pf)
-		}
-		r.From = append(r.From, pf)
-	}
-	if s.To != "" {
-		if r.To, err = allowlist.ParseTarget(s.To); err != nil {
-			return r, fmt.Errorf("%s: to: %s", s.Pattern, plain(err))
-		}
-	}
-	slices.Sort(r.Ports) // canonical, as the parser leaves them
-	slices.SortFunc(r.From, netip.Prefix.Compare)
-	return r, nil
-}
 
 // RuleInConfigError answers a removal of a pattern that is written only in the config file,
 // which lnm never rewrites.
@@ -126,75 +34,63 @@ func (e *RuleInConfigError) Error() string {
 // ErrRuleNotFound answers a removal of a pattern that no rule has.
 var ErrRuleNotFound = errors.New("no rule has this pattern")
 
-// ioError marks a failure to lock, read or write the files, as opposed to an edit refused
-// for what it says.
-type ioError struct{ error }
-
-func (e ioError) Unwrap() error { return e.error }
-
-// unprefixed drops the package prefix of an error that a caller shows inside its own.
-type unprefixed struct{ error }
-
-func (e unprefixed) Error() string { return strings.TrimPrefix(e.error.Error(), "appliance: ") }
-func (e unprefixed) Unwrap() error { return e.error }
-
 // AddManaged adds rules to the managed file of configPath in one edit (all or none), each with
 // a note naming uid and the spec's comment. It is what `lnm allow add` does when no box runs.
-func AddManaged(configPath string, specs []RuleSpec, uid *int) (*Config, AllowChange, error) {
+func AddManaged(configPath string, specs []adminapi.RuleSpec, uid *int) (*config.Config, adminapi.AllowChange, error) {
 	return addManaged(configPath, specs, uid, nil)
 }
 
 // RemoveManaged removes the managed rules with pattern. When none has it, the error is a
 // *RuleInConfigError if the config file has it, else ErrRuleNotFound. It is what `lnm allow
 // remove` does when no box runs.
-func RemoveManaged(configPath string, pattern allowlist.Pattern) (*Config, AllowChange, error) {
+func RemoveManaged(configPath string, pattern allowlist.Pattern) (*config.Config, adminapi.AllowChange, error) {
 	return removeManaged(configPath, pattern, nil)
 }
 
-func addManaged(configPath string, specs []RuleSpec, uid *int, apply func(*Config) error) (*Config, AllowChange, error) {
-	ch := AllowChange{Managed: ManagedPath(configPath)}
+func addManaged(configPath string, specs []adminapi.RuleSpec, uid *int, apply func(*config.Config) error) (*config.Config, adminapi.AllowChange, error) {
+	ch := adminapi.AllowChange{Managed: config.ManagedPath(configPath)}
 	if len(specs) == 0 {
 		return nil, ch, errors.New("no rules to add")
 	}
 	var keys []string
-	next, err := editManaged(configPath, func(m *Managed) error {
+	next, err := config.EditManagedApply(configPath, func(m *config.Managed) error {
 		for i, s := range specs {
 			r, err := s.Rule()
 			if err != nil {
 				return fmt.Errorf("rule %d: %w", i+1, err)
 			}
 			if err := m.Add(r, s.Comment, uid); err != nil {
-				return unprefixed{err}
+				return err
 			}
-			keys = append(keys, ruleKey(&m.entries[len(m.entries)-1].Rule))
+			keys = append(keys, r.Key())
 		}
 		return nil
 	}, apply)
 	if err != nil {
 		return nil, ch, err
 	}
-	mpath := ManagedPath(configPath)
 	for i := range next.Rules {
 		r := &next.Rules[i]
-		if file, _ := splitOrigin(r.Origin, ""); file == mpath && slices.Contains(keys, ruleKey(r)) {
+		if config.IsManaged(r, configPath) && slices.Contains(keys, r.Key()) {
 			ch.Added = append(ch.Added, ruleText(r))
 		}
 	}
-	ch.fill(next, apply != nil)
+	fillChange(&ch, next, apply != nil)
 	return next, ch, nil
 }
 
-func removeManaged(configPath string, pattern allowlist.Pattern, apply func(*Config) error) (*Config, AllowChange, error) {
-	ch := AllowChange{Managed: ManagedPath(configPath)}
-	next, err := editManaged(configPath, func(m *Managed) error {
+func removeManaged(configPath string, pattern allowlist.Pattern, apply func(*config.Config) error) (*config.Config, adminapi.AllowChange, error) {
+	ch := adminapi.AllowChange{Managed: config.ManagedPath(configPath)}
+	next, err := config.EditManagedApply(configPath, func(m *config.Managed) error {
 		var kept []string
-		for i := range m.conf {
-			if m.conf[i].Pattern == pattern {
-				kept = append(kept, m.conf[i].Origin)
-				ch.Kept = append(ch.Kept, ruleText(&m.conf[i]))
+		conf := m.ConfigRules()
+		for i := range conf {
+			if conf[i].Pattern == pattern {
+				kept = append(kept, conf[i].Origin)
+				ch.Kept = append(ch.Kept, ruleText(&conf[i]))
 			}
 		}
-		for _, e := range m.entries {
+		for _, e := range m.Rules() {
 			if e.Rule.Pattern == pattern {
 				ch.Removed = append(ch.Removed, ruleText(&e.Rule))
 			}
@@ -210,11 +106,12 @@ func removeManaged(configPath string, pattern allowlist.Pattern, apply func(*Con
 	if err != nil {
 		return nil, ch, err
 	}
-	ch.fill(next, apply != nil)
+	fillChange(&ch, next, apply != nil)
 	return next, ch, nil
 }
 
-func (ch *AllowChange) fill(c *Config, applied bool) {
+// fillChange completes ch with the list after the change.
+func fillChange(ch *adminapi.AllowChange, c *config.Config, applied bool) {
 	ch.Rules, ch.Applied = len(c.Rules), applied
 	if l, err := c.List(); err == nil {
 		ch.Hash = listHash(l)
@@ -223,39 +120,30 @@ func (ch *AllowChange) fill(c *Config, applied bool) {
 
 // LoadAllowList reads the config and its managed file as Load does and lists the rules in
 // match order with the managed rules' notes, without hits.
-func LoadAllowList(configPath string) (AllowList, error) {
-	conf, err := readConfigFile(configPath)
+func LoadAllowList(configPath string) (adminapi.AllowList, error) {
+	c, m, err := config.LoadManaged(configPath)
 	if err != nil {
-		return AllowList{}, err
-	}
-	managed, err := readManaged(ManagedPath(configPath))
-	if err != nil {
-		return AllowList{}, err
-	}
-	c, m, err := loadData(configPath, conf, managed)
-	if err != nil {
-		return AllowList{}, err
+		return adminapi.AllowList{}, err
 	}
 	return allowListOf(c, m), nil
 }
 
 // allowListOf lists c's rules in match order, with the notes of m's rules (m may be nil).
-func allowListOf(c *Config, m *Managed) AllowList {
-	mpath := ManagedPath(c.File)
-	out := AllowList{Config: c.File, Managed: mpath, Rules: []AllowRule{}}
+func allowListOf(c *config.Config, m *config.Managed) adminapi.AllowList {
+	mpath := config.ManagedPath(c.File)
+	out := adminapi.AllowList{Config: c.File, Managed: mpath, Rules: []adminapi.AllowRule{}}
 	notes := map[string][]string{} // origin + rule → note
 	if m != nil {
-		for _, e := range m.entries {
+		for _, e := range m.Rules() {
 			notes[ruleText(&e.Rule)] = e.Note
 		}
 	}
-	for _, r := range c.orderedRules() {
-		ar := AllowRule{
+	for _, r := range c.OrderedRules() {
+		ar := adminapi.AllowRule{
 			Rule: r.String(), Pattern: r.Pattern.String(), Ports: r.Ports, To: r.To.String(),
 			Origin: r.Origin, Note: notes[ruleText(r)],
 		}
-		file, _ := splitOrigin(r.Origin, "")
-		ar.Managed = file == mpath
+		ar.Managed = config.IsManaged(r, c.File)
 		for _, p := range r.From {
 			ar.From = append(ar.From, p.String())
 		}
@@ -297,19 +185,16 @@ func (rt *Runtime) ruleHits() map[string]hit {
 
 // allowRoutes registers /v1/allow.
 func (a *adminServer) allowRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET "+PathAllow, a.allowList)
-	mux.HandleFunc("POST "+PathAllow, a.allowAdd)
-	mux.HandleFunc("DELETE "+PathAllow, a.allowRemove)
+	mux.HandleFunc("GET "+adminapi.PathAllow, a.allowList)
+	mux.HandleFunc("POST "+adminapi.PathAllow, a.allowAdd)
+	mux.HandleFunc("DELETE "+adminapi.PathAllow, a.allowRemove)
 }
 
 // allowList answers GET /v1/allow: the running rules with hits, and the managed rules' notes
 // as the file has them now.
 func (a *adminServer) allowList(w http.ResponseWriter, r *http.Request) {
 	cfg := a.rt.config()
-	var m *Managed
-	if data, err := readManaged(ManagedPath(cfg.File)); err == nil && data != nil {
-		m, _ = parseManaged(ManagedPath(cfg.File), data)
-	}
+	m, _ := config.ReadManaged(cfg.File) // notes only: a broken file has none
 	out := allowListOf(cfg, m)
 	out.Live, out.HitsSince = true, a.rt.store.Oldest()
 	hits := a.rt.ruleHits()
@@ -323,7 +208,7 @@ func (a *adminServer) allowList(w http.ResponseWriter, r *http.Request) {
 // allowAdd answers POST /v1/allow: validate, write the managed file, apply, all under its
 // lock; 422 with the reason when any rule is refused, and then nothing changes.
 func (a *adminServer) allowAdd(w http.ResponseWriter, r *http.Request) {
-	var req AllowAdd
+	var req adminapi.AllowAdd
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -331,7 +216,7 @@ func (a *adminServer) allowAdd(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	uid := PeerUID(r.Context())
-	_, ch, err := addManaged(a.rt.config().File, req.Rules, uid, func(next *Config) error { return a.rt.Reload(next, uid) })
+	_, ch, err := addManaged(a.rt.config().File, req.Rules, uid, func(next *config.Config) error { return a.rt.Reload(next, uid) })
 	if err != nil {
 		a.editError(w, err)
 		return
@@ -344,11 +229,11 @@ func (a *adminServer) allowAdd(w http.ResponseWriter, r *http.Request) {
 func (a *adminServer) allowRemove(w http.ResponseWriter, r *http.Request) {
 	p, err := allowlist.ParsePattern(r.URL.Query().Get("pattern"))
 	if err != nil {
-		apiError(w, http.StatusBadRequest, errors.New(plain(err)))
+		apiError(w, http.StatusBadRequest, err)
 		return
 	}
 	uid := PeerUID(r.Context())
-	_, ch, err := removeManaged(a.rt.config().File, p, func(next *Config) error { return a.rt.Reload(next, uid) })
+	_, ch, err := removeManaged(a.rt.config().File, p, func(next *config.Config) error { return a.rt.Reload(next, uid) })
 	if err != nil {
 		a.editError(w, err)
 		return
@@ -358,7 +243,7 @@ func (a *adminServer) allowRemove(w http.ResponseWriter, r *http.Request) {
 
 func (a *adminServer) editError(w http.ResponseWriter, err error) {
 	var inConf *RuleInConfigError
-	var io ioError
+	var io config.IOError
 	switch {
 	case errors.As(err, &inConf):
 		apiError(w, http.StatusConflict, err)

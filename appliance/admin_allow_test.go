@@ -15,7 +15,9 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/lnm-project/lnm/adminapi"
 	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/config"
 )
 
 // allowBox starts a box on loopback from a config file in a temp dir, with its admin socket
@@ -42,7 +44,7 @@ func allowBox(t *testing.T) (conf, dnsAddr string, api *http.Client) {
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := Load(conf)
+	cfg, err := config.Load(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +73,7 @@ func call(t *testing.T, api *http.Client, method, path string, body, out any) (i
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		var e APIError
+		var e adminapi.APIError
 		json.Unmarshal(data, &e)
 		return resp.StatusCode, e.Error
 	}
@@ -104,13 +106,13 @@ func resolves(t *testing.T, addr, name string) bool {
 // refused with FILE:LINE, and every change is a config record with the caller's uid.
 func TestAdminAllow(t *testing.T) {
 	conf, dnsAddr, api := allowBox(t)
-	mpath := ManagedPath(conf)
+	mpath := config.ManagedPath(conf)
 	if resolves(t, dnsAddr, "historian.plant.test") {
 		t.Fatal("historian.plant.test resolves before it is added")
 	}
 
-	var ch AllowChange
-	if code, msg := call(t, api, "POST", PathAllow, AllowAdd{Rules: []RuleSpec{
+	var ch adminapi.AllowChange
+	if code, msg := call(t, api, "POST", adminapi.PathAllow, adminapi.AllowAdd{Rules: []adminapi.RuleSpec{
 		{Pattern: "historian.plant.test", Comment: "MES"},
 	}}, &ch); code != http.StatusOK {
 		t.Fatalf("add: %d %s", code, msg)
@@ -124,13 +126,13 @@ func TestAdminAllow(t *testing.T) {
 	resolves(t, dnsAddr, "api.azure.test")
 	resolves(t, dnsAddr, "x.api.azure.test")
 
-	var list AllowList
-	call(t, api, "GET", PathAllow, nil, &list)
+	var list adminapi.AllowList
+	call(t, api, "GET", adminapi.PathAllow, nil, &list)
 	if !list.Live || list.Config != conf || list.Managed != mpath || len(list.Rules) != 3 {
 		t.Fatalf("list %+v", list)
 	}
 	uid := os.Getuid()
-	byRule := map[string]AllowRule{}
+	byRule := map[string]adminapi.AllowRule{}
 	for _, r := range list.Rules {
 		byRule[r.Rule] = r
 	}
@@ -146,15 +148,15 @@ func TestAdminAllow(t *testing.T) {
 	// Refused: nothing is written, nothing applied.
 	before, _ := os.ReadFile(mpath)
 	for _, tc := range []struct {
-		spec RuleSpec
+		spec adminapi.RuleSpec
 		want string
 	}{
-		{RuleSpec{Pattern: "x.test", Ports: []int{8883}}, mpath + `:12: rule "x.test 8883": port 8883 has no proxy listener`},
-		{RuleSpec{Pattern: "*x.test"}, `rule 2: pattern "*x.test": '*' is allowed only`},
-		{RuleSpec{Pattern: "*.azure.test"}, `rule "*.azure.test": already in the allow list at ` + conf + ":10"},
-		{RuleSpec{Pattern: "y.test", From: []string{"10.0.0.1/8"}}, "has bits set past /8"},
+		{adminapi.RuleSpec{Pattern: "x.test", Ports: []int{8883}}, mpath + `:12: rule "x.test 8883": port 8883 has no proxy listener`},
+		{adminapi.RuleSpec{Pattern: "*x.test"}, `rule 2: pattern "*x.test": '*' is allowed only`},
+		{adminapi.RuleSpec{Pattern: "*.azure.test"}, `rule "*.azure.test": already in the allow list at ` + conf + ":10"},
+		{adminapi.RuleSpec{Pattern: "y.test", From: []string{"10.0.0.1/8"}}, "has bits set past /8"},
 	} {
-		code, msg := call(t, api, "POST", PathAllow, AllowAdd{Rules: []RuleSpec{{Pattern: "fine.test"}, tc.spec}}, nil)
+		code, msg := call(t, api, "POST", adminapi.PathAllow, adminapi.AllowAdd{Rules: []adminapi.RuleSpec{{Pattern: "fine.test"}, tc.spec}}, nil)
 		if code != http.StatusUnprocessableEntity || !strings.Contains(msg, tc.want) {
 			t.Errorf("add %+v: %d %q, want 422 with %q", tc.spec, code, msg, tc.want)
 		}
@@ -166,18 +168,18 @@ func TestAdminAllow(t *testing.T) {
 		t.Error("fine.test, part of a refused request, resolves")
 	}
 
-	code, msg := call(t, api, "DELETE", PathAllow+"?pattern="+url.QueryEscape("*.azure.test"), nil, nil)
+	code, msg := call(t, api, "DELETE", adminapi.PathAllow+"?pattern="+url.QueryEscape("*.azure.test"), nil, nil)
 	if want := "rule *.azure.test is written in " + conf + ":10; edit that file"; code != http.StatusConflict || msg != want {
 		t.Errorf("remove of a config rule: %d %q, want 409 %q", code, msg, want)
 	}
-	if code, _ := call(t, api, "DELETE", PathAllow+"?pattern=nowhere.test", nil, nil); code != http.StatusNotFound {
+	if code, _ := call(t, api, "DELETE", adminapi.PathAllow+"?pattern=nowhere.test", nil, nil); code != http.StatusNotFound {
 		t.Errorf("remove of an unknown pattern: %d, want 404", code)
 	}
-	if code, _ := call(t, api, "DELETE", PathAllow+"?pattern=a.*.test", nil, nil); code != http.StatusBadRequest {
+	if code, _ := call(t, api, "DELETE", adminapi.PathAllow+"?pattern=a.*.test", nil, nil); code != http.StatusBadRequest {
 		t.Errorf("remove of a bad pattern: %d, want 400", code)
 	}
-	ch = AllowChange{}
-	if code, msg := call(t, api, "DELETE", PathAllow+"?pattern=historian.plant.test", nil, &ch); code != http.StatusOK {
+	ch = adminapi.AllowChange{}
+	if code, msg := call(t, api, "DELETE", adminapi.PathAllow+"?pattern=historian.plant.test", nil, &ch); code != http.StatusOK {
 		t.Fatalf("remove: %d %s", code, msg)
 	}
 	if len(ch.Removed) != 1 || ch.Rules != 2 || !ch.Applied {
@@ -187,7 +189,7 @@ func TestAdminAllow(t *testing.T) {
 		t.Error("historian.plant.test still resolves after remove")
 	}
 
-	recs := getRecords(t, api, Query{Filter: audit.Filter{Kind: audit.KindConfig}})
+	recs := getRecords(t, api, adminapi.Query{Filter: audit.Filter{Kind: audit.KindConfig}})
 	var changes []string
 	for _, r := range recs {
 		if r.UID != nil && *r.UID == uid {
@@ -206,21 +208,21 @@ func TestAdminAllowConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
-			if code, msg := call(t, api, "POST", PathAllow, AllowAdd{Rules: []RuleSpec{{Pattern: fmt.Sprintf("d%d.plant.test", i)}}}, nil); code != http.StatusOK {
+			if code, msg := call(t, api, "POST", adminapi.PathAllow, adminapi.AllowAdd{Rules: []adminapi.RuleSpec{{Pattern: fmt.Sprintf("d%d.plant.test", i)}}}, nil); code != http.StatusOK {
 				t.Errorf("add %d: %d %s", i, code, msg)
 			}
 		})
 	}
 	wg.Wait()
-	c, err := Load(conf)
+	c, err := config.Load(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(c.Rules) != 10 {
 		t.Fatalf("the files hold %d rules, want 10", len(c.Rules))
 	}
-	var list AllowList
-	call(t, api, "GET", PathAllow, nil, &list)
+	var list adminapi.AllowList
+	call(t, api, "GET", adminapi.PathAllow, nil, &list)
 	if len(list.Rules) != 10 {
 		t.Fatalf("the box runs %d rules, want 10", len(list.Rules))
 	}
@@ -236,9 +238,9 @@ func TestAdminAllowConcurrent(t *testing.T) {
 // put back as it was: absent, then its previous text.
 func TestAdminAllowApplyRefused(t *testing.T) {
 	conf, dnsAddr, api := allowBox(t)
-	mpath := ManagedPath(conf)
+	mpath := config.ManagedPath(conf)
 	add := func(pattern string) (int, string) {
-		return call(t, api, "POST", PathAllow, AllowAdd{Rules: []RuleSpec{{Pattern: pattern}}}, nil)
+		return call(t, api, "POST", adminapi.PathAllow, adminapi.AllowAdd{Rules: []adminapi.RuleSpec{{Pattern: pattern}}}, nil)
 	}
 	if code, msg := add("first.plant.test"); code != http.StatusOK {
 		t.Fatalf("add: %d %s", code, msg)
@@ -258,7 +260,7 @@ func TestAdminAllowApplyRefused(t *testing.T) {
 	if resolves(t, dnsAddr, "second.plant.test") || !resolves(t, dnsAddr, "first.plant.test") {
 		t.Fatal("the running list changed")
 	}
-	if code, _ := call(t, api, "DELETE", PathAllow+"?pattern=first.plant.test", nil, nil); code != http.StatusUnprocessableEntity {
+	if code, _ := call(t, api, "DELETE", adminapi.PathAllow+"?pattern=first.plant.test", nil, nil); code != http.StatusUnprocessableEntity {
 		t.Fatalf("remove: %d", code)
 	}
 	if after, _ := os.ReadFile(mpath); !bytes.Equal(after, before) {

@@ -6,10 +6,11 @@ import (
 	"strings"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/config"
 )
 
 // config returns the running configuration. Callers must not modify it.
-func (rt *Runtime) config() *Config {
+func (rt *Runtime) config() *config.Config {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	return rt.cfg
@@ -36,7 +37,7 @@ func (rt *Runtime) Learn() bool {
 // the running configuration keeps serving unchanged. uid is who asked (nil: the box itself,
 // for SIGHUP). Settings that need new sockets of another kind or a new audit log (listen,
 // dns, admin, metrics, audit and store settings) are refused with a message naming them.
-func (rt *Runtime) Reload(next *Config, uid *int) error {
+func (rt *Runtime) Reload(next *config.Config, uid *int) error {
 	rt.reloadMu.Lock()
 	defer rt.reloadMu.Unlock()
 	cur := rt.config()
@@ -76,7 +77,7 @@ func (rt *Runtime) SetLearn(learn bool, uid *int) error {
 
 // apply reconfigures every component for next, rolling back those already changed when one
 // fails. rt.reloadMu is held.
-func (rt *Runtime) apply(cur, next *Config, learn bool) error {
+func (rt *Runtime) apply(cur, next *config.Config, learn bool) error {
 	if err := restartOnly(cur, next); err != nil {
 		return err
 	}
@@ -116,7 +117,7 @@ func (rt *Runtime) apply(cur, next *Config, learn bool) error {
 }
 
 // restartOnly names the settings a reload cannot change.
-func restartOnly(cur, next *Config) error {
+func restartOnly(cur, next *config.Config) error {
 	var changed []string
 	check := func(name string, same bool) {
 		if !same {
@@ -146,8 +147,8 @@ func restartOnly(cur, next *Config) error {
 }
 
 // ruleDiff summarizes how the rules changed, for the reload record.
-func ruleDiff(cur, next *Config) string {
-	text := func(c *Config) []string {
+func ruleDiff(cur, next *config.Config) string {
+	text := func(c *config.Config) []string {
 		out := make([]string, len(c.Rules))
 		for i := range c.Rules {
 			out[i] = c.Rules[i].String()

@@ -14,8 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lnm-project/lnm/adminapi"
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/config"
 	"github.com/lnm-project/lnm/forwarder"
 	"github.com/lnm-project/lnm/resolver"
 	"github.com/lnm-project/lnm/store"
@@ -32,7 +34,7 @@ var Version = "devel"
 // address sharing one allow list and one upstream client, the audit trail (store and log),
 // the admin API and the metrics endpoint.
 type Runtime struct {
-	cfg     *Config
+	cfg     *config.Config
 	log     *audit.Log // nil: audit off
 	store   *store.Store
 	trail   *trail
@@ -64,7 +66,7 @@ type Runtime struct {
 
 // Start builds every component of cfg and binds its ports. On any error nothing stays bound
 // and the audit log is closed again.
-func Start(cfg *Config, log *slog.Logger) (*Runtime, error) {
+func Start(cfg *config.Config, log *slog.Logger) (*Runtime, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -183,7 +185,7 @@ type plan struct {
 // plan derives the data path's settings from cfg without binding anything. Hooks and
 // connection ids come from the runtime, so they survive reloads; so does the upstream client
 // and its cache, when prev (the running plan, nil at start) used the same servers and zones.
-func (rt *Runtime) plan(cfg *Config, learn bool, prev *plan) (*plan, error) {
+func (rt *Runtime) plan(cfg *config.Config, learn bool, prev *plan) (*plan, error) {
 	list, err := cfg.List()
 	if err != nil {
 		return nil, err
@@ -299,7 +301,7 @@ func (rt *Runtime) build() error {
 
 // needsUpstream reports whether any stream may need a real name resolved: every allowed SNI
 // at the top level, and named destinations of routes and rules at any level.
-func needsUpstream(cfg *Config) bool {
+func needsUpstream(cfg *config.Config) bool {
 	if !cfg.Parent.IsValid() && len(cfg.Proxies) > 0 {
 		return true
 	}
@@ -344,10 +346,10 @@ func selfAddrs(listen []netip.Addr) []netip.Addr {
 }
 
 // listeners lists the bound sockets for status.
-func (rt *Runtime) listeners() []Listener {
-	var out []Listener
+func (rt *Runtime) listeners() []adminapi.Listener {
+	var out []adminapi.Listener
 	for _, s := range rt.dns {
-		out = append(out, Listener{Proto: "dns/udp+tcp", Addr: s.Addr().String()})
+		out = append(out, adminapi.Listener{Proto: "dns/udp+tcp", Addr: s.Addr().String()})
 	}
 	for _, f := range rt.fwds {
 		addrs := f.Addrs()
@@ -356,22 +358,22 @@ func (rt *Runtime) listeners() []Listener {
 			if i >= len(rt.config().Proxies) {
 				proto = "tcp-route"
 			}
-			out = append(out, Listener{Proto: proto, Addr: a.String()})
+			out = append(out, adminapi.Listener{Proto: proto, Addr: a.String()})
 		}
 	}
 	cfg := rt.config()
 	if cfg.Admin != "" {
-		out = append(out, Listener{Proto: "admin", Addr: cfg.Admin})
+		out = append(out, adminapi.Listener{Proto: "admin", Addr: cfg.Admin})
 	}
 	if cfg.Metrics != "" {
-		out = append(out, Listener{Proto: "metrics", Addr: cfg.Metrics})
+		out = append(out, adminapi.Listener{Proto: "metrics", Addr: cfg.Metrics})
 	}
 	return out
 }
 
 // counters sums the decisions since start from the metrics.
-func (rt *Runtime) counters() Counters {
-	var c Counters
+func (rt *Runtime) counters() adminapi.Counters {
+	var c adminapi.Counters
 	m := rt.metrics
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/lnm-project/lnm/config"
 )
 
 func freeTCPPort(t *testing.T) int {
@@ -19,7 +21,7 @@ func freeTCPPort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func loopbackConfig(t *testing.T, dnsPort, proxyPort int) *Config {
+func loopbackConfig(t *testing.T, dnsPort, proxyPort int) *config.Config {
 	t.Helper()
 	dir := t.TempDir()
 	text := fmt.Sprintf(`lnm {
@@ -34,7 +36,7 @@ func loopbackConfig(t *testing.T, dnsPort, proxyPort int) *Config {
     }
 }
 `, dnsPort, proxyPort, dir, dir)
-	cfg, err := Parse("runtime.conf", strings.NewReader(text))
+	cfg, err := config.Parse("runtime.conf", strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,8 +23,10 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/lnm-project/lnm/adminapi"
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/config"
 )
 
 // selfSigned returns a server certificate for names and a pool that trusts it.
@@ -79,16 +81,16 @@ func adminClient(sock string) *http.Client {
 	}}}
 }
 
-func getRecords(t *testing.T, c *http.Client, q Query) []audit.Record {
+func getRecords(t *testing.T, c *http.Client, q adminapi.Query) []audit.Record {
 	t.Helper()
-	resp, err := c.Get("http://lnm" + PathAudit + "?" + q.Values().Encode())
+	resp, err := c.Get("http://lnm" + adminapi.PathAudit + "?" + q.Values().Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET %s: %s %s", PathAudit, resp.Status, b)
+		t.Fatalf("GET %s: %s %s", adminapi.PathAudit, resp.Status, b)
 	}
 	var out []audit.Record
 	sc := bufio.NewScanner(resp.Body)
@@ -125,7 +127,7 @@ func TestTrailLinksQueryToConnection(t *testing.T) {
     }
 }
 `, dnsPort, proxyPort, backendPort, dir, dir, metricsPort)
-	cfg, err := Parse(filepath.Join(dir, "lnm.conf"), strings.NewReader(text))
+	cfg, err := config.Parse(filepath.Join(dir, "lnm.conf"), strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,13 +161,13 @@ func TestTrailLinksQueryToConnection(t *testing.T) {
 	var recs []audit.Record
 	deadline := time.Now().Add(5 * time.Second)
 	for { // close records arrive when the streams end
-		recs = getRecords(t, api, Query{Filter: audit.Filter{Kind: audit.KindConn}})
+		recs = getRecords(t, api, adminapi.Query{Filter: audit.Filter{Kind: audit.KindConn}})
 		if len(recs) >= 4 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	dnsRecs := getRecords(t, api, Query{Filter: audit.Filter{Kind: audit.KindDNS}})
+	dnsRecs := getRecords(t, api, adminapi.Query{Filter: audit.Filter{Kind: audit.KindDNS}})
 	if len(dnsRecs) != 1 || dnsRecs[0].Name != "api.azure.test" || dnsRecs[0].Box != "test-box" || dnsRecs[0].Level != 3 {
 		t.Fatalf("dns records %+v", dnsRecs)
 	}
@@ -206,12 +208,12 @@ func TestTrailLinksQueryToConnection(t *testing.T) {
 		}
 	}
 
-	// Status.
-	resp, err = api.Get("http://lnm" + PathStatus)
+	// adminapi.Status.
+	resp, err = api.Get("http://lnm" + adminapi.PathStatus)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st Status
+	var st adminapi.Status
 	json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
 	if st.Box != "test-box" || st.Parent == nil || !st.Parent.Reachable || st.Counters.DNSQueries != 1 ||
@@ -245,11 +247,11 @@ func TestTrailLinksQueryToConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt2.Close()
-	old := getRecords(t, api, Query{Filter: audit.Filter{Kind: audit.KindDNS}})
+	old := getRecords(t, api, adminapi.Query{Filter: audit.Filter{Kind: audit.KindDNS}})
 	if len(old) != 1 || old[0].Seq != querySeq {
 		t.Errorf("after restart the box returns %+v, want the old query from the log", old)
 	}
-	all := getRecords(t, api, Query{})
+	all := getRecords(t, api, adminapi.Query{})
 	if n := len(all); n != len(onDisk)+1 || all[n-1].Change == "" || all[n-1].Seq != uint64(len(onDisk)+1) {
 		t.Errorf("after restart: %d records, last %+v; want the %d old ones and a start record", n, all[n-1], len(onDisk))
 	}
@@ -330,7 +332,7 @@ func TestDNSRateLimitSummary(t *testing.T) {
     }
 }
 `, dnsPort, dir, rate)
-	cfg, err := Parse(filepath.Join(dir, "lnm.conf"), strings.NewReader(text))
+	cfg, err := config.Parse(filepath.Join(dir, "lnm.conf"), strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,8 +15,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lnm-project/lnm/adminapi"
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/appliance"
+	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/onboard"
 )
 
 // allowCommand edits and inspects the allow list. Changes go through the running box, which
@@ -52,14 +52,14 @@ func allowListCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Comman
 			if err != nil {
 				return err
 			}
-			var list appliance.AllowList
+			var list adminapi.AllowList
 			err = errNoAdmin
 			if cfg.Admin != "" {
 				ctx, cancel := context.WithTimeout(c.Context, statusTimeout)
 				defer cancel()
-				client := newAdminClient(cfg.Admin)
-				defer client.close()
-				err = client.allow(ctx, http.MethodGet, nil, nil, &list)
+				client := adminapi.NewClient(cfg.Admin)
+				defer client.Close()
+				list, err = client.AllowList(ctx)
 			}
 			if fallback(err) {
 				fmt.Fprintf(stderr, "lnm: %s; rules read from the files, without hits\n", why(err, cfg))
@@ -79,7 +79,7 @@ func allowListCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Comman
 	}
 }
 
-func writeAllowList(w io.Writer, l *appliance.AllowList) error {
+func writeAllowList(w io.Writer, l *adminapi.AllowList) error {
 	if len(l.Rules) == 0 {
 		_, err := fmt.Fprintln(w, "no allow rules: every name is denied")
 		return err
@@ -137,7 +137,7 @@ func allowAddCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command
 			if len(presets) > 0 && c.String("to") != "" {
 				return &exitError{2, errors.New("--to sends one name's connections to one destination; it cannot go with --preset")}
 			}
-			spec := appliance.RuleSpec{From: c.StringSlice("from"), To: c.String("to"), Comment: c.String("comment")}
+			spec := adminapi.RuleSpec{From: c.StringSlice("from"), To: c.String("to"), Comment: c.String("comment")}
 			for _, p := range c.StringSlice("port") {
 				n, err := strconv.Atoi(p)
 				if err != nil {
@@ -145,7 +145,7 @@ func allowAddCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command
 				}
 				spec.Ports = append(spec.Ports, n)
 			}
-			var specs []appliance.RuleSpec
+			var specs []adminapi.RuleSpec
 			for _, a := range args {
 				s := spec
 				s.Pattern = a
@@ -174,10 +174,10 @@ func allowAddCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command
 
 // presetSpecs turns a preset into rules to add, each narrowed by base's ports and sources and
 // noted with the preset's name; rules the list already has are skipped and named on stderr.
-func presetSpecs(name string, base appliance.RuleSpec, cfg *appliance.Config, stderr io.Writer) ([]appliance.RuleSpec, error) {
-	rules, err := appliance.Preset(name)
+func presetSpecs(name string, base adminapi.RuleSpec, cfg *config.Config, stderr io.Writer) ([]adminapi.RuleSpec, error) {
+	rules, err := onboard.Preset(name)
 	if err != nil {
-		return nil, &exitError{2, errors.New(strings.TrimPrefix(err.Error(), "appliance: "))}
+		return nil, &exitError{2, err}
 	}
 	have := map[string]string{}
 	for i := range cfg.Rules {
@@ -187,7 +187,7 @@ func presetSpecs(name string, base appliance.RuleSpec, cfg *appliance.Config, st
 	if base.Comment != "" {
 		comment += ": " + base.Comment
 	}
-	var out []appliance.RuleSpec
+	var out []adminapi.RuleSpec
 	for _, r := range rules {
 		s := base
 		s.Pattern, s.Comment = r.Pattern.String(), comment
@@ -223,14 +223,14 @@ func allowRemoveCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Comm
 			if err != nil {
 				return err
 			}
-			var ch appliance.AllowChange
+			var ch adminapi.AllowChange
 			err = errNoAdmin
 			if cfg.Admin != "" {
 				ctx, cancel := context.WithTimeout(c.Context, changeTimeout)
 				defer cancel()
-				client := newAdminClient(cfg.Admin)
-				defer client.close()
-				err = client.allow(ctx, http.MethodDelete, url.Values{"pattern": {p.String()}}, nil, &ch)
+				client := adminapi.NewClient(cfg.Admin)
+				defer client.Close()
+				ch, err = client.AllowRemove(ctx, p.String())
 			}
 			if fallback(err) {
 				reason := why(err, cfg)
@@ -252,7 +252,7 @@ func allowRemoveCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Comm
 	}
 }
 
-func reportChange(w io.Writer, ch *appliance.AllowChange, cfg *appliance.Config) error {
+func reportChange(w io.Writer, ch *adminapi.AllowChange, cfg *config.Config) error {
 	var err error
 	if ch.Applied {
 		_, err = fmt.Fprintf(w, "wrote %s; the box applied it: %d %s, list %s\n", ch.Managed, ch.Rules, plural(ch.Rules, "rule"), ch.Hash)
@@ -276,11 +276,11 @@ func plural(n int, word string) string {
 // changeError gives an edit's failure its exit code: 2 for a rule or file the box or the
 // parser refused, 1 for everything else (a rule in the config file, no such rule, I/O).
 func changeError(err error) error {
-	var api *apiStatusError
-	var ce *appliance.ConfigError
+	var api *adminapi.StatusError
+	var ce *config.ConfigError
 	switch {
-	case errors.As(err, &api) && api.code == http.StatusUnprocessableEntity,
-		errors.As(err, &ce), errors.Is(err, appliance.ErrDuplicateRule):
+	case errors.As(err, &api) && api.Code == http.StatusUnprocessableEntity,
+		errors.As(err, &ce), errors.Is(err, config.ErrDuplicateRule):
 		return &exitError{2, err}
 	}
 	return &exitError{1, err}
@@ -296,7 +296,7 @@ func fallback(err error) bool {
 	if errors.Is(err, errNoAdmin) {
 		return true
 	}
-	var ue *unreachableError
+	var ue *adminapi.UnreachableError
 	if !errors.As(err, &ue) {
 		return false
 	}
@@ -304,65 +304,11 @@ func fallback(err error) bool {
 }
 
 // why says why the files were used.
-func why(err error, cfg *appliance.Config) string {
+func why(err error, cfg *config.Config) string {
 	if errors.Is(err, errNoAdmin) {
 		return "the admin API is off in " + cfg.File
 	}
 	return "lnm is not running (nothing answers at " + cfg.Admin + ")"
-}
-
-// apiStatusError is an admin API answer other than 200.
-type apiStatusError struct {
-	code int
-	msg  string
-}
-
-func (e *apiStatusError) Error() string { return e.msg }
-
-// allow sends one request to /v1/allow with an optional JSON body and decodes the answer
-// into out. Unlike do, it keeps the status, which decides the exit code.
-func (c *adminClient) allow(ctx context.Context, method string, v url.Values, body, out any) error {
-	u := url.URL{Scheme: "http", Host: "lnm", Path: appliance.PathAllow, RawQuery: v.Encode()}
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			return &unreachableError{c.socket, op.Err}
-		}
-		return fmt.Errorf("admin API at %s: %w", c.socket, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("admin API %s: %w", appliance.PathAllow, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var apiErr appliance.APIError
-		msg := strings.TrimSpace(string(data))
-		if json.Unmarshal(data, &apiErr) == nil && apiErr.Error != "" {
-			msg = apiErr.Error
-		}
-		return &apiStatusError{code: resp.StatusCode, msg: msg}
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("admin API %s: %w", appliance.PathAllow, err)
-	}
-	return nil
 }
 
 func allowTestCommand(configFlag cli.Flag, stdout io.Writer) *cli.Command {
@@ -411,7 +357,7 @@ func testQuery(arg, from string) (allowlist.Query, error) {
 	}
 	n, err := allowlist.ParseUnicodeName(name)
 	if err != nil {
-		return q, errors.New(strings.TrimPrefix(err.Error(), "allowlist: "))
+		return q, err
 	}
 	q.Name = n
 	if from != "" {
@@ -426,7 +372,7 @@ func testQuery(arg, from string) (allowlist.Query, error) {
 
 // allowTest decides q as the box would with cfg and explains it. The text ends with a
 // newline.
-func allowTest(cfg *appliance.Config, q allowlist.Query) (bool, string) {
+func allowTest(cfg *config.Config, q allowlist.Query) (bool, string) {
 	var b strings.Builder
 	what := string(q.Name) + " (DNS)"
 	if q.Port != 0 {
@@ -476,7 +422,7 @@ func allowTest(cfg *appliance.Config, q allowlist.Query) (bool, string) {
 	return false, b.String()
 }
 
-func proxyPort(cfg *appliance.Config, port uint16) bool {
+func proxyPort(cfg *config.Config, port uint16) bool {
 	for _, m := range cfg.Proxies {
 		if m.Listen == port {
 			return true

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/netip"
 	"os"
 	"slices"
@@ -16,8 +15,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lnm-project/lnm/adminapi"
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/appliance"
+	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/onboard"
 )
 
 // maxImportFile bounds the file `lnm allow import` reads: allow lists are kilobytes.
@@ -46,14 +48,14 @@ func allowImportCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Comm
 
 func allowImport(c *cli.Context, file string, stdout, stderr io.Writer) error {
 	format := c.String("format")
-	if format != "" && format != appliance.FormatLnm && format != appliance.FormatDnsmasq {
+	if format != "" && format != onboard.FormatLnm && format != onboard.FormatDnsmasq {
 		return &exitError{2, fmt.Errorf("--format %q: want lnm or dnsmasq", format)}
 	}
 	data, err := readImportFile(file)
 	if err != nil {
 		return &exitError{1, err}
 	}
-	res, err := appliance.Import(data, format)
+	res, err := onboard.Import(data, format)
 	if err != nil {
 		return &exitError{2, fmt.Errorf("%s: %w", file, err)}
 	}
@@ -79,9 +81,9 @@ func allowImport(c *cli.Context, file string, stdout, stderr io.Writer) error {
 	if err := plan.check(); err != nil {
 		return err
 	}
-	specs := make([]appliance.RuleSpec, len(plan.add))
+	specs := make([]adminapi.RuleSpec, len(plan.add))
 	for i, r := range plan.add {
-		specs[i] = appliance.SpecOf(r, "imported from "+r.Origin)
+		specs[i] = adminapi.SpecOf(r, "imported from "+r.Origin)
 	}
 	return addRules(c, cfg, specs, stdout, stderr)
 }
@@ -112,7 +114,7 @@ type addPlan struct {
 }
 
 // planAdd compares rules with cfg's list (nil: nothing to compare with).
-func planAdd(rules []allowlist.Rule, cfg *appliance.Config) addPlan {
+func planAdd(rules []allowlist.Rule, cfg *config.Config) addPlan {
 	var p addPlan
 	if cfg == nil {
 		p.add = rules
@@ -184,7 +186,7 @@ func keysOf[K comparable, V any](m map[K]V) func(func(K) bool) {
 
 // writeImport prints the rules an import found, what it did not map, its warnings, and what
 // the list already has.
-func writeImport(w io.Writer, file string, res *appliance.ImportResult, p *addPlan) error {
+func writeImport(w io.Writer, file string, res *onboard.ImportResult, p *addPlan) error {
 	fmt.Fprintf(w, "%s: %d %s\n", file, len(res.Rules), plural(len(res.Rules), "rule"))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, r := range res.Rules {
@@ -216,19 +218,19 @@ func writeImport(w io.Writer, file string, res *appliance.ImportResult, p *addPl
 // addRules adds rules in one change through the running box (POST /v1/allow), or, when no
 // box runs, by editing the managed file under its lock: what `allow import` and `allow
 // suggest --apply` do. cfg is the loaded config.
-func addRules(c *cli.Context, cfg *appliance.Config, specs []appliance.RuleSpec, stdout, stderr io.Writer) error {
+func addRules(c *cli.Context, cfg *config.Config, specs []adminapi.RuleSpec, stdout, stderr io.Writer) error {
 	if len(specs) == 0 {
 		_, err := fmt.Fprintln(stdout, "nothing to add: the allow list has every rule")
 		return err
 	}
-	var ch appliance.AllowChange
+	var ch adminapi.AllowChange
 	err := errNoAdmin
 	if cfg.Admin != "" {
 		ctx, cancel := context.WithTimeout(c.Context, changeTimeout)
 		defer cancel()
-		client := newAdminClient(cfg.Admin)
-		defer client.close()
-		err = client.allow(ctx, http.MethodPost, nil, appliance.AllowAdd{Rules: specs}, &ch)
+		client := adminapi.NewClient(cfg.Admin)
+		defer client.Close()
+		ch, err = client.AllowAdd(ctx, adminapi.AllowAdd{Rules: specs})
 	}
 	if fallback(err) {
 		reason, uid := why(err, cfg), os.Getuid()
@@ -261,14 +263,14 @@ func allowPresetsCommand(stdout io.Writer) *cli.Command {
 					Patterns    []string `json:"patterns"`
 				}
 				var out []preset
-				for _, p := range appliance.Presets() {
+				for _, p := range onboard.Presets() {
 					out = append(out, preset{p.Name, p.Description, p.Patterns})
 				}
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(out)
 			}
-			for i, p := range appliance.Presets() {
+			for i, p := range onboard.Presets() {
 				if i > 0 {
 					fmt.Fprintln(stdout)
 				}

@@ -11,10 +11,11 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/lnm-project/lnm/appliance"
+	"github.com/lnm-project/lnm/config"
 )
 
 // importCases are the documented custom resources appliance's import tests read.
-const importCases = "../../appliance/testdata/import/"
+const importCases = "../../onboard/testdata/import/"
 
 // noBoxConfig writes a config whose admin socket nothing answers on, listening on 443 only,
 // with one rule the Dec 2024 CR also has.
@@ -33,7 +34,7 @@ func TestAllowImportDryRun(t *testing.T) {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
 	golden(t, "allow_import_dry.golden", strings.ReplaceAll(stdout, conf, "CONF"))
-	if _, err := os.Stat(appliance.ManagedPath(conf)); !os.IsNotExist(err) {
+	if _, err := os.Stat(config.ManagedPath(conf)); !os.IsNotExist(err) {
 		t.Errorf("a dry run wrote the managed file: %v", err)
 	}
 
@@ -49,7 +50,7 @@ func TestAllowImportDryRun(t *testing.T) {
 // rules already in the list are skipped, and an import the box would refuse adds nothing.
 func TestAllowImportFiles(t *testing.T) {
 	conf := noBoxConfig(t)
-	mpath := appliance.ManagedPath(conf)
+	mpath := config.ManagedPath(conf)
 	for _, tc := range []struct {
 		name           string
 		args           []string
@@ -65,7 +66,7 @@ func TestAllowImportFiles(t *testing.T) {
 		{"dnsmasq", []string{importCases + "dnsmasq-mixed.conf", "--format", "dnsmasq"}, 0,
 			"added .plant.internal (" + mpath + ":", "edited the file directly"},
 		{"wrong format", []string{importCases + "dnsmasq-mixed.conf", "--format", "lnm"}, 2, "",
-			"dnsmasq-mixed.conf: appliance: import: no Lnm custom resource in the file"},
+			"dnsmasq-mixed.conf: onboard: import: no Lnm custom resource in the file"},
 		{"unknown format", []string{importCases + "dnsmasq-mixed.conf", "--format", "hosts"}, 2, "", `--format "hosts": want lnm or dnsmasq`},
 		{"no such file", []string{"nowhere.yaml"}, 1, "", "open nowhere.yaml: no such file or directory"},
 		{"no file", nil, 2, "", "allow import takes one FILE"},
@@ -108,7 +109,7 @@ func TestAllowImportBox(t *testing.T) {
 	socket := filepath.Join(socketDir(t), "admin.sock")
 	conf := writeConfig(t, socket, "off", fmt.Sprintf("dns %d", dnsPort), "proxy 443 8883", "parent 127.0.0.2",
 		"allow {", "    *.azure.test", "}")
-	cfg, err := appliance.Load(conf)
+	cfg, err := config.Load(conf)
 	if err != nil {
 		t.Fatal(err)
 	}

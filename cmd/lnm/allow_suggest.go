@@ -13,9 +13,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lnm-project/lnm/adminapi"
 	"github.com/lnm-project/lnm/allowlist"
-	"github.com/lnm-project/lnm/appliance"
 	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/onboard"
 )
 
 // suggestShown bounds the devices and names a suggestion's table row lists; --json has all.
@@ -45,13 +47,13 @@ func allowSuggest(c *cli.Context, stdout, stderr io.Writer) error {
 	}
 	usage := func(format string, args ...any) error { return &exitError{2, fmt.Errorf(format, args...)} }
 	var f audit.Filter
-	var opt appliance.SuggestOptions
+	var opt onboard.SuggestOptions
 	var err error
 	if f.Since, err = parseWhen(c.String("since"), clock.now()); err != nil {
 		return usage("--since %q: %v", c.String("since"), err)
 	}
 	if s := c.String("client"); s != "" {
-		if f.Client, err = appliance.ParseClient(s); err != nil {
+		if f.Client, err = adminapi.ParseClient(s); err != nil {
 			return usage("--client %q: want an address or CIDR", s)
 		}
 		opt.Clients = f.Client
@@ -65,7 +67,7 @@ func allowSuggest(c *cli.Context, stdout, stderr io.Writer) error {
 
 	// The list in force skips names allowed since; without a config (--dir alone) nothing is
 	// skipped.
-	var cfg *appliance.Config
+	var cfg *config.Config
 	if c.String("dir") == "" || c.IsSet("config") || c.Bool("apply") {
 		if cfg, err = loadConfig(c); err != nil {
 			return err
@@ -94,7 +96,7 @@ func allowSuggest(c *cli.Context, stdout, stderr io.Writer) error {
 			return queryDone(err, stderr)
 		}
 	}
-	ss := appliance.Suggest(recs, opt)
+	ss := onboard.Suggest(recs, opt)
 
 	out := bufio.NewWriter(stdout)
 	if c.Bool("json") {
@@ -122,13 +124,13 @@ func allowSuggest(c *cli.Context, stdout, stderr io.Writer) error {
 	if err := plan.check(); err != nil {
 		return err
 	}
-	byRule := map[string]*appliance.Suggestion{}
+	byRule := map[string]*onboard.Suggestion{}
 	for i := range ss {
 		byRule[canonical(ss[i].Rule)] = &ss[i]
 	}
-	specs := make([]appliance.RuleSpec, len(plan.add))
+	specs := make([]adminapi.RuleSpec, len(plan.add))
 	for i, r := range plan.add {
-		specs[i] = appliance.SpecOf(r, suggestComment(byRule[canonical(r)]))
+		specs[i] = adminapi.SpecOf(r, suggestComment(byRule[canonical(r)]))
 	}
 	report := stdout
 	if c.Bool("json") {
@@ -138,7 +140,7 @@ func allowSuggest(c *cli.Context, stdout, stderr io.Writer) error {
 }
 
 // suggestComment is the note written above an applied suggestion.
-func suggestComment(s *appliance.Suggestion) string {
+func suggestComment(s *onboard.Suggestion) string {
 	if s == nil {
 		return "suggested"
 	}
@@ -147,7 +149,7 @@ func suggestComment(s *appliance.Suggestion) string {
 		s.First.UTC().Format(time.RFC3339), s.Last.UTC().Format(time.RFC3339))
 }
 
-func writeSuggestions(w io.Writer, ss []appliance.Suggestion, records int, since time.Time) error {
+func writeSuggestions(w io.Writer, ss []onboard.Suggestion, records int, since time.Time) error {
 	if len(ss) == 0 {
 		_, err := fmt.Fprintf(w, "nothing to suggest: no denied name since %s (%d deny and would-deny records)\n",
 			since.In(clock.loc).Format(timeLayout), records)
@@ -215,7 +217,7 @@ type suggestionJSON struct {
 	Note    string    `json:"note,omitempty"`
 }
 
-func writeSuggestionsJSON(w io.Writer, ss []appliance.Suggestion) error {
+func writeSuggestionsJSON(w io.Writer, ss []onboard.Suggestion) error {
 	enc := json.NewEncoder(w)
 	for _, s := range ss {
 		j := suggestionJSON{

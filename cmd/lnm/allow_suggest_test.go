@@ -10,6 +10,7 @@ import (
 
 	"github.com/lnm-project/lnm/appliance"
 	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/config"
 )
 
 // learnRecords are a morning of learn mode at a level-3 box, relative to testNow, with one
@@ -85,7 +86,7 @@ func TestAllowSuggestApply(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "lnm is not running") || !strings.Contains(stderr, "edited the file directly") {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
-	mpath := appliance.ManagedPath(conf)
+	mpath := config.ManagedPath(conf)
 	for _, want := range []string{
 		"added telemetry.vendor.test 8883 (" + mpath + ":6)\n",
 		"added b.blob.vendor.test 443 (" + mpath + ":9)\n",

@@ -17,6 +17,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/lnm-project/lnm/appliance"
+	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/onboard"
 )
 
 // allowConfig writes a config with three hand-written rules and a socket where no box runs.
@@ -103,7 +105,7 @@ func TestAllowFiles(t *testing.T) {
 			}
 		})
 	}
-	if c, err := appliance.Load(conf); err != nil || len(c.Rules) != 4 {
+	if c, err := config.Load(conf); err != nil || len(c.Rules) != 4 {
 		t.Fatalf("after the edits Load gives %v, %v", c, err)
 	}
 }
@@ -152,7 +154,7 @@ func TestAllowBox(t *testing.T) {
 	socket := filepath.Join(socketDir(t), "admin.sock")
 	conf := writeConfig(t, socket, "off", fmt.Sprintf("dns %d", dnsPort), "proxy 443", "parent 127.0.0.2",
 		"allow {", "    *.azure.test", "}")
-	cfg, err := appliance.Load(conf)
+	cfg, err := config.Load(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +273,7 @@ func TestAllowKillDuringWrite(t *testing.T) {
 // time everything is skipped.
 func TestAllowAddPreset(t *testing.T) {
 	conf := allowConfig(t)
-	rules, err := appliance.Preset("azure-arc")
+	rules, err := onboard.Preset("azure-arc")
 	if err != nil {
 		t.Fatal(err)
 	}

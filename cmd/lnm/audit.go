@@ -16,9 +16,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lnm-project/lnm/adminapi"
 	"github.com/lnm-project/lnm/allowlist"
-	"github.com/lnm-project/lnm/appliance"
 	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/config"
 )
 
 // clock is the time the commands take relative times from and the zone they print in. Tests
@@ -100,7 +101,7 @@ func parseFilter(c *cli.Context, now time.Time) (audit.Filter, error) {
 		return f, usage("--since %s is not before --until %s", f.Since.Format(time.RFC3339), f.Until.Format(time.RFC3339))
 	}
 	if s := c.String("client"); c.IsSet("client") {
-		if f.Client, err = appliance.ParseClient(s); err != nil {
+		if f.Client, err = adminapi.ParseClient(s); err != nil {
 			return f, usage("--client %q: want an address or CIDR", s)
 		}
 	}
@@ -170,8 +171,8 @@ func parseAgo(s string) (time.Duration, bool) {
 }
 
 // loadConfig loads the box's config, as `lnm run` would.
-func loadConfig(c *cli.Context) (*appliance.Config, error) {
-	cfg, err := appliance.Load(c.String("config"))
+func loadConfig(c *cli.Context) (*config.Config, error) {
+	cfg, err := config.Load(c.String("config"))
 	if err != nil {
 		return nil, &exitError{2, err}
 	}
@@ -188,18 +189,18 @@ type source interface {
 	close()
 }
 
-type boxSource struct{ c *adminClient }
+type boxSource struct{ c *adminapi.Client }
 
 func (s boxSource) each(ctx context.Context, f audit.Filter, fn func(*audit.Record) error) error {
-	return s.c.records(ctx, appliance.Query{Filter: f}, fn)
+	return s.c.Records(ctx, adminapi.Query{Filter: f}, fn)
 }
 
-func (s boxSource) close() { s.c.close() }
+func (s boxSource) close() { s.c.Close() }
 
 func (s boxSource) queries(ctx context.Context, seqs []uint64, _, _ time.Time) (map[uint64]*audit.Record, error) {
 	found := make(map[uint64]*audit.Record, len(seqs))
 	for batch := range slices.Chunk(seqs, seqBatch) {
-		err := s.c.records(ctx, appliance.Query{Seqs: batch}, func(r *audit.Record) error {
+		err := s.c.Records(ctx, adminapi.Query{Seqs: batch}, func(r *audit.Record) error {
 			found[r.Seq] = r
 			return nil
 		})
@@ -266,9 +267,9 @@ func pickSource(c *cli.Context, stderr io.Writer) (source, error) {
 		if _, err := os.Stat(dir); err != nil {
 			return nil, &exitError{1, fmt.Errorf("--dir: %w", err)}
 		}
-		window := appliance.DefaultLinkWindow
+		window := config.DefaultLinkWindow
 		if c.IsSet("config") {
-			if cfg, err := appliance.Load(c.String("config")); err == nil {
+			if cfg, err := config.Load(c.String("config")); err == nil {
 				window = cfg.LinkWindow
 			}
 		}
@@ -286,7 +287,7 @@ func pickSource(c *cli.Context, stderr io.Writer) (source, error) {
 		fmt.Fprintf(stderr, "lnm: the admin API is off in %s; reading the audit log in %s\n", cfg.File, cfg.AuditDir)
 		return files, nil
 	}
-	box := boxSource{newAdminClient(cfg.Admin)}
+	box := boxSource{adminapi.NewClient(cfg.Admin)}
 	if fi, err := os.Stat(cfg.AuditDir); cfg.AuditDir == "" || err != nil || !fi.IsDir() {
 		return box, nil
 	}
@@ -306,7 +307,7 @@ func (s *boxOrFiles) each(ctx context.Context, f audit.Filter, fn func(*audit.Re
 	if !s.useFiles {
 		// An unreachable box fails at the dial, before fn saw any record.
 		err := s.box.each(ctx, f, fn)
-		var unreachable *unreachableError
+		var unreachable *adminapi.UnreachableError
 		if !errors.As(err, &unreachable) {
 			return err
 		}
@@ -445,14 +446,14 @@ func auditFollow(c *cli.Context, stdout io.Writer) error {
 	}
 	ctx, stop := interruptContext(c.Context)
 	defer stop()
-	client := newAdminClient(cfg.Admin)
-	defer client.close()
+	client := adminapi.NewClient(cfg.Admin)
+	defer client.Close()
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	asJSON := c.Bool("json")
 	rd := &renderer{loc: clock.loc, queries: make(map[uint64]*audit.Record)}
 	var line []byte
-	err = client.follow(ctx, f, func() error {
+	err = client.Follow(ctx, f, func() error {
 		if !asJSON {
 			if err := writeRow(out, header, followWidths); err != nil {
 				return err

@@ -22,8 +22,10 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/lnm-project/lnm/adminapi"
 	"github.com/lnm-project/lnm/appliance"
 	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/config"
 )
 
 // boxCert is a self-signed certificate for names, and a pool that trusts it.
@@ -107,7 +109,7 @@ func TestAuditBox(t *testing.T) {
 		"name   test-box", "level  3", fmt.Sprintf("dns    %d", dnsPort),
 		fmt.Sprintf("proxy  %d:%d", proxyPort, parentPort), "parent 127.0.0.2",
 		"allow {", "    *.azure.test", "}")
-	cfg, err := appliance.Load(conf)
+	cfg, err := config.Load(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +224,7 @@ func TestAuditBox(t *testing.T) {
 			}
 		}
 		code, stdout, stderr = runCLI(t, "status", "--config", conf, "--json")
-		var st appliance.Status
+		var st adminapi.Status
 		if err := json.Unmarshal([]byte(stdout), &st); code != 0 || err != nil {
 			t.Fatalf("--json: exit %d, %v\n%s%s", code, err, stdout, stderr)
 		}

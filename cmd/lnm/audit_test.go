@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lnm-project/lnm/adminapi"
 	"github.com/lnm-project/lnm/audit"
 )
 
@@ -395,14 +396,11 @@ func TestAuditQueryAPIError(t *testing.T) {
 	fixClock(t)
 	fb := startFakeBox(t, &fakeBox{records: boxRecords()})
 	// The box rejects a query the CLI let through (it cannot here, so send one by hand).
-	c := newAdminClient(fb.socket)
-	_, err := c.get(t.Context(), "/v1/audit", url.Values{"kind": {"http"}})
-	if err == nil || !strings.Contains(err.Error(), `kind "http": want dns, conn, config or summary (HTTP 400)`) {
+	c := adminapi.NewClient(fb.socket)
+	err := c.Records(t.Context(), adminapi.Query{Filter: audit.Filter{Kind: "http"}}, func(*audit.Record) error { return nil })
+	var se *adminapi.StatusError
+	if !errors.As(err, &se) || se.Code != 400 || !strings.Contains(err.Error(), `kind "http": want dns, conn, config or summary (HTTP 400)`) {
 		t.Fatalf("API error: %v", err)
-	}
-	_, err = c.get(t.Context(), "/v1/nothing", nil)
-	if err == nil || !strings.Contains(err.Error(), "HTTP 404") {
-		t.Fatalf("unknown path: %v", err)
 	}
 }
 
@@ -422,18 +420,18 @@ func TestAuditReadRecords(t *testing.T) {
 		{"empty", "", 0, nil, false},
 		{"whole", line + "\n" + line, 2, nil, false},
 		{"long line", line + longLine + line, 3, nil, false},
-		{"cut mid-record", line + line[:20], 1, errCut, false},
-		{"cut long line", line + longLine[:100<<10], 1, errCut, false},
+		{"cut mid-record", line + line[:20], 1, adminapi.ErrCut, false},
+		{"cut long line", line + longLine[:100<<10], 1, adminapi.ErrCut, false},
 		{"not a record", line + "{\"seq\":1,\"time\":\"noon\"}\n", 1, nil, true},
-		{"too long", strings.Repeat("x", maxRecordLine+100) + "\n", 0, nil, true},
+		{"too long", strings.Repeat("x", adminapi.MaxRecordLine+100) + "\n", 0, nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := 0
-			err := readRecords(strings.NewReader(tc.in), func(r *audit.Record) error {
+			err := adminapi.ReadRecords(strings.NewReader(tc.in), func(r *audit.Record) error {
 				n++
 				return nil
 			})
-			if n != tc.n || (tc.other && (err == nil || errors.Is(err, errCut))) || (!tc.other && !errors.Is(err, tc.err)) {
+			if n != tc.n || (tc.other && (err == nil || errors.Is(err, adminapi.ErrCut))) || (!tc.other && !errors.Is(err, tc.err)) {
 				t.Fatalf("%d records, err %v; want %d, %v (other error: %v)", n, err, tc.n, tc.err, tc.other)
 			}
 		})

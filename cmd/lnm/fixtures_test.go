@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lnm-project/lnm/appliance"
+	"github.com/lnm-project/lnm/adminapi"
 	"github.com/lnm-project/lnm/audit"
 )
 
@@ -144,7 +144,7 @@ func boxRecords() []audit.Record {
 type fakeBox struct {
 	socket  string
 	records []audit.Record
-	status  appliance.Status
+	status  adminapi.Status
 	// follow: after streaming the matching records, hold the stream open until the client
 	// leaves (true) or close it as a stopping box does (false).
 	holdFollow bool
@@ -172,11 +172,11 @@ func startFakeBox(t *testing.T, fb *fakeBox) *fakeBox {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+appliance.PathAudit, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+adminapi.PathAudit, func(w http.ResponseWriter, r *http.Request) {
 		fb.mu.Lock()
 		fb.queries = append(fb.queries, r.URL.RawQuery)
 		fb.mu.Unlock()
-		q, err := appliance.ParseQuery(r.URL.Query())
+		q, err := adminapi.ParseQuery(r.URL.Query())
 		if err != nil {
 			apiError(w, http.StatusBadRequest, err)
 			return
@@ -199,11 +199,11 @@ func startFakeBox(t *testing.T, fb *fakeBox) *fakeBox {
 			w.Write(append(rec.AppendJSON(nil), '\n'))
 		}
 	})
-	mux.HandleFunc("GET "+appliance.PathAuditFollow, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+adminapi.PathAuditFollow, func(w http.ResponseWriter, r *http.Request) {
 		fb.mu.Lock()
 		fb.queries = append(fb.queries, r.URL.RawQuery)
 		fb.mu.Unlock()
-		q, err := appliance.ParseQuery(r.URL.Query())
+		q, err := adminapi.ParseQuery(r.URL.Query())
 		if err != nil {
 			apiError(w, http.StatusBadRequest, err)
 			return
@@ -221,7 +221,7 @@ func startFakeBox(t *testing.T, fb *fakeBox) *fakeBox {
 			<-r.Context().Done()
 		}
 	})
-	mux.HandleFunc("GET "+appliance.PathStatus, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+adminapi.PathStatus, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(fb.status)
 	})
@@ -240,7 +240,7 @@ func startFakeBox(t *testing.T, fb *fakeBox) *fakeBox {
 func apiError(w http.ResponseWriter, code int, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(appliance.APIError{Error: err.Error()})
+	json.NewEncoder(w).Encode(adminapi.APIError{Error: err.Error()})
 }
 
 func (fb *fakeBox) requests() []string {
@@ -270,23 +270,23 @@ func indent(lines []string) string {
 }
 
 // sampleStatus is a busy level-3 box.
-func sampleStatus() appliance.Status {
-	return appliance.Status{
+func sampleStatus() adminapi.Status {
+	return adminapi.Status{
 		Box: "l3-plant", Level: 3, Version: "v0.3.0", Config: "/etc/lnm/lnm.conf",
 		Started: at("06:03:00.000"), UptimeS: 3*3600 + 12*60 + 5, Mode: "enforce",
-		Parent: &appliance.ParentStatus{Addr: "198.18.4.1:443", Reachable: true, RTTMS: 2},
-		Listeners: []appliance.Listener{
+		Parent: &adminapi.ParentStatus{Addr: "198.18.4.1:443", Reachable: true, RTTMS: 2},
+		Listeners: []adminapi.Listener{
 			{Proto: "dns/udp", Addr: "198.18.3.1:53"}, {Proto: "dns/tcp", Addr: "198.18.3.1:53"},
 			{Proto: "proxy", Addr: "198.18.3.1:443"}, {Proto: "proxy", Addr: "198.18.3.1:8883"},
 			{Proto: "tcp-route", Addr: "198.18.3.1:1883"},
 		},
 		Rules: 5,
-		Counters: appliance.Counters{DNSQueries: 1234, DNSDenied: 12, DNSRateLimited: 48211, Conns: 345, ConnsDenied: 3,
+		Counters: adminapi.Counters{DNSQueries: 1234, DNSDenied: 12, DNSRateLimited: 48211, Conns: 345, ConnsDenied: 3,
 			BytesUp: 1_300_000, BytesDown: 36_000_000},
 		Active:     5,
-		TopClients: []appliance.Count{{Key: "198.18.3.20", Count: 1123}, {Key: "198.18.3.21", Count: 45}, {Key: "fd00:3::20", Count: 7}},
-		TopNames:   []appliance.Count{{Key: "api.azure.test", Count: 900}, {Key: "mqtt.vendor.test", Count: 80}},
-		Audit:      appliance.AuditStatus{Dir: "/var/lib/lnm/audit", Healthy: true, Queue: 0, LastSeq: 12345, Written: 12345},
-		Store:      appliance.StoreStatus{Records: 12000, Bytes: 3_500_000, Oldest: at("06:03:00.120")},
+		TopClients: []adminapi.Count{{Key: "198.18.3.20", Count: 1123}, {Key: "198.18.3.21", Count: 45}, {Key: "fd00:3::20", Count: 7}},
+		TopNames:   []adminapi.Count{{Key: "api.azure.test", Count: 900}, {Key: "mqtt.vendor.test", Count: 80}},
+		Audit:      adminapi.AuditStatus{Dir: "/var/lib/lnm/audit", Healthy: true, Queue: 0, LastSeq: 12345, Written: 12345},
+		Store:      adminapi.StoreStatus{Records: 12000, Bytes: 3_500_000, Oldest: at("06:03:00.120")},
 	}
 }

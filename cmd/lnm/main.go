@@ -21,6 +21,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lnm-project/lnm/appliance"
+	"github.com/lnm-project/lnm/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=…"; otherwise the module
@@ -92,7 +93,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				Usage: "parse and validate the configuration, print the effective settings and rules in match order",
 				Flags: []cli.Flag{configFlag},
 				Action: func(c *cli.Context) error {
-					cfg, err := appliance.Load(c.String("config"))
+					cfg, err := config.Load(c.String("config"))
 					if err != nil {
 						return &exitError{2, err}
 					}
@@ -119,7 +120,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 
 // runAppliance loads the config, starts every listener and serves until SIGINT or SIGTERM.
 func runAppliance(path string, log *slog.Logger) error {
-	cfg, err := appliance.Load(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		return &exitError{2, err}
 	}
@@ -136,7 +137,7 @@ func runAppliance(path string, log *slog.Logger) error {
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
-			next, err := appliance.Load(path)
+			next, err := config.Load(path)
 			if err == nil {
 				err = rt.Reload(next, nil)
 			}

@@ -2,16 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/lnm-project/lnm/appliance"
+	"github.com/lnm-project/lnm/adminapi"
 )
 
 // changeTimeout bounds a reload or mode change: the box validates and applies in memory.
@@ -25,12 +22,12 @@ func reloadCommand(configFlag cli.Flag, stdout io.Writer) *cli.Command {
 		Usage: "make the running box read its config again (like SIGHUP); a bad file is refused with FILE:LINE",
 		Flags: []cli.Flag{configFlag},
 		Action: func(c *cli.Context) error {
-			var out struct {
-				Config string `json:"config"`
-				Rules  int    `json:"rules"`
-				Hash   string `json:"hash"`
-			}
-			if err := postAdmin(c, appliance.PathReload, nil, &out); err != nil {
+			var out adminapi.ReloadReply
+			err := withAdmin(c, func(ctx context.Context, client *adminapi.Client) (err error) {
+				out, err = client.Reload(ctx)
+				return err
+			})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "reloaded %s: %d rules, list %s\n", out.Config, out.Rules, out.Hash)
@@ -55,7 +52,11 @@ func modeCommand(configFlag cli.Flag, stdout io.Writer) *cli.Command {
 			if mode != "learn" && mode != "enforce" {
 				return &exitError{2, fmt.Errorf("mode: want learn or enforce, got %q", mode)}
 			}
-			if err := postAdmin(c, appliance.PathMode, url.Values{"mode": {mode}}, nil); err != nil {
+			err = withAdmin(c, func(ctx context.Context, client *adminapi.Client) error {
+				_, err := client.SetMode(ctx, mode == "learn")
+				return err
+			})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "mode %s\n", mode)
@@ -64,8 +65,8 @@ func modeCommand(configFlag cli.Flag, stdout io.Writer) *cli.Command {
 	}
 }
 
-// postAdmin sends POST path?v to the box of the command's config and decodes the answer.
-func postAdmin(c *cli.Context, path string, v url.Values, out any) error {
+// withAdmin calls fn with a client for the box of the command's config, within changeTimeout.
+func withAdmin(c *cli.Context, fn func(context.Context, *adminapi.Client) error) error {
 	cfg, err := loadConfig(c)
 	if err != nil {
 		return err
@@ -75,17 +76,10 @@ func postAdmin(c *cli.Context, path string, v url.Values, out any) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Context, changeTimeout)
 	defer cancel()
-	client := newAdminClient(cfg.Admin)
-	defer client.close()
-	resp, err := client.do(ctx, http.MethodPost, path, v, nil)
-	if err != nil {
+	client := adminapi.NewClient(cfg.Admin)
+	defer client.Close()
+	if err := fn(ctx, client); err != nil {
 		return &exitError{1, err}
-	}
-	defer resp.Body.Close()
-	if out != nil {
-		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-			return &exitError{1, fmt.Errorf("admin API %s: %w", path, err)}
-		}
 	}
 	return nil
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/lnm-project/lnm/appliance"
+	"github.com/lnm-project/lnm/adminapi"
 )
 
 // statusTimeout bounds `lnm status`: the box answers from memory.
@@ -38,9 +38,9 @@ func statusCommand(configFlag cli.Flag, stdout io.Writer) *cli.Command {
 			}
 			ctx, cancel := context.WithTimeout(c.Context, statusTimeout)
 			defer cancel()
-			client := newAdminClient(cfg.Admin)
-			defer client.close()
-			raw, st, err := client.status(ctx)
+			client := adminapi.NewClient(cfg.Admin)
+			defer client.Close()
+			raw, st, err := client.Status(ctx)
 			if err != nil {
 				return &exitError{1, err}
 			}
@@ -58,7 +58,7 @@ func statusCommand(configFlag cli.Flag, stdout io.Writer) *cli.Command {
 }
 
 // writeStatus prints the status document for people: one topic per line, label first.
-func writeStatus(w io.Writer, st *appliance.Status, loc *time.Location) error {
+func writeStatus(w io.Writer, st *adminapi.Status, loc *time.Location) error {
 	out := bufio.NewWriter(w)
 	line := func(label, format string, args ...any) {
 		fmt.Fprintf(out, "%-10s %s\n", label, fmt.Sprintf(format, args...))
@@ -129,7 +129,7 @@ func writeStatus(w io.Writer, st *appliance.Status, loc *time.Location) error {
 	} else {
 		line("store", "%d records, %s, oldest %s", s.Records, size(s.Bytes), s.Oldest.In(loc).Format(timeLayout))
 	}
-	top := func(title string, cs []appliance.Count) {
+	top := func(title string, cs []adminapi.Count) {
 		fmt.Fprintf(out, "%s in the last hour:", title)
 		if len(cs) == 0 {
 			fmt.Fprintln(out, " none")

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lnm-project/lnm/appliance"
+	"github.com/lnm-project/lnm/adminapi"
 )
 
 func TestStatusFromBox(t *testing.T) {
@@ -35,19 +35,19 @@ func TestStatusFromBox(t *testing.T) {
 func TestStatusRenderFailing(t *testing.T) {
 	st := sampleStatus()
 	st.Box, st.Level, st.UptimeS = "l4-dmz", 4, 3*86400+7200+5
-	st.Parent = &appliance.ParentStatus{Addr: "198.18.5.1:443", Error: "dial tcp 198.18.5.1:443: connect: connection refused"}
+	st.Parent = &adminapi.ParentStatus{Addr: "198.18.5.1:443", Error: "dial tcp 198.18.5.1:443: connect: connection refused"}
 	st.Listeners = nil
 	st.TopClients, st.TopNames = nil, nil
-	st.Audit = appliance.AuditStatus{Dir: "/var/lib/lnm/audit", Error: "audit: write audit-00000000000000000001.jsonl: no space left on device",
+	st.Audit = adminapi.AuditStatus{Dir: "/var/lib/lnm/audit", Error: "audit: write audit-00000000000000000001.jsonl: no space left on device",
 		Queue: 10000, LastSeq: 99, Written: 98, Refused: 1234}
-	st.Store = appliance.StoreStatus{}
+	st.Store = adminapi.StoreStatus{}
 	var b bytes.Buffer
 	if err := writeStatus(&b, &st, testZone); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "status_failing.golden", b.String())
 
-	st.Parent, st.Audit = nil, appliance.AuditStatus{}
+	st.Parent, st.Audit = nil, adminapi.AuditStatus{}
 	b.Reset()
 	writeStatus(&b, &st, testZone)
 	golden(t, "status_top_level.golden", b.String())

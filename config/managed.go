@@ -1,4 +1,4 @@
-package appliance
+package config
 
 // The managed rules file holds the rules that `lnm allow add/remove/import/suggest` write, next
 // to the config (/etc/lnm/lnm.conf → /etc/lnm/lnm.allow), so that hand-written comments in
@@ -35,7 +35,7 @@ import (
 var managedHeader = []string{
 	"# This file is managed by `lnm allow` (add, remove, import, suggest --apply) and rewritten",
 	"# on every change; only the comment lines directly above a rule are kept. Write rules by",
-	"# hand in the config file. Syntax, one rule per line: " + ruleSyntax,
+	"# hand in the config file. Syntax, one rule per line: " + allowlist.RuleSyntax,
 }
 
 // ManagedPath returns the managed rules file of a config file: the config's name without its
@@ -84,14 +84,14 @@ func (m *Managed) ConfigRules() []allowlist.Rule { return m.conf }
 // Find returns the origin of a rule that says the same thing as r, in the config file or the
 // managed file ("" for one added in this edit), and whether there is one.
 func (m *Managed) Find(r allowlist.Rule) (origin string, ok bool) {
-	key := ruleKey(&r)
+	key := r.Key()
 	for i := range m.conf {
-		if ruleKey(&m.conf[i]) == key {
+		if m.conf[i].Key() == key {
 			return m.conf[i].Origin, true
 		}
 	}
 	for i := range m.entries {
-		if ruleKey(&m.entries[i].Rule) == key {
+		if m.entries[i].Rule.Key() == key {
 			return m.entries[i].Rule.Origin, true
 		}
 	}
@@ -101,10 +101,11 @@ func (m *Managed) Find(r allowlist.Rule) (origin string, ok bool) {
 // Add appends a rule with a note "added by uid UID at TIME: COMMENT" (uid nil: unknown, left
 // out). A rule that says the same thing as one already in either file is an error wrapping
 // ErrDuplicateRule and naming where the other is. Ports and sources are put in canonical
-// order; whether the ports have proxy listeners is checked when the edit is validated.
+// order; whether the ports have proxy listeners is checked when the edit is validated. Errors
+// name the rule without a package prefix: callers number them ("rule 2: ...").
 func (m *Managed) Add(rule allowlist.Rule, comment string, uid *int) error {
 	if rule.Pattern.Base == "" {
-		return errors.New("appliance: a rule needs a pattern")
+		return errors.New("a rule needs a pattern")
 	}
 	r := allowlist.Rule{
 		Pattern: rule.Pattern,
@@ -113,20 +114,20 @@ func (m *Managed) Add(rule allowlist.Rule, comment string, uid *int) error {
 		To:      rule.To,
 	}
 	if slices.Contains(r.Ports, 0) {
-		return fmt.Errorf("appliance: rule %q: port 0: want a number from 1 to 65535", r.String())
+		return fmt.Errorf("rule %q: port 0: want a number from 1 to 65535", r.String())
 	}
 	if len(slices.Compact(slices.Clone(r.Ports))) != len(r.Ports) {
-		return fmt.Errorf("appliance: rule %q: a port given twice", r.String())
+		return fmt.Errorf("rule %q: a port given twice", r.String())
 	}
 	if len(slices.Compact(slices.Clone(r.From))) != len(r.From) {
-		return fmt.Errorf("appliance: rule %q: a source given twice", r.String())
+		return fmt.Errorf("rule %q: a source given twice", r.String())
 	}
 	if origin, ok := m.Find(r); ok {
 		where := "at " + origin
 		if origin == "" {
 			where = "earlier in this change"
 		}
-		return fmt.Errorf("appliance: rule %q: %w %s", r.String(), ErrDuplicateRule, where)
+		return fmt.Errorf("rule %q: %w %s", r.String(), ErrDuplicateRule, where)
 	}
 	now := time.Now
 	if m.now != nil {
@@ -189,7 +190,7 @@ func parseManaged(path string, data []byte) (*Managed, error) {
 	for p.Next() {
 		line := p.Line()
 		if v := p.Val(); v == "{" || v == "}" {
-			return nil, p.Errf("unexpected %q: %s holds one rule per line, without blocks (%s)", v, filepath.Base(path), ruleSyntax)
+			return nil, p.Errf("unexpected %q: %s holds one rule per line, without blocks (%s)", v, filepath.Base(path), allowlist.RuleSyntax)
 		}
 		r, err := p.rule()
 		if err != nil {
@@ -247,6 +248,37 @@ func readConfigFile(path string) ([]byte, error) {
 	return data, nil
 }
 
+// LoadManaged reads a config and its managed file as Load does, and returns the managed file
+// too, for its rules' notes.
+func LoadManaged(configPath string) (*Config, *Managed, error) {
+	conf, err := readConfigFile(configPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	managed, err := readManaged(ManagedPath(configPath))
+	if err != nil {
+		return nil, nil, err
+	}
+	return loadData(configPath, conf, managed)
+}
+
+// ReadManaged reads the managed file of configPath as it is now, without the config: a
+// missing file is an empty one.
+func ReadManaged(configPath string) (*Managed, error) {
+	mpath := ManagedPath(configPath)
+	data, err := readManaged(mpath)
+	if err != nil {
+		return nil, err
+	}
+	return parseManaged(mpath, data)
+}
+
+// IsManaged reports whether r was read from the managed file of configPath.
+func IsManaged(r *allowlist.Rule, configPath string) bool {
+	file, _ := SplitOrigin(r.Origin, "")
+	return file == ManagedPath(configPath)
+}
+
 // loadData parses and validates a config and its managed file's text (nil: no managed file),
 // the one path that Load and EditManaged share. It returns the managed file as read.
 func loadData(path string, conf, managed []byte) (*Config, *Managed, error) {
@@ -274,17 +306,17 @@ func loadData(path string, conf, managed []byte) (*Config, *Managed, error) {
 // error, edit's included, the file is unchanged. It returns the new config, ready for
 // Runtime.Reload.
 func EditManaged(configPath string, edit func(m *Managed) error) (*Config, error) {
-	return editManaged(configPath, edit, nil)
+	return EditManagedApply(configPath, edit, nil)
 }
 
-// editManaged is EditManaged with apply called on the new config after it is written and
-// before the lock is released, so that the box applies edits in the order they were written.
-// When apply fails the old file is written back.
-func editManaged(configPath string, edit func(m *Managed) error, apply func(*Config) error) (*Config, error) {
+// EditManagedApply is EditManaged with apply called on the new config after it is written and
+// before the lock is released, so that the running box applies edits in the order they were
+// written. When apply fails the old file is written back. A nil apply is EditManaged.
+func EditManagedApply(configPath string, edit func(m *Managed) error, apply func(*Config) error) (*Config, error) {
 	mpath := ManagedPath(configPath)
 	unlock, err := lockManaged(mpath)
 	if err != nil {
-		return nil, ioError{err}
+		return nil, IOError{err}
 	}
 	defer unlock()
 	conf, err := readConfigFile(configPath)
@@ -311,18 +343,24 @@ func editManaged(configPath string, edit func(m *Managed) error, apply func(*Con
 		return next, nil
 	}
 	if err := writeAtomic(mpath, text); err != nil {
-		return nil, ioError{err}
+		return nil, IOError{err}
 	}
 	if apply != nil {
 		if err := apply(next); err != nil {
 			if rerr := restore(mpath, old); rerr != nil {
-				return nil, ioError{fmt.Errorf("%w; restoring %s also failed: %v", err, mpath, rerr)}
+				return nil, IOError{fmt.Errorf("%w; restoring %s also failed: %v", err, mpath, rerr)}
 			}
 			return nil, err
 		}
 	}
 	return next, nil
 }
+
+// IOError marks a failure to lock, read or write the files, as opposed to an edit refused for
+// what it says; test for it with errors.As.
+type IOError struct{ error }
+
+func (e IOError) Unwrap() error { return e.error }
 
 // restore puts back the managed file as it was before an edit the box could not apply: the
 // old text, or no file.
@@ -342,7 +380,7 @@ func lockManaged(mpath string) (unlock func(), err error) {
 	lp := mpath + ".lock"
 	f, err := os.OpenFile(lp, os.O_RDONLY|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("appliance: lock %s: %w", lp, err)
+		return nil, fmt.Errorf("config: lock %s: %w", lp, err)
 	}
 	for {
 		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
@@ -352,7 +390,7 @@ func lockManaged(mpath string) (unlock func(), err error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("appliance: lock %s: %w", lp, err)
+		return nil, fmt.Errorf("config: lock %s: %w", lp, err)
 	}
 	return func() { f.Close() }, nil // closing the only descriptor releases the flock
 }
@@ -376,13 +414,13 @@ func writeAtomic(path string, data []byte) error {
 	}
 	f, err := os.CreateTemp(dir, tempPrefix(path))
 	if err != nil {
-		return fmt.Errorf("appliance: write %s: %w", path, err)
+		return fmt.Errorf("config: write %s: %w", path, err)
 	}
 	tmp := f.Name()
 	fail := func(err error) error {
 		f.Close()
 		os.Remove(tmp)
-		return fmt.Errorf("appliance: write %s: %w", path, err)
+		return fmt.Errorf("config: write %s: %w", path, err)
 	}
 	if _, err := f.Write(data); err != nil {
 		return fail(err)
@@ -398,10 +436,10 @@ func writeAtomic(path string, data []byte) error {
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("appliance: write %s: %w", path, err)
+		return fmt.Errorf("config: write %s: %w", path, err)
 	}
 	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("appliance: write %s: %w", path, err)
+		return fmt.Errorf("config: write %s: %w", path, err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package appliance
+package onboard
 
 // Suggest turns what the box denied, or in learn mode would have denied, into proposed
 // rules: the onboarding loop is `mode learn`, let the plant run, `lnm allow suggest`, review,

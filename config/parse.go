@@ -1,4 +1,4 @@
-package appliance
+package config
 
 import (
 	"bytes"
@@ -14,9 +14,6 @@ import (
 
 	"github.com/lnm-project/lnm/allowlist"
 )
-
-// ruleSyntax is the allow-line grammar, quoted in errors.
-const ruleSyntax = "PATTERN [PORT...] [from CIDR...] [to HOST:PORT]"
 
 // maxTTL keeps synthesized answers from outliving a config change by more than a day.
 const maxTTL = 24 * time.Hour
@@ -325,7 +322,7 @@ func (p *parser) listen(args []string) error {
 		return p.ArgErr("listen", "one IPv4 address, one IPv6 address, or one of each")
 	}
 	for _, s := range args {
-		a, err := parseAddr(s)
+		a, err := allowlist.ParseAddr(s)
 		if err != nil {
 			return p.Errf("listen: %v", err)
 		}
@@ -351,7 +348,7 @@ func (p *parser) dns(args []string) error {
 		p.c.DNSPort = 0
 		return nil
 	}
-	port, err := parsePort(s)
+	port, err := allowlist.ParsePort(s)
 	if err != nil {
 		return p.Errf("dns: %v, or off", err)
 	}
@@ -366,13 +363,13 @@ func (p *parser) proxy(args []string) error {
 	for _, s := range args {
 		var m PortMap
 		listen, upstream, remap := strings.Cut(s, ":")
-		port, err := parsePort(listen)
+		port, err := allowlist.ParsePort(listen)
 		if err != nil {
 			return p.Errf("proxy: %v", err)
 		}
 		m.Listen, m.Upstream = port, port
 		if remap {
-			if m.Upstream, err = parsePort(upstream); err != nil {
+			if m.Upstream, err = allowlist.ParsePort(upstream); err != nil {
 				return p.Errf("proxy %s: upstream %v", s, err)
 			}
 		}
@@ -391,7 +388,7 @@ func (p *parser) parent(args []string) error {
 	if err != nil {
 		return err
 	}
-	a, err := parseAddr(s)
+	a, err := allowlist.ParseAddr(s)
 	if err != nil {
 		return p.Errf("parent: %v", err)
 	}
@@ -408,7 +405,7 @@ func (p *parser) servers(directive string, args []string) ([]netip.AddrPort, err
 }
 
 func (p *parser) prefixes(directive string, args []string) ([]netip.Prefix, error) {
-	return parseEach(p, directive, "one or more CIDRs or addresses", args, parsePrefix)
+	return parseEach(p, directive, "one or more CIDRs or addresses", args, allowlist.ParsePrefix)
 }
 
 // parseEach reads one or more distinct values of a directive with parse.
@@ -471,11 +468,11 @@ func (p *parser) metrics(args []string) error {
 		return p.Errf("metrics %q: want HOST:PORT, with HOST an IP address or empty", s)
 	}
 	if host != "" {
-		if _, err := parseAddr(host); err != nil {
+		if _, err := allowlist.ParseAddr(host); err != nil {
 			return p.Errf("metrics: %v", err)
 		}
 	}
-	if _, err := parsePort(port); err != nil {
+	if _, err := allowlist.ParsePort(port); err != nil {
 		return p.Errf("metrics: %v", err)
 	}
 	p.c.Metrics = s
@@ -488,7 +485,7 @@ func (p *parser) allow() error {
 		return d.Errf("allow takes no arguments; write one rule per line inside allow { ... }")
 	}
 	if !p.hasBlock() {
-		return d.Errf("allow needs a block on the same line: allow { %s ... }", ruleSyntax)
+		return d.Errf("allow needs a block on the same line: allow { %s ... }", allowlist.RuleSyntax)
 	}
 	for d.NextBlock() {
 		r, err := p.rule()
@@ -502,63 +499,16 @@ func (p *parser) allow() error {
 
 // rule reads one allow line, the current token being its pattern.
 func (p *parser) rule() (allowlist.Rule, error) {
-	d := p
-	line, pattern := d.Line(), d.Val()
-	args := d.RemainingArgs()
+	line, pattern := p.Line(), p.Val()
+	args := p.RemainingArgs()
 	if err := p.noBlock("a rule"); err != nil {
 		return allowlist.Rule{}, err
 	}
-	r := allowlist.Rule{Origin: p.origin(line)}
-	var err error
-	if r.Pattern, err = allowlist.ParsePattern(pattern); err != nil {
-		return r, p.errAt(line, "%s", plain(err))
+	r, err := allowlist.ParseRule(pattern, args)
+	if err != nil {
+		return r, p.errAt(line, "%v", err)
 	}
-	i := 0
-	for ; i < len(args) && args[i] != "from" && args[i] != "to"; i++ {
-		port, err := parsePort(args[i])
-		if err != nil {
-			return r, p.errAt(line, "%v (one rule per line: %s)", err, ruleSyntax)
-		}
-		if slices.Contains(r.Ports, port) {
-			return r, p.errAt(line, "port %d given twice in one rule", port)
-		}
-		r.Ports = append(r.Ports, port)
-	}
-	if i < len(args) && args[i] == "from" {
-		i++
-		start := i
-		for ; i < len(args) && args[i] != "to"; i++ {
-			if args[i] == "from" {
-				return r, p.errAt(line, "from given twice in one rule")
-			}
-			pf, err := parsePrefix(args[i])
-			if err != nil {
-				return r, p.errAt(line, "from: %v", err)
-			}
-			if slices.Contains(r.From, pf) {
-				return r, p.errAt(line, "from: %s given twice", pf)
-			}
-			r.From = append(r.From, pf)
-		}
-		if i == start {
-			return r, p.errAt(line, "from needs one or more CIDRs or addresses")
-		}
-	}
-	if i < len(args) && args[i] == "to" {
-		i++
-		if i == len(args) {
-			return r, p.errAt(line, "to needs a destination, HOST:PORT")
-		}
-		if r.To, err = allowlist.ParseTarget(args[i]); err != nil {
-			return r, p.errAt(line, "to: %s", plain(err))
-		}
-		if i++; i < len(args) {
-			return r, p.errAt(line, "unexpected %q after the destination (%s)", args[i], ruleSyntax)
-		}
-	}
-	// Canonical order, so that rules saying the same thing compare equal.
-	slices.Sort(r.Ports)
-	slices.SortFunc(r.From, netip.Prefix.Compare)
+	r.Origin = p.origin(line)
 	return r, nil
 }
 
@@ -574,7 +524,7 @@ func (p *parser) zone() error {
 	}
 	name, err := allowlist.ParseUnicodeName(args[0])
 	if err != nil {
-		return d.Errf("zone: %s", plain(err))
+		return d.Errf("zone: %s", err)
 	}
 	if !p.hasBlock() {
 		return d.Errf("zone %s needs a block on the same line: zone %s { forward ADDR... }", name, name)
@@ -614,13 +564,13 @@ func (p *parser) route() error {
 	if len(args) != 2 {
 		return d.ArgErr("tcp", "a port and a destination: tcp PORT HOST:PORT")
 	}
-	port, err := parsePort(args[0])
+	port, err := allowlist.ParsePort(args[0])
 	if err != nil {
 		return d.Errf("tcp: %v", err)
 	}
 	to, err := allowlist.ParseTarget(args[1])
 	if err != nil {
-		return d.Errf("tcp: %s", plain(err))
+		return d.Errf("tcp: %s", err)
 	}
 	p.c.Routes = append(p.c.Routes, Route{Port: port, To: to, Origin: p.origin(line)})
 	return nil
@@ -671,26 +621,6 @@ func checkBraces(d caddyfile.Dispenser) error {
 	return nil
 }
 
-// plain drops the allowlist package's prefix from its errors, which sit inside ours.
-func plain(err error) string {
-	return strings.ReplaceAll(err.Error(), "allowlist: ", "")
-}
-
-// parseAddr reads an IP address as a person writes it: no zone, and IPv4 in dotted form.
-func parseAddr(s string) (netip.Addr, error) {
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("%q is not an IP address", s)
-	}
-	if a.Zone() != "" {
-		return netip.Addr{}, fmt.Errorf("%s: zones (%%%s) are not supported", s, a.Zone())
-	}
-	if a.Is4In6() {
-		return netip.Addr{}, fmt.Errorf("%s: write IPv4 addresses as %s", s, a.Unmap())
-	}
-	return a, nil
-}
-
 func addrFamily(a netip.Addr) string {
 	if a.Is4() {
 		return "IPv4"
@@ -703,50 +633,19 @@ func parseServer(s string) (netip.AddrPort, error) {
 	var a netip.Addr
 	port := DefaultDNSServerPort
 	if host, portText, err := net.SplitHostPort(s); err == nil {
-		if port, err = parsePort(portText); err != nil {
+		if port, err = allowlist.ParsePort(portText); err != nil {
 			return netip.AddrPort{}, fmt.Errorf("%s: %v", s, err)
 		}
-		if a, err = parseAddr(host); err != nil {
+		if a, err = allowlist.ParseAddr(host); err != nil {
 			return netip.AddrPort{}, err
 		}
-	} else if a, err = parseAddr(s); err != nil {
+	} else if a, err = allowlist.ParseAddr(s); err != nil {
 		return netip.AddrPort{}, fmt.Errorf("%q is not ADDR or ADDR:PORT", s)
 	}
 	if a.IsUnspecified() || a.IsMulticast() {
 		return netip.AddrPort{}, fmt.Errorf("%s is not a host address", a)
 	}
 	return netip.AddrPortFrom(a, port), nil
-}
-
-// parsePrefix reads a CIDR, or a bare address meaning just that host (/32 or /128). A CIDR
-// with bits set past its length is rejected rather than masked: it is usually a typo.
-func parsePrefix(s string) (netip.Prefix, error) {
-	if !strings.Contains(s, "/") {
-		a, err := parseAddr(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR or an address", s)
-		}
-		return netip.PrefixFrom(a, a.BitLen()), nil
-	}
-	pf, err := netip.ParsePrefix(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR", s)
-	}
-	if pf.Addr().Is4In6() {
-		return netip.Prefix{}, fmt.Errorf("%s: write IPv4 prefixes in dotted form", s)
-	}
-	if m := pf.Masked(); m != pf {
-		return netip.Prefix{}, fmt.Errorf("%s has bits set past /%d: did you mean %s?", s, pf.Bits(), m)
-	}
-	return pf, nil
-}
-
-func parsePort(s string) (uint16, error) {
-	n, err := strconv.ParseUint(s, 10, 16)
-	if err != nil || n == 0 {
-		return 0, fmt.Errorf("port %q: want a number from 1 to 65535", s)
-	}
-	return uint16(n), nil
 }
 
 // parseDuration reads a Go duration ("30s", "1h30m") or a bare number of seconds ("30").

@@ -1,4 +1,4 @@
-package appliance
+package onboard
 
 import (
 	"slices"
@@ -76,7 +76,7 @@ func TestPresetAIOHasArc(t *testing.T) {
 
 func TestPresetUnknown(t *testing.T) {
 	_, err := Preset("azure")
-	const want = `appliance: no preset "azure" (have azure-arc, azure-iot-operations)`
+	const want = `no preset "azure" (have azure-arc, azure-iot-operations)`
 	if err == nil || err.Error() != want {
 		t.Errorf("error %v, want %s", err, want)
 	}

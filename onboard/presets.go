@@ -1,4 +1,4 @@
-package appliance
+package onboard
 
 // Presets are the endpoint lists Microsoft documents for Azure Arc and Azure IoT Operations
 // behind Layered Network Management, as rules ready to add (`lnm allow add --preset NAME`).
@@ -75,7 +75,19 @@ var presets = []PresetInfo{
 // Presets returns every preset, sorted by name. Callers must not modify them.
 func Presets() []PresetInfo { return presets }
 
-// Preset returns a preset's rules, with any port and any source, Origin "preset NAME".
+// UnknownPresetError names a preset that does not exist and the ones that do. Its text has no
+// package prefix: it answers the user's own word.
+type UnknownPresetError struct {
+	Name string
+	Have []string
+}
+
+func (e *UnknownPresetError) Error() string {
+	return fmt.Sprintf("no preset %q (have %s)", e.Name, strings.Join(e.Have, ", "))
+}
+
+// Preset returns a preset's rules, with any port and any source, Origin "preset NAME". An
+// unknown name is an *UnknownPresetError.
 func Preset(name string) ([]allowlist.Rule, error) {
 	for _, p := range presets {
 		if p.Name == name {
@@ -86,7 +98,7 @@ func Preset(name string) ([]allowlist.Rule, error) {
 	for i, p := range presets {
 		names[i] = p.Name
 	}
-	return nil, fmt.Errorf("appliance: no preset %q (have %s)", name, strings.Join(names, ", "))
+	return nil, &UnknownPresetError{Name: name, Have: names}
 }
 
 func presetRules(p PresetInfo) []allowlist.Rule {
@@ -94,7 +106,7 @@ func presetRules(p PresetInfo) []allowlist.Rule {
 	for i, s := range p.Patterns {
 		pat, err := allowlist.ParsePattern(s)
 		if err != nil {
-			panic("appliance: preset " + p.Name + ": " + err.Error()) // TestPresetsParse
+			panic("onboard: preset " + p.Name + ": " + err.Error()) // TestPresetsParse
 		}
 		rules[i] = allowlist.Rule{Pattern: pat, Origin: "preset " + p.Name}
 	}

@@ -1,10 +1,9 @@
-// Package appliance turns one config file into a running lnm box: it parses and validates the
-// config, builds the resolver and the forwarder from it, and swaps them on reload.
-//
-// This file and its config_*.go siblings hold the config: Parse reads the Corefile-syntax text
+// Package config is lnm's configuration language: the Config type, the parser (coredns/caddy's
+// caddyfile lexer), validation, the summary `lnm check` prints, and the managed allow file
+// (lnm.allow) that `lnm allow` edits. It starts nothing: Parse reads the Corefile-syntax text
 // without side effects (no lookups, no listening, no reading /etc/resolv.conf), and Validate
 // does the cross-field checks. `lnm check` is exactly those two calls followed by Summary.
-package appliance
+package config
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package appliance
+package onboard
 
 // Import turns another tool's allow list into lnm rules: Azure IoT Layered Network
 // Management's Lnm custom resource (../shared/reference/lnm.md §3) and dnsmasq's address=
@@ -54,7 +54,7 @@ func Import(data []byte, format string) (ImportResult, error) {
 	if format == "" {
 		format = DetectImportFormat(data)
 		if format == "" {
-			return ImportResult{}, errors.New("appliance: import: neither an Lnm custom resource (no apiVersion/kind) nor a dnsmasq file (no address= or server= line); name the format")
+			return ImportResult{}, errors.New("onboard: import: neither an Lnm custom resource (no apiVersion/kind) nor a dnsmasq file (no address= or server= line); name the format")
 		}
 	}
 	switch format {
@@ -63,7 +63,7 @@ func Import(data []byte, format string) (ImportResult, error) {
 	case FormatDnsmasq:
 		return ImportDnsmasq(data)
 	}
-	return ImportResult{}, fmt.Errorf("appliance: import: unknown format %q (want %s or %s)", format, FormatLnm, FormatDnsmasq)
+	return ImportResult{}, fmt.Errorf("onboard: import: unknown format %q (want %s or %s)", format, FormatLnm, FormatDnsmasq)
 }
 
 // DetectImportFormat tells the format by content: FormatLnm for YAML with a top-level
@@ -128,7 +128,7 @@ func ImportLnm(data []byte) (ImportResult, error) {
 			break
 		}
 		if err != nil {
-			return ImportResult{}, fmt.Errorf("appliance: import: %w", err)
+			return ImportResult{}, fmt.Errorf("onboard: import: %w", err)
 		}
 		if len(n.Content) == 0 || isNull(n.Content[0]) {
 			continue // an empty document, as after a final ---
@@ -149,7 +149,7 @@ func ImportLnm(data []byte) (ImportResult, error) {
 		found = found || ok
 	}
 	if !found {
-		return ImportResult{}, errors.New("appliance: import: no Lnm custom resource in the file (want apiVersion " + lnmKinds[0].apiVersion + ", kind Lnm)")
+		return ImportResult{}, errors.New("onboard: import: no Lnm custom resource in the file (want apiVersion " + lnmKinds[0].apiVersion + ", kind Lnm)")
 	}
 	im.portNotes()
 	return im.res, nil
@@ -165,7 +165,7 @@ type importer struct {
 
 // add appends a rule unless one saying the same thing is there; it reports whether it did.
 func (im *importer) add(r allowlist.Rule, warnDup bool) bool {
-	key := ruleKey(&r)
+	key := r.Key()
 	if first, ok := im.seen[key]; ok {
 		if warnDup {
 			im.warn("%s: %q repeats %s; imported once", r.Origin, r.String(), first)
@@ -210,7 +210,7 @@ func (im *importer) unmapped(path string, v *yaml.Node, line int, why string) {
 }
 
 func (im *importer) errorf(path string, line int, format string, args ...any) error {
-	return fmt.Errorf("appliance: import: %s%s (line %d): %s", im.doc, path, line, fmt.Sprintf(format, args...))
+	return fmt.Errorf("onboard: import: %s%s (line %d): %s", im.doc, path, line, fmt.Sprintf(format, args...))
 }
 
 // lnmDocument imports one YAML document; it reports whether the document was an Lnm.
@@ -346,7 +346,7 @@ func (im *importer) sources(v *yaml.Node, line int) ([]netip.Prefix, error) {
 		if v.Value == "" {
 			return nil, nil
 		}
-		p, err := parsePrefix(v.Value)
+		p, err := allowlist.ParsePrefix(v.Value)
 		if err != nil {
 			return nil, im.errorf(path, line, "%q: %v", v.Value, err)
 		}
@@ -464,7 +464,7 @@ func (im *importer) domain(path string, d *yaml.Node, from []netip.Prefix) error
 	}
 	pat, err := allowlist.ParsePattern(host)
 	if err != nil {
-		return im.errorf(path, urlNode.Line, "destinationUrl %q: %s", url, plain(err))
+		return im.errorf(path, urlNode.Line, "destinationUrl %q: %s", url, err)
 	}
 	r := allowlist.Rule{Pattern: pat, From: from, Origin: origin}
 	if port != 0 {
@@ -521,12 +521,12 @@ func cleanURL(s string) (host string, port uint16, notes []string, err error) {
 		if s[0] != ':' {
 			return "", 0, nil, errors.New("want HOST or HOST:PORT")
 		}
-		if port, err = parsePort(s[1:]); err != nil {
+		if port, err = allowlist.ParsePort(s[1:]); err != nil {
 			return "", 0, nil, err
 		}
 	case strings.Count(s, ":") == 1:
 		h, p, _ := strings.Cut(s, ":")
-		if port, err = parsePort(p); err != nil {
+		if port, err = allowlist.ParsePort(p); err != nil {
 			return "", 0, nil, err
 		}
 		host = h
@@ -692,10 +692,10 @@ func ImportDnsmasq(data []byte) (ImportResult, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return ImportResult{}, fmt.Errorf("appliance: import: %w", err)
+		return ImportResult{}, fmt.Errorf("onboard: import: %w", err)
 	}
 	if len(im.res.Rules) == 0 {
-		return ImportResult{}, errors.New("appliance: import: no address=/NAME/IP or server=/NAME/IP line in the file")
+		return ImportResult{}, errors.New("onboard: import: no address=/NAME/IP or server=/NAME/IP line in the file")
 	}
 	return im.res, nil
 }
@@ -729,7 +729,7 @@ func (im *importer) dnsmasqLine(n int, line string) error {
 	parts := strings.Split(val[1:], "/")
 	names, target := parts[:len(parts)-1], parts[len(parts)-1]
 	if len(names) == 0 {
-		return fmt.Errorf("appliance: import: line %d: %q: want %s=/NAME/IP", n, line, opt)
+		return fmt.Errorf("onboard: import: line %d: %q: want %s=/NAME/IP", n, line, opt)
 	}
 	switch {
 	case opt == "address" && (target == "" || target == "#" || isUnspecified(target)):
@@ -757,7 +757,7 @@ func (im *importer) dnsmasqLine(n int, line string) error {
 		}
 		pat, err := allowlist.ParsePattern(text)
 		if err != nil {
-			return fmt.Errorf("appliance: import: line %d: %q: %s", n, name, plain(err))
+			return fmt.Errorf("onboard: import: line %d: %q: %s", n, name, err)
 		}
 		if opt == "address" { // server= lines usually name private zones
 			im.checkTLD(origin, pat)
@@ -773,17 +773,4 @@ func (im *importer) dnsmasqLine(n int, line string) error {
 func isUnspecified(s string) bool {
 	a, err := netip.ParseAddr(s)
 	return err == nil && a.IsUnspecified()
-}
-
-// SpecOf returns a rule in the form POST /v1/allow and AddManaged take, with comment for the
-// note written above it.
-func SpecOf(r allowlist.Rule, comment string) RuleSpec {
-	s := RuleSpec{Pattern: r.Pattern.String(), To: r.To.String(), Comment: comment}
-	for _, p := range r.Ports {
-		s.Ports = append(s.Ports, int(p))
-	}
-	for _, p := range r.From {
-		s.From = append(s.From, p.String())
-	}
-	return s
 }

@@ -1,4 +1,10 @@
-package appliance
+// Package adminapi is the admin API's wire contract and the client that speaks it: every path,
+// every request and reply as a named type, the error body, and Client, which the CLI uses. The
+// box serves it (appliance/admin*.go) on a Unix socket; this package never imports the box.
+//
+// A new endpoint is a Path constant with its line in the table below, its request and reply
+// types here, a Client method, and a handler in the appliance.
+package adminapi
 
 import (
 	"fmt"
@@ -35,7 +41,9 @@ import (
 //	                              config file has P ("rule P is written in FILE:LINE; edit
 //	                              that file"), 404 when no rule has it
 //
-// FILTER is the query form of FilterValues. Errors are 4xx/5xx with an APIError body.
+//	POST /v1/reload and POST /v1/mode answer ReloadReply and ModeReply.
+//
+// FILTER is the query form of Query.Values. Errors are 4xx/5xx with an APIError body.
 const (
 	PathAudit       = "/v1/audit"
 	PathAuditFollow = "/v1/audit/follow"
@@ -48,6 +56,18 @@ const (
 // APIError is the body of every error response.
 type APIError struct {
 	Error string `json:"error"`
+}
+
+// ReloadReply is the answer to POST /v1/reload: the file read and the list now running.
+type ReloadReply struct {
+	Config string `json:"config"`
+	Hash   string `json:"hash"`
+	Rules  int    `json:"rules"`
+}
+
+// ModeReply is the answer to POST /v1/mode.
+type ModeReply struct {
+	Learn bool `json:"learn"`
 }
 
 // Query is what GET /v1/audit selects: a filter, and optionally exact sequence numbers (the
@@ -168,78 +188,4 @@ func ParseClient(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("client %q: want an address or CIDR", s)
 	}
 	return p.Masked(), nil
-}
-
-// Status is the body of GET /v1/status.
-type Status struct {
-	Box       string        `json:"box"`
-	Level     int           `json:"level"`
-	Version   string        `json:"version"`
-	Config    string        `json:"config"`
-	Started   time.Time     `json:"started"`
-	UptimeS   int64         `json:"uptime_s"`
-	Mode      string        `json:"mode"` // enforce (learn mode comes with allow-list operations)
-	Parent    *ParentStatus `json:"parent,omitempty"`
-	Listeners []Listener    `json:"listeners"`
-	Rules     int           `json:"rules"`
-	Counters  Counters      `json:"counters"`
-	Active    int64         `json:"active_connections"`
-	// TopClients and TopNames count the records of the last hour held in memory.
-	TopClients []Count     `json:"top_clients"`
-	TopNames   []Count     `json:"top_names"`
-	Audit      AuditStatus `json:"audit"`
-	Store      StoreStatus `json:"store"`
-}
-
-// ParentStatus says whether the box one level up answers on its first proxy port.
-type ParentStatus struct {
-	Addr      string `json:"addr"`
-	Reachable bool   `json:"reachable"`
-	Error     string `json:"error,omitempty"`
-	RTTMS     int64  `json:"rtt_ms,omitempty"`
-}
-
-// Listener is one bound socket.
-type Listener struct {
-	Proto string `json:"proto"` // dns/udp, dns/tcp, proxy, tcp-route
-	Addr  string `json:"addr"`
-}
-
-// Counters count decisions since start.
-type Counters struct {
-	DNSQueries uint64 `json:"dns_queries"`
-	DNSDenied  uint64 `json:"dns_denied"`
-	// DNSRateLimited counts UDP queries over a client's rate limit: not answered, or
-	// answered empty with TC, and summarized in the audit log rather than recorded. It
-	// grows with the summaries, every 10 seconds while a client is limited.
-	DNSRateLimited uint64 `json:"dns_rate_limited"`
-	Conns          uint64 `json:"connections"`
-	ConnsDenied    uint64 `json:"connections_denied"`
-	BytesUp        uint64 `json:"bytes_up"`
-	BytesDown      uint64 `json:"bytes_down"`
-}
-
-// Count is a name or client with how often it was seen.
-type Count struct {
-	Key   string `json:"key"`
-	Count int    `json:"count"`
-}
-
-// AuditStatus is the audit log's health.
-type AuditStatus struct {
-	Dir      string `json:"dir"` // empty: audit off, records in memory only
-	Healthy  bool   `json:"healthy"`
-	Error    string `json:"error,omitempty"`
-	Queue    int    `json:"queue"`
-	LastSeq  uint64 `json:"last_seq"`
-	Written  uint64 `json:"written"`
-	Refused  uint64 `json:"refused_while_failing"`
-	FailOpen bool   `json:"fail_open"`
-}
-
-// StoreStatus is the in-memory store's size.
-type StoreStatus struct {
-	Records int       `json:"records"`
-	Bytes   int64     `json:"bytes"`
-	Oldest  time.Time `json:"oldest"`
 }

@@ -1,4 +1,4 @@
-package appliance
+package config
 
 import (
 	"fmt"
@@ -91,7 +91,7 @@ func (c *Config) Summary() string {
 		set("tcp", fmt.Sprintf("%d to %s  # %s", r.Port, r.To, r.Origin))
 	}
 
-	rules := c.orderedRules()
+	rules := c.OrderedRules()
 	if len(rules) == 0 {
 		set("allow", "none: every name is denied")
 	} else {
@@ -115,8 +115,8 @@ func (c *Config) Summary() string {
 	return b.String()
 }
 
-// orderedRules returns the rules in match order, or as written if they do not form a list.
-func (c *Config) orderedRules() []*allowlist.Rule {
+// OrderedRules returns the rules in match order (the order `lnm check` prints), or as written if they do not form a list.
+func (c *Config) OrderedRules() []*allowlist.Rule {
 	if l, err := c.List(); err == nil {
 		return l.Ordered()
 	}

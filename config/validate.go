@@ -1,4 +1,4 @@
-package appliance
+package config
 
 import (
 	"cmp"
@@ -49,7 +49,7 @@ func (v *validator) add(line int, format string, args ...any) {
 }
 
 func (v *validator) addAt(origin string, format string, args ...any) {
-	file, line := splitOrigin(origin, v.c.File)
+	file, line := SplitOrigin(origin, v.c.File)
 	v.errs = append(v.errs, &ConfigError{File: file, Line: line, Msg: fmt.Sprintf(format, args...)})
 }
 
@@ -61,8 +61,8 @@ func (c *Config) line(directive string) int {
 	return c.lnmLine
 }
 
-// splitOrigin splits "FILE:LINE"; an origin without a line keeps the whole text as the file.
-func splitOrigin(origin, file string) (string, int) {
+// SplitOrigin splits "FILE:LINE" (a rule's or zone's Origin); an origin without a line keeps the whole text as the file.
+func SplitOrigin(origin, file string) (string, int) {
 	if origin == "" {
 		return file, 0
 	}
@@ -136,7 +136,7 @@ func (v *validator) ports() {
 			v.addAt(r.Origin, "tcp port %d is already used by %s", r.Port, prev)
 			continue
 		}
-		_, line := splitOrigin(r.Origin, c.File)
+		_, line := SplitOrigin(r.Origin, c.File)
 		owner[r.Port] = fmt.Sprintf("tcp (line %d)", line)
 	}
 }
@@ -159,22 +159,13 @@ func (v *validator) rules() {
 				v.addAt(r.Origin, "rule %q: port %d has no proxy listener (%s)", r.String(), port, have)
 			}
 		}
-		key := ruleKey(r)
+		key := r.Key()
 		if prev, ok := first[key]; ok {
 			v.addAt(r.Origin, "duplicate rule %q (first at %s)", r.String(), prev)
 			continue
 		}
 		first[key] = r.Origin
 	}
-}
-
-// ruleKey is equal for rules that say the same thing whatever order their ports and
-// sources were written in.
-func ruleKey(r *allowlist.Rule) string {
-	n := *r
-	n.Ports = slices.Sorted(slices.Values(r.Ports))
-	n.From = slices.SortedFunc(slices.Values(r.From), netip.Prefix.Compare)
-	return n.String()
 }
 
 // loops rejects destinations that are the box itself: the connection or query would come
@@ -236,7 +227,7 @@ func (c *Config) isSelf(a netip.Addr) bool {
 func (c *Config) Warnings() []string {
 	var ws []*ConfigError
 	warn := func(origin string, format string, args ...any) {
-		file, line := splitOrigin(origin, c.File)
+		file, line := SplitOrigin(origin, c.File)
 		ws = append(ws, &ConfigError{File: file, Line: line, Msg: fmt.Sprintf(format, args...)})
 	}
 	lnm := c.File + ":" + strconv.Itoa(c.lnmLine)
