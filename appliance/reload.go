@@ -118,29 +118,7 @@ func (rt *Runtime) apply(cur, next *config.Config, learn bool) error {
 
 // restartOnly names the settings a reload cannot change.
 func restartOnly(cur, next *config.Config) error {
-	var changed []string
-	check := func(name string, same bool) {
-		if !same {
-			changed = append(changed, name)
-		}
-	}
-	check("listen", slices.Equal(cur.Listen, next.Listen))
-	check("dns", cur.DNSPort == next.DNSPort)
-	check("admin", cur.Admin == next.Admin)
-	check("metrics", cur.Metrics == next.Metrics)
-	check("audit", cur.AuditDir == next.AuditDir)
-	check("fsync", cur.Fsync == next.Fsync && cur.FsyncAlways == next.FsyncAlways)
-	check("audit_max_age", cur.AuditMaxAge == next.AuditMaxAge)
-	check("audit_max_size", cur.AuditMaxSize == next.AuditMaxSize)
-	check("on_audit_failure", cur.AuditFailOpen == next.AuditFailOpen)
-	check("link_window", cur.LinkWindow == next.LinkWindow)
-	check("store_max", cur.StoreMax == next.StoreMax)
-	check("store_age", cur.StoreAge == next.StoreAge)
-	check("dns_rate_limit", cur.DNSRateLimit == next.DNSRateLimit)
-	check("name", cur.Name == next.Name)
-	check("level", cur.Level == next.Level)
-	check("children", slices.Equal(cur.Children, next.Children))
-	if len(changed) > 0 {
+	if changed := config.RestartOnly(config.Changed(cur, next)); len(changed) > 0 {
 		return fmt.Errorf("appliance: reload: %s changed %s; restart lnm to apply it", next.File, strings.Join(changed, ", "))
 	}
 	return nil

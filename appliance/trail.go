@@ -97,13 +97,7 @@ func (t *trail) record(r *audit.Record) error {
 
 // fromChild reports whether a record's client is a box one level down.
 func (t *trail) fromChild(r *audit.Record) bool {
-	a := r.Client.Addr().Unmap()
-	for _, p := range t.children {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return allowlist.Prefixes(t.children).Contains(r.Client.Addr())
 }
 
 // onQuery is the resolver's OnQuery hook.

@@ -15,29 +15,6 @@ import (
 	"github.com/lnm-project/lnm/allowlist"
 )
 
-// Defaults that Parse fills in for directives the file leaves out.
-const (
-	DefaultDNSPort      uint16 = 53
-	DefaultTTL                 = 60 * time.Second
-	DefaultHelloTimeout        = 10 * time.Second
-	DefaultDialTimeout         = 5 * time.Second
-	DefaultIdleTimeout         = time.Hour
-	// DefaultDNSServerPort is the port of an upstream or zone server written without one.
-	DefaultDNSServerPort uint16 = 53
-
-	DefaultAdmin              = "/run/lnm/admin.sock"
-	DefaultAuditDir           = "/var/lib/lnm/audit"
-	DefaultFsync              = 100 * time.Millisecond
-	DefaultAuditMaxAge        = 90 * 24 * time.Hour
-	DefaultAuditMaxSize int64 = 4 << 30
-	DefaultLinkWindow         = 10 * time.Minute
-	DefaultStoreMax           = 1_000_000
-	DefaultStoreAge           = 24 * time.Hour
-	// DefaultDNSRateLimit is a client's UDP queries a second: a device that resolves before
-	// every connection stays far below it, one stuck in a loop does not.
-	DefaultDNSRateLimit = 500
-)
-
 // Config is one box's effective configuration. Parse returns it with every default already
 // applied, so the runtime reads the fields as they are; a Config built in code should start
 // from Defaults. Each field's comment names its directive and what its zero value does.
@@ -212,25 +189,16 @@ func (e *ConfigError) Error() string {
 	return "config: " + e.Msg
 }
 
-// Defaults returns a Config holding every default and nothing else; it does not validate
-// (Listen is still empty).
+// Defaults returns a Config holding every directive's default and nothing else; it does not
+// validate (Listen is still empty).
 func Defaults() *Config {
-	return &Config{
-		DNSPort:      DefaultDNSPort,
-		TTL:          DefaultTTL,
-		HelloTimeout: DefaultHelloTimeout,
-		DialTimeout:  DefaultDialTimeout,
-		IdleTimeout:  DefaultIdleTimeout,
-		Admin:        DefaultAdmin,
-		AuditDir:     DefaultAuditDir,
-		Fsync:        DefaultFsync,
-		AuditMaxAge:  DefaultAuditMaxAge,
-		AuditMaxSize: DefaultAuditMaxSize,
-		LinkWindow:   DefaultLinkWindow,
-		StoreMax:     DefaultStoreMax,
-		StoreAge:     DefaultStoreAge,
-		DNSRateLimit: DefaultDNSRateLimit,
+	c := &Config{}
+	for i := range directives {
+		if def := directives[i].def; def != nil {
+			def(c)
+		}
 	}
+	return c
 }
 
 // Load reads, parses and validates the config file at path, together with its managed rules

@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/lnm-project/lnm/resolver"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/config from the current output")
@@ -265,7 +267,7 @@ func TestCodeBuiltConfig(t *testing.T) {
 	if err := c.Validate(); err == nil || err.Error() != "config: ttl must be above zero" {
 		t.Fatalf("zero TTL: got %v", err)
 	}
-	c.TTL = DefaultTTL
+	c.TTL = resolver.DefaultTTL
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}

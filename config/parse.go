@@ -13,18 +13,11 @@ import (
 	"github.com/coredns/caddy/caddyfile"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/resolver"
 )
 
 // maxTTL keeps synthesized answers from outliving a config change by more than a day.
 const maxTTL = 24 * time.Hour
-
-// singleValued are the directives that may appear once in the lnm block.
-var singleValued = []string{
-	"level", "name", "listen", "dns", "proxy", "parent", "upstream", "sources", "ttl",
-	"hello_timeout", "dial_timeout", "idle_timeout", "admin", "metrics", "audit",
-	"fsync", "audit_max_age", "audit_max_size", "on_audit_failure", "link_window",
-	"store_max", "store_age", "mode", "on_revoke", "children", "dns_rate_limit",
-}
 
 // parser is a caddyfile Dispenser whose errors are *ConfigError.
 type parser struct {
@@ -106,85 +99,26 @@ func (p *parser) file() error {
 	return nil
 }
 
+// directive reads one directive of the lnm block with its entry in the table.
 func (p *parser) directive() error {
-	d := p
-	name, line := d.Val(), d.Line()
-	switch name {
-	case "allow":
-		return p.allow()
-	case "zone":
-		return p.zone()
-	case "tcp":
-		return p.route()
+	name, line := p.Val(), p.Line()
+	d := directiveByName[name]
+	if d == nil {
+		return p.Errf("unknown property %q", name)
 	}
-	if !slices.Contains(singleValued, name) {
-		return d.Errf("unknown property %q", name)
+	if !d.repeat {
+		if prev, ok := p.c.pos[name]; ok {
+			return p.Errf("%s given twice (first at line %d)", name, prev)
+		}
+		p.c.pos[name] = line
 	}
-	if prev, ok := p.c.pos[name]; ok {
-		return d.Errf("%s given twice (first at line %d)", name, prev)
+	args := p.RemainingArgs()
+	if !d.block {
+		if err := p.noBlock(name); err != nil {
+			return err
+		}
 	}
-	p.c.pos[name] = line
-	args := d.RemainingArgs()
-	if err := p.noBlock(name); err != nil {
-		return err
-	}
-	c := p.c
-	var err error
-	switch name {
-	case "level":
-		err = p.level(args)
-	case "name":
-		c.Name, err = p.oneArg(name, "a box name", args)
-	case "listen":
-		err = p.listen(args)
-	case "dns":
-		err = p.dns(args)
-	case "proxy":
-		err = p.proxy(args)
-	case "parent":
-		err = p.parent(args)
-	case "upstream":
-		c.Upstream, err = p.servers(name, args)
-	case "sources":
-		c.Sources, err = p.prefixes(name, args)
-	case "children":
-		c.Children, err = p.prefixes(name, args)
-	case "ttl":
-		err = p.ttl(args)
-	case "hello_timeout":
-		c.HelloTimeout, err = p.timeout(name, args)
-	case "dial_timeout":
-		c.DialTimeout, err = p.timeout(name, args)
-	case "idle_timeout":
-		c.IdleTimeout, err = p.timeout(name, args)
-	case "admin":
-		c.Admin, err = p.pathOrOff(name, "the path of the admin socket", args)
-	case "metrics":
-		err = p.metrics(args)
-	case "audit":
-		c.AuditDir, err = p.pathOrOff(name, "the audit log directory", args)
-	case "fsync":
-		err = p.fsync(args)
-	case "audit_max_age":
-		c.AuditMaxAge, err = p.timeout(name, args)
-	case "audit_max_size":
-		c.AuditMaxSize, err = p.size(name, args)
-	case "on_audit_failure":
-		err = p.onAuditFailure(args)
-	case "link_window":
-		c.LinkWindow, err = p.timeout(name, args)
-	case "store_max":
-		c.StoreMax, err = p.count(name, args)
-	case "store_age":
-		c.StoreAge, err = p.timeout(name, args)
-	case "dns_rate_limit":
-		c.DNSRateLimit, err = p.countOrOff(name, args)
-	case "mode":
-		c.Learn, err = p.choice(name, args, "enforce", "learn")
-	case "on_revoke":
-		c.DrainRevoked, err = p.choice(name, args, "revoke", "drain")
-	}
-	return err
+	return d.parse(p, args)
 }
 
 func (p *parser) oneArg(directive, want string, args []string) (string, error) {
@@ -479,9 +413,9 @@ func (p *parser) metrics(args []string) error {
 	return nil
 }
 
-func (p *parser) allow() error {
+func (p *parser) allow(args []string) error {
 	d := p
-	if args := d.RemainingArgs(); len(args) > 0 {
+	if len(args) > 0 {
 		return d.Errf("allow takes no arguments; write one rule per line inside allow { ... }")
 	}
 	if !p.hasBlock() {
@@ -512,10 +446,9 @@ func (p *parser) rule() (allowlist.Rule, error) {
 	return r, nil
 }
 
-func (p *parser) zone() error {
+func (p *parser) zone(args []string) error {
 	d := p
 	line := d.Line()
-	args := d.RemainingArgs()
 	if len(args) != 1 {
 		return d.ArgErr("zone", "one zone name: zone NAME { forward ADDR... }")
 	}
@@ -554,13 +487,9 @@ func (p *parser) zone() error {
 	return nil
 }
 
-func (p *parser) route() error {
+func (p *parser) route(args []string) error {
 	d := p
 	line := d.Line()
-	args := d.RemainingArgs()
-	if err := p.noBlock("tcp"); err != nil {
-		return err
-	}
 	if len(args) != 2 {
 		return d.ArgErr("tcp", "a port and a destination: tcp PORT HOST:PORT")
 	}
@@ -631,7 +560,7 @@ func addrFamily(a netip.Addr) string {
 // parseServer reads a DNS server: ADDR, ADDR:PORT or [IPv6]:PORT.
 func parseServer(s string) (netip.AddrPort, error) {
 	var a netip.Addr
-	port := DefaultDNSServerPort
+	port := resolver.DefaultPort
 	if host, portText, err := net.SplitHostPort(s); err == nil {
 		if port, err = allowlist.ParsePort(portText); err != nil {
 			return netip.AddrPort{}, fmt.Errorf("%s: %v", s, err)

@@ -15,104 +15,41 @@ import (
 // its default filled in, the zones and tcp routes, the allow rules in match order with their
 // origins, and the warnings. The text is stable: same config, same bytes.
 func (c *Config) Summary() string {
-	var b strings.Builder
-	set := func(key, value string) { fmt.Fprintf(&b, "%-17s%s\n", key, value) }
-
-	set("config", orNone(c.File, "(not from a file)"))
-	set("level", strconv.Itoa(c.Level))
-	set("name", orNone(c.Name, "(host name at run time)"))
-	set("listen", c.listenText())
-	set("dns", portOrOff(c.DNSPort))
-	proxies := make([]string, len(c.Proxies))
-	for i, m := range c.Proxies {
-		proxies[i] = m.String()
+	s := &summary{}
+	s.set("config", orNone(c.File, "(not from a file)"))
+	for i := range directives {
+		directives[i].summary(c, s)
 	}
-	set("proxy", orNone(strings.Join(proxies, " "), "none"))
-	if c.Parent.IsValid() {
-		set("parent", c.Parent.String())
-	} else {
-		set("parent", "none (top level: names are resolved through upstream)")
-	}
-	set("upstream", orNone(joinAddrPorts(c.Upstream), "(from /etc/resolv.conf at run time)"))
-	set("sources", orNone(joinPrefixes(c.Sources), "any"))
-	if len(c.Children) > 0 {
-		set("children", joinPrefixes(c.Children))
-	}
-	set("ttl", duration(c.TTL))
-	set("hello_timeout", duration(c.HelloTimeout))
-	set("dial_timeout", duration(c.DialTimeout))
-	set("idle_timeout", duration(c.IdleTimeout))
-	set("admin", orNone(c.Admin, "off"))
-	set("metrics", orNone(c.Metrics, "off"))
-	set("audit", orNone(c.AuditDir, "off (records kept in memory only)"))
-	if c.AuditDir != "" {
-		if c.FsyncAlways {
-			set("fsync", "always")
-		} else {
-			set("fsync", duration(c.Fsync))
-		}
-		set("audit_max_age", duration(c.AuditMaxAge))
-		set("audit_max_size", sizeText(c.AuditMaxSize))
-	}
-	if c.AuditFailOpen {
-		set("on_audit_failure", "allow (keep serving when records cannot be written)")
-	} else {
-		set("on_audit_failure", "closed (refuse what cannot be audited)")
-	}
-	if c.Learn {
-		set("mode", "learn (nothing is blocked; denials are recorded as would-deny)")
-	} else {
-		set("mode", "enforce")
-	}
-	if c.DrainRevoked {
-		set("on_revoke", "drain (connections a reload no longer allows may finish)")
-	} else {
-		set("on_revoke", "revoke (connections a reload no longer allows are closed)")
-	}
-	set("link_window", duration(c.LinkWindow))
-	set("store_max", strconv.Itoa(c.StoreMax))
-	set("store_age", duration(c.StoreAge))
-	if c.DNSRateLimit > 0 {
-		set("dns_rate_limit", strconv.Itoa(c.DNSRateLimit)+" UDP queries a second per client")
-	} else {
-		set("dns_rate_limit", "off")
-	}
-
-	if len(c.Zones) == 0 {
-		set("zone", "none")
-	}
-	for _, z := range c.Zones {
-		set("zone", fmt.Sprintf("%s forward %s  # %s", z.Name, joinAddrPorts(z.Forward), z.Origin))
-	}
-	if len(c.Routes) == 0 {
-		set("tcp", "none")
-	}
-	for _, r := range c.Routes {
-		set("tcp", fmt.Sprintf("%d to %s  # %s", r.Port, r.To, r.Origin))
-	}
-
-	rules := c.OrderedRules()
-	if len(rules) == 0 {
-		set("allow", "none: every name is denied")
-	} else {
-		set("allow", fmt.Sprintf("%d %s, in match order:", len(rules), plural(len(rules), "rule")))
-		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-		for i, r := range rules {
-			fmt.Fprintf(tw, "  %d\t%s\t# %s\n", i+1, r.String(), r.Origin)
-		}
-		tw.Flush()
-	}
-
 	ws := c.Warnings()
 	if len(ws) == 0 {
-		set("warnings", "none")
+		s.set("warnings", "none")
 	} else {
-		set("warnings", strconv.Itoa(len(ws))+":")
+		s.set("warnings", strconv.Itoa(len(ws))+":")
 		for _, w := range ws {
-			b.WriteString("  " + w + "\n")
+			s.b.WriteString("  " + w + "\n")
 		}
 	}
-	return b.String()
+	return s.b.String()
+}
+
+// summary is the text Summary builds, a setting a line.
+type summary struct{ b strings.Builder }
+
+func (s *summary) set(key, value string) { fmt.Fprintf(&s.b, "%-17s%s\n", key, value) }
+
+// rules writes the allow list in match order with each rule's origin.
+func (s *summary) rules(c *Config) {
+	rules := c.OrderedRules()
+	if len(rules) == 0 {
+		s.set("allow", "none: every name is denied")
+		return
+	}
+	s.set("allow", fmt.Sprintf("%d %s, in match order:", len(rules), plural(len(rules), "rule")))
+	tw := tabwriter.NewWriter(&s.b, 0, 0, 2, ' ', 0)
+	for i, r := range rules {
+		fmt.Fprintf(tw, "  %d\t%s\t# %s\n", i+1, r.String(), r.Origin)
+	}
+	tw.Flush()
 }
 
 // OrderedRules returns the rules in match order (the order `lnm check` prints), or as written if they do not form a list.

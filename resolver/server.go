@@ -96,8 +96,19 @@ type Config struct {
 	OnLimited func(LimitEvent)
 }
 
+// Defaults the box's config starts from (package config takes them from here).
 const (
-	defaultTTL         = 60 * time.Second
+	// DefaultTTL is the TTL of synthesized answers when Config.TTL is zero.
+	DefaultTTL = 60 * time.Second
+	// DefaultPort is the DNS port, for the server and for upstream servers written without one.
+	DefaultPort uint16 = 53
+	// DefaultRateLimit is the config's default for RateLimit, a client's UDP queries a second: a
+	// device that resolves before every connection stays far below it, one stuck in a loop
+	// does not. (A zero RateLimit means no limit.)
+	DefaultRateLimit = 500
+)
+
+const (
 	defaultMaxTCPConns = 150
 	tcpReadTimeout     = 5 * time.Second  // for the first message on a connection
 	tcpIdleTimeout     = 10 * time.Second // between messages (RFC 7766 §6.2.3)
@@ -194,7 +205,7 @@ func newPolicy(cfg *Config) (*policy, error) {
 	listen := cfg.Addr.Addr().Unmap()
 	wildcard := listen.IsUnspecified()
 	if cfg.TTL == 0 {
-		cfg.TTL = defaultTTL
+		cfg.TTL = DefaultTTL
 	}
 	ttl := cfg.TTL / time.Second
 	if cfg.TTL < time.Second || ttl > 1<<31-1 {

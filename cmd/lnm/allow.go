@@ -385,7 +385,7 @@ func allowTest(cfg *config.Config, q allowlist.Query) (bool, string) {
 	if cfg.Learn {
 		learn = "  mode     learn: the box lets it through and records it as would-deny\n"
 	}
-	if q.Source.IsValid() && len(cfg.Sources) > 0 && !containsAddr(cfg.Sources, q.Source) {
+	if q.Source.IsValid() && len(cfg.Sources) > 0 && !allowlist.Prefixes(cfg.Sources).Contains(q.Source) {
 		fmt.Fprintf(&b, "deny  %s\n  why      %s is outside sources; the box refuses it whatever the name\n", what, q.Source)
 		return false, b.String()
 	}
@@ -425,15 +425,6 @@ func allowTest(cfg *config.Config, q allowlist.Query) (bool, string) {
 func proxyPort(cfg *config.Config, port uint16) bool {
 	for _, m := range cfg.Proxies {
 		if m.Listen == port {
-			return true
-		}
-	}
-	return false
-}
-
-func containsAddr(ps []netip.Prefix, a netip.Addr) bool {
-	for _, p := range ps {
-		if p.Contains(a) {
 			return true
 		}
 	}

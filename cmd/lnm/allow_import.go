@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -122,7 +121,7 @@ func planAdd(rules []allowlist.Rule, cfg *config.Config) addPlan {
 	}
 	have := map[string]string{}
 	for i := range cfg.Rules {
-		have[canonical(cfg.Rules[i])] = cfg.Rules[i].Origin
+		have[cfg.Rules[i].Key()] = cfg.Rules[i].Origin
 	}
 	listening := map[uint16]bool{}
 	var ports []string
@@ -135,7 +134,7 @@ func planAdd(rules []allowlist.Rule, cfg *config.Config) addPlan {
 		p.proxies = "proxy listens on " + strings.Join(ports, " ")
 	}
 	for _, r := range rules {
-		if origin, ok := have[canonical(r)]; ok {
+		if origin, ok := have[r.Key()]; ok {
 			p.existing = append(p.existing, r.String()+" ("+origin+")")
 			continue
 		}
@@ -150,15 +149,6 @@ func planAdd(rules []allowlist.Rule, cfg *config.Config) addPlan {
 		}
 	}
 	return p
-}
-
-// canonical is a rule's text with ports and sources in order, equal for rules that say the
-// same thing.
-func canonical(r allowlist.Rule) string {
-	r.Ports = slices.Sorted(slices.Values(r.Ports))
-	r.From = slices.SortedFunc(slices.Values(r.From), netip.Prefix.Compare)
-	r.Origin = ""
-	return r.String()
 }
 
 // check refuses a plan the box would refuse, naming what to change first.

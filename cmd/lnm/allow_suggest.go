@@ -126,11 +126,11 @@ func allowSuggest(c *cli.Context, stdout, stderr io.Writer) error {
 	}
 	byRule := map[string]*onboard.Suggestion{}
 	for i := range ss {
-		byRule[canonical(ss[i].Rule)] = &ss[i]
+		byRule[ss[i].Rule.Key()] = &ss[i]
 	}
 	specs := make([]adminapi.RuleSpec, len(plan.add))
 	for i, r := range plan.add {
-		specs[i] = adminapi.SpecOf(r, suggestComment(byRule[canonical(r)]))
+		specs[i] = adminapi.SpecOf(r, suggestComment(byRule[r.Key()]))
 	}
 	report := stdout
 	if c.Bool("json") {

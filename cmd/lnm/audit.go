@@ -20,6 +20,7 @@ import (
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/store"
 )
 
 // clock is the time the commands take relative times from and the zone they print in. Tests
@@ -267,7 +268,7 @@ func pickSource(c *cli.Context, stderr io.Writer) (source, error) {
 		if _, err := os.Stat(dir); err != nil {
 			return nil, &exitError{1, fmt.Errorf("--dir: %w", err)}
 		}
-		window := config.DefaultLinkWindow
+		window := store.DefaultLinkWindow
 		if c.IsSet("config") {
 			if cfg, err := config.Load(c.String("config")); err == nil {
 				window = cfg.LinkWindow
