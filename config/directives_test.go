@@ -16,7 +16,7 @@ func TestDirectiveTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	documented := map[string]bool{}
-	row := regexp.MustCompile("(?m)^\\| (.*?) \\|")
+	row := regexp.MustCompile(`(?m)^\| (.*?) \|`)
 	word := regexp.MustCompile("`([a-z_0-9]+)")
 	for _, m := range row.FindAllStringSubmatch(string(readme), -1) {
 		for _, w := range word.FindAllStringSubmatch(m[1], -1) {
