@@ -79,8 +79,8 @@ type Config struct {
 	Answer6 netip.Addr
 	// TTL is the TTL of synthesized answers and the negative TTL of the SOA. Zero: 60s.
 	TTL time.Duration
-	// List is the allow list the server starts with; Reconfigure replaces it. Nil: nothing is
-	// allowed, so every name is NXDOMAIN (stub zones still work).
+	// List is the allow list the server starts with; Prepare and Commit replace it. Nil:
+	// nothing is allowed, so every name is NXDOMAIN (stub zones still work).
 	List *allowlist.List
 	// Sources are the clients the server answers. Others get REFUSED. Empty: everyone.
 	Sources []netip.Prefix
@@ -125,7 +125,7 @@ const (
 // Server is the authoritative DNS server. Build one with New, then Start it.
 type Server struct {
 	cfg Config
-	pol atomic.Pointer[policy] // replaced whole by Reconfigure
+	pol atomic.Pointer[policy] // replaced whole by Prepared.Commit
 	log *slog.Logger
 
 	ctx    context.Context // good until Close: bounds stub-zone forwarding
@@ -251,21 +251,6 @@ func newPolicy(cfg *Config, self netip.AddrPort) (*policy, error) {
 		list:     cfg.List,
 		learn:    cfg.Learn,
 	}, nil
-}
-
-// Reconfigure replaces everything that answers depend on (list, TTL, addresses, sources,
-// zones, learn mode) while the server runs; queries being answered finish with the old
-// settings. The listen address and the hooks cannot change.
-func (s *Server) Reconfigure(cfg Config) error {
-	if cfg.Addr != s.cfg.Addr {
-		return fmt.Errorf("resolver: listen address %s cannot change to %s while running", s.cfg.Addr, cfg.Addr)
-	}
-	pol, err := newPolicy(&cfg, s.Addr())
-	if err != nil {
-		return err
-	}
-	s.pol.Store(pol)
-	return nil
 }
 
 // Addr returns the address the server listens on, with the port it got when Config.Addr's
