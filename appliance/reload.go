@@ -7,6 +7,8 @@ import (
 
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/forwarder"
+	"github.com/lnm-project/lnm/resolver"
 )
 
 // config returns the running configuration. Callers must not modify it.
@@ -33,10 +35,13 @@ func (rt *Runtime) Learn() bool {
 // Reload applies a new configuration while the box runs: a new allow list, sources, parent,
 // upstreams, zones, TTL, timeouts, modes, and added or removed proxy and tcp ports. Listeners
 // that stay keep their sockets; live connections the new list still allows are untouched and
-// those it no longer allows are closed (or left to finish with on_revoke drain). On any error
-// the running configuration keeps serving unchanged. uid is who asked (nil: the box itself,
-// for SIGHUP). Settings that need new sockets of another kind or a new audit log (listen,
-// dns, admin, metrics, audit and store settings) are refused with a message naming them.
+// those it no longer allows are closed (or left to finish with on_revoke drain). The change
+// is one checked swap (see apply): on any error the running configuration keeps serving
+// unchanged, and the refusal is logged and recorded in the audit trail. A configuration equal
+// to the running one touches nothing and is recorded as unchanged. uid is who asked (nil: the
+// box itself, for SIGHUP). Settings that need new sockets of another kind or a new audit log
+// (listen, dns, admin, metrics, audit and store settings) are refused with a message naming
+// them.
 func (rt *Runtime) Reload(next *config.Config, uid *int) error {
 	rt.reloadMu.Lock()
 	defer rt.reloadMu.Unlock()
@@ -45,83 +50,129 @@ func (rt *Runtime) Reload(next *config.Config, uid *int) error {
 	if next.Learn != cur.Learn {
 		learn = next.Learn // the file's mode changed: it wins over `lnm mode`
 	}
-	err := rt.apply(cur, next, learn)
+	res, err := rt.apply(cur, next, learn)
 	if err != nil {
 		rt.metrics.add(rt.metrics.reloads, 1, "error")
 		rt.slog.Error("reload refused; the running configuration keeps serving", "config", next.File, "err", err)
+		rt.recordRefusal("reload-failed "+next.File+": "+err.Error(), uid)
 		return err
 	}
 	rt.metrics.add(rt.metrics.reloads, 1, "ok")
 	list := rt.currentList()
+	if res.unchanged {
+		rt.slog.Info("reload: configuration unchanged; nothing touched", "config", next.File, "rules", list.Len(), "hash", listHash(list))
+		return rt.trail.configChange("reload "+next.File+" (unchanged)", listHash(list), uid)
+	}
 	change := "reload " + next.File + " " + ruleDiff(cur, next)
-	rt.slog.Info("reloaded", "config", next.File, "rules", list.Len(), "hash", listHash(list), "change", change)
+	rt.slog.Info("reloaded", "config", next.File, "rules", list.Len(), "hash", listHash(list), "revoked", res.revoked, "change", change)
 	return rt.trail.configChange(change, listHash(list), uid)
 }
 
 // SetLearn switches between learn and enforce mode at run time, without touching the file.
-// The mode holds until the next reload whose file changes its own `mode`.
+// The mode holds until the next reload whose file changes its own `mode`. Asking for the
+// running mode touches nothing.
 func (rt *Runtime) SetLearn(learn bool, uid *int) error {
 	rt.reloadMu.Lock()
 	defer rt.reloadMu.Unlock()
-	cur := rt.config()
-	if err := rt.apply(cur, cur, learn); err != nil {
-		return err
-	}
 	mode := "enforce"
 	if learn {
 		mode = "learn"
 	}
-	rt.slog.Info("mode changed", "mode", mode)
+	cur := rt.config()
+	res, err := rt.apply(cur, cur, learn)
+	if err != nil {
+		rt.slog.Error("mode change refused; the running mode stays", "mode", mode, "err", err)
+		rt.recordRefusal("mode "+mode+" failed: "+err.Error(), uid)
+		return err
+	}
+	if res.unchanged {
+		rt.slog.Info("mode unchanged; nothing touched", "mode", mode)
+		return rt.trail.configChange("mode "+mode+" (unchanged)", listHash(rt.currentList()), uid)
+	}
+	rt.slog.Info("mode changed", "mode", mode, "revoked", res.revoked)
 	return rt.trail.configChange("mode "+mode, listHash(rt.currentList()), uid)
 }
 
-// apply reconfigures every component for next, rolling back those already changed when one
-// fails. rt.reloadMu is held.
-func (rt *Runtime) apply(cur, next *config.Config, learn bool) error {
-	if err := restartOnly(cur, next); err != nil {
-		return err
+// recordRefusal puts a refused change in the audit trail, with the hash of the list that
+// keeps serving. If even that record cannot be kept, the logger says so: the refusal itself
+// was logged by the caller, and the caller's error is what the asker gets.
+func (rt *Runtime) recordRefusal(change string, uid *int) {
+	if err := rt.trail.configChange(change, listHash(rt.currentList()), uid); err != nil {
+		rt.slog.Error("a refused configuration change could not be recorded in the audit trail", "change", change, "err", err)
+	}
+}
+
+// applied is what apply did.
+type applied struct {
+	unchanged bool // the configuration equalled the running one: no component was touched
+	revoked   int  // live streams closed because the new configuration no longer allows them
+}
+
+// apply makes next, in mode learn, the running configuration as one checked swap. The data
+// path's settings are planned first; then every component prepares its part, checking it and
+// binding the ports it adds but changing nothing it serves; only when all have accepted does
+// each commit, which cannot fail: the DNS servers first, then the forwarders, which revoke
+// the streams the new list no longer allows. On any error the prepared parts are dropped and
+// nothing has changed, so there is nothing to roll back.
+//
+// A next equal to cur in every setting (config.Changed, where rule origins count: a rule that
+// moved to another line is recorded under its new origin), in mode and in upstream
+// servers (which may come from resolv.conf) changes nothing, and no component is touched.
+// rt.reloadMu is held.
+func (rt *Runtime) apply(cur, next *config.Config, learn bool) (applied, error) {
+	changed := config.Changed(cur, next)
+	if restart := config.RestartOnly(changed); len(restart) > 0 {
+		return applied{}, fmt.Errorf("appliance: reload: %s changed %s; restart lnm to apply it", next.File, strings.Join(restart, ", "))
 	}
 	rt.mu.Lock()
-	old := rt.current
+	old, oldLearn := rt.current, rt.learn
 	rt.mu.Unlock()
 	pl, err := rt.plan(next, learn, old)
 	if err != nil {
-		return err
+		return applied{}, err
+	}
+	if learn == oldLearn && pl.upstream == old.upstream && len(changed) == 0 {
+		return applied{unchanged: true}, nil
 	}
 	if len(pl.fwds) != len(rt.fwds) || len(pl.dns) != len(rt.dns) {
-		return fmt.Errorf("appliance: reload: %s adds or removes all proxy and tcp ports or DNS; restart lnm to apply it", next.File)
+		return applied{}, fmt.Errorf("appliance: reload: %s adds or removes all proxy and tcp ports or DNS; restart lnm to apply it", next.File)
+	}
+
+	fwds := make([]*forwarder.Prepared, 0, len(rt.fwds))
+	abort := func() {
+		for _, p := range fwds {
+			p.Abort()
+		}
 	}
 	for i, f := range rt.fwds {
-		if err := f.Reconfigure(pl.fwds[i]); err != nil {
-			for j := range i {
-				rt.fwds[j].Reconfigure(old.fwds[j])
-			}
-			return fmt.Errorf("appliance: reload: %w", err)
+		p, err := f.Prepare(pl.fwds[i])
+		if err != nil {
+			abort()
+			return applied{}, fmt.Errorf("appliance: reload: %w", err)
 		}
+		fwds = append(fwds, p)
 	}
+	dns := make([]*resolver.Prepared, 0, len(rt.dns))
 	for i, s := range rt.dns {
-		if err := s.Reconfigure(pl.dns[i]); err != nil {
-			for j := range rt.fwds {
-				rt.fwds[j].Reconfigure(old.fwds[j])
-			}
-			for j := range i {
-				rt.dns[j].Reconfigure(old.dns[j])
-			}
-			return fmt.Errorf("appliance: reload: %w", err)
+		p, err := s.Prepare(pl.dns[i])
+		if err != nil {
+			abort()
+			return applied{}, fmt.Errorf("appliance: reload: %w", err)
 		}
+		dns = append(dns, p)
 	}
+
 	rt.mu.Lock()
 	rt.cfg, rt.current, rt.learn = next, pl, learn
 	rt.mu.Unlock()
-	return nil
-}
-
-// restartOnly names the settings a reload cannot change.
-func restartOnly(cur, next *config.Config) error {
-	if changed := config.RestartOnly(config.Changed(cur, next)); len(changed) > 0 {
-		return fmt.Errorf("appliance: reload: %s changed %s; restart lnm to apply it", next.File, strings.Join(changed, ", "))
+	for _, p := range dns {
+		p.Commit()
 	}
-	return nil
+	var res applied
+	for _, p := range fwds {
+		res.revoked += p.Commit()
+	}
+	return res, nil
 }
 
 // ruleDiff summarizes how the rules changed, for the reload record.

@@ -56,7 +56,8 @@ type Config struct {
 	Routes []Route
 	// Sources are the devices that may connect; others are closed at once. Empty: anyone.
 	Sources []netip.Prefix
-	// List decides which SNI may pass; replace it at run time with Reconfigure. Nil denies all.
+	// List decides which SNI may pass; replace it at run time with Prepare and Commit. Nil
+	// denies all.
 	List *allowlist.List
 	// Parent is the box one level up. Valid: every allowed stream goes to Parent on the
 	// upstream port and the parent decides again. Invalid: this is the top level and names
@@ -85,7 +86,7 @@ type Config struct {
 	// deny as verdict "would-deny" (learn mode, for onboarding a plant). False: enforce.
 	Learn bool
 	// DrainRevoked lets live streams that a new allow list no longer allows run to their end
-	// (`on_revoke drain`). False: Reconfigure closes them (`on_revoke revoke`).
+	// (`on_revoke drain`). False: Commit closes them (`on_revoke revoke`).
 	DrainRevoked bool
 	// MaxPending caps connections still waiting for their ClientHello, in all and from one
 	// source address. Zero: DefaultMaxPending and DefaultMaxPendingPerSrc.
@@ -105,8 +106,8 @@ type Config struct {
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
-// Forwarder serves the proxy and route ports of one Config. Reconfigure replaces the config
-// while it runs.
+// Forwarder serves the proxy and route ports of one Config. Prepare and Commit replace the
+// config while it runs.
 type Forwarder struct {
 	cfg     Config // as given to New: Listen, OnEvent, NewID, Dial, Logger, DrainTimeout never change
 	conf    atomic.Pointer[Config]
@@ -121,6 +122,7 @@ type Forwarder struct {
 	listeners map[uint16]net.Listener
 	conns     map[*stream]struct{}
 	closed    bool
+	prepared  *Prepared      // the config between Prepare and Commit or Abort; nil: none
 	wg        sync.WaitGroup // accept loops and streams
 }
 
@@ -256,67 +258,6 @@ func (f *Forwarder) serve(lns map[uint16]net.Listener) {
 	}
 }
 
-// Reconfigure replaces the config while the forwarder runs. Ports the new config no longer
-// has stop accepting; new ports are bound first, so on an error nothing changes. Listeners
-// on unchanged ports keep their sockets, and live streams are left alone unless the new allow
-// list no longer allows them: those are closed with reason "revoked" (an EventClose) unless
-// cfg.DrainRevoked lets them finish. Listen must not change.
-func (f *Forwarder) Reconfigure(cfg Config) error {
-	cfg.OnEvent, cfg.NewID, cfg.Dial, cfg.Logger = f.cfg.OnEvent, f.cfg.NewID, f.cfg.Dial, f.cfg.Logger
-	cfg, err := withDefaults(cfg)
-	if err != nil {
-		return err
-	}
-	if cfg.Listen != f.cfg.Listen {
-		return fmt.Errorf("forwarder: listen address %s cannot change to %s while running", f.cfg.Listen, cfg.Listen)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return errors.New("forwarder: closed")
-	}
-	want := map[uint16]bool{}
-	var added []uint16
-	for _, port := range cfg.ports() {
-		want[port] = true
-		if _, ok := f.listeners[port]; !ok && f.started {
-			added = append(added, port)
-		}
-	}
-	lns, err := f.bind(added)
-	if err != nil {
-		return err
-	}
-	f.conf.Store(&cfg)
-	f.serve(lns)
-	for port, ln := range f.listeners {
-		if !want[port] {
-			ln.Close()
-			delete(f.listeners, port)
-			f.log.Info("stopped listening", "addr", ln.Addr().String())
-		}
-	}
-	if !cfg.DrainRevoked {
-		for s := range f.conns {
-			if s.pipe != nil && !f.stillAllowed(&cfg, s) {
-				s.pipe.closeBoth(ReasonRevoked)
-			}
-		}
-	}
-	return nil
-}
-
-// stillAllowed decides a live stream again under cfg.
-func (f *Forwarder) stillAllowed(cfg *Config, s *stream) bool {
-	if s.via == ViaTCP {
-		return slices.ContainsFunc(cfg.Routes, func(r Route) bool { return r.Port == s.port })
-	}
-	if !sourceAllowed(cfg.Sources, s.src) || !slices.ContainsFunc(cfg.Ports, func(p PortMap) bool { return p.Listen == s.port }) {
-		return false
-	}
-	return cfg.Learn || Decide(cfg.List, s.sni, s.port, s.src, cfg.Parent.IsValid()).Verdict == allowlist.Allow
-}
-
 // Addrs returns the bound listener addresses in config order: proxy ports, then routes.
 func (f *Forwarder) Addrs() []netip.AddrPort {
 	f.mu.Lock()
@@ -341,6 +282,9 @@ func (f *Forwarder) Close() error {
 	f.closed = true
 	for _, ln := range f.listeners {
 		ln.Close()
+	}
+	if f.prepared != nil {
+		f.prepared.abort()
 	}
 	f.mu.Unlock()
 

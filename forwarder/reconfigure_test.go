@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +38,26 @@ func alive(t *testing.T, c *tls.Conn, sni string) {
 	}
 }
 
+// reconfigure prepares cfg and commits it, as a box with this one component would.
+func reconfigure(f *forwarder.Forwarder, cfg forwarder.Config) error {
+	p, err := f.Prepare(cfg)
+	if err != nil {
+		return err
+	}
+	p.Commit()
+	return nil
+}
+
+// noEvent checks that the forwarder reports nothing for a while: no stream was closed.
+func noEvent(t *testing.T, s *setup) {
+	t.Helper()
+	select {
+	case ev := <-s.events.ch:
+		t.Errorf("unexpected event %+v", ev)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
 func TestReconfigureRevokes(t *testing.T) {
 	pki := newPKI(t, "keep.example.test", "gone.example.test")
 	be := startTLSBackend(t, pki)
@@ -46,8 +67,14 @@ func TestReconfigureRevokes(t *testing.T) {
 
 	cfg := s.cfg
 	cfg.List = rules(t, "keep.example.test")
-	if err := s.fwd.Reconfigure(cfg); err != nil {
+	p, err := s.fwd.Prepare(cfg)
+	if err != nil {
 		t.Fatal(err)
+	}
+	noEvent(t, s) // preparing revokes nothing
+	alive(t, gone, "gone.example.test")
+	if n := p.Commit(); n != 1 {
+		t.Errorf("Commit revoked %d streams, want 1", n)
 	}
 	if ev := s.events.next(t, forwarder.EventClose); ev.SNI != "gone.example.test" || ev.Reason != forwarder.ReasonRevoked {
 		t.Fatalf("close event %+v, want gone.example.test revoked", ev)
@@ -69,7 +96,7 @@ func TestReconfigureDrains(t *testing.T) {
 	gone := openStream(t, s, "gone.example.test", pki)
 	cfg := s.cfg
 	cfg.List, cfg.DrainRevoked = rules(t, "other.example.test"), true
-	if err := s.fwd.Reconfigure(cfg); err != nil {
+	if err := reconfigure(s.fwd, cfg); err != nil {
 		t.Fatal(err)
 	}
 	alive(t, gone, "gone.example.test") // left to finish
@@ -88,7 +115,7 @@ func TestReconfigurePorts(t *testing.T) {
 	extra := freePort(t)
 	cfg := s.cfg
 	cfg.Ports = append(cfg.Ports, forwarder.PortMap{Listen: extra, Upstream: be.port()})
-	if err := s.fwd.Reconfigure(cfg); err != nil {
+	if err := reconfigure(s.fwd, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := talk(t, fmt.Sprintf("127.0.0.1:%d", extra), "a.example.test", pki, "new"); err != nil || got != "a.example.test:new" {
@@ -104,8 +131,8 @@ func TestReconfigurePorts(t *testing.T) {
 	defer busy.Close()
 	bad := cfg
 	bad.Ports = append(bad.Ports, forwarder.PortMap{Listen: uint16(busy.Addr().(*net.TCPAddr).Port), Upstream: be.port()})
-	if err := s.fwd.Reconfigure(bad); err == nil {
-		t.Fatal("Reconfigure with a busy port succeeded")
+	if err := reconfigure(s.fwd, bad); err == nil {
+		t.Fatal("Prepare with a busy port succeeded")
 	}
 	if got, err := talk(t, fmt.Sprintf("127.0.0.1:%d", extra), "a.example.test", pki, "still"); err != nil || got != "a.example.test:still" {
 		t.Fatalf("after a failed change: %q, %v", got, err)
@@ -114,7 +141,7 @@ func TestReconfigurePorts(t *testing.T) {
 	// Removing the first port closes its listener, and revokes the stream on it: the port is
 	// no longer served.
 	cfg.Ports = cfg.Ports[1:]
-	if err := s.fwd.Reconfigure(cfg); err != nil {
+	if err := reconfigure(s.fwd, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if c, err := net.DialTimeout("tcp", s.addr(), time.Second); err == nil {
@@ -130,7 +157,7 @@ func TestReconfigurePorts(t *testing.T) {
 			break
 		}
 	}
-	if err := s.fwd.Reconfigure(forwarder.Config{Listen: netip.MustParseAddr("127.0.0.2")}); err == nil {
+	if err := reconfigure(s.fwd, forwarder.Config{Listen: netip.MustParseAddr("127.0.0.2")}); err == nil {
 		t.Error("the listen address changed while running")
 	}
 }
@@ -148,10 +175,74 @@ func TestLearnMode(t *testing.T) {
 	// Back to enforce: the same name is denied.
 	cfg := s.cfg
 	cfg.Learn = false
-	if err := s.fwd.Reconfigure(cfg); err != nil {
+	if err := reconfigure(s.fwd, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := talk(t, s.addr(), "unlisted.example.test", pki, "hi"); err == nil {
 		t.Error("enforce mode let an unlisted name through")
+	}
+}
+
+// An aborted config changes nothing: the stream it would revoke runs on, the port it bound
+// is released, the old list still decides, and the next config can be prepared.
+func TestPrepareAbort(t *testing.T) {
+	pki := newPKI(t, "gone.example.test")
+	be := startTLSBackend(t, pki)
+	s := start(t, forwarder.Config{List: rules(t, "gone.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.port())
+	gone := openStream(t, s, "gone.example.test", pki)
+
+	extra := freePort(t)
+	cfg := s.cfg
+	cfg.List = rules(t, "other.example.test")
+	cfg.Ports = append(cfg.Ports, forwarder.PortMap{Listen: extra, Upstream: be.port()})
+	p, err := s.fwd.Prepare(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.fwd.Prepare(cfg); err == nil || !strings.Contains(err.Error(), "another config is prepared") {
+		t.Errorf("a second Prepare before Commit or Abort: %v, want refused", err)
+	}
+	p.Abort()
+	if n := p.Commit(); n != 0 {
+		t.Errorf("Commit after Abort revoked %d streams", n)
+	}
+	noEvent(t, s)
+	alive(t, gone, "gone.example.test")
+	if got, err := talk(t, s.addr(), "gone.example.test", pki, "old"); err != nil || got != "gone.example.test:old" {
+		t.Errorf("the old list after an abort: %q, %v", got, err)
+	}
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", extra))
+	if err != nil {
+		t.Fatalf("the port bound by the aborted config is still taken: %v", err)
+	}
+	ln.Close()
+	if err := reconfigure(s.fwd, cfg); err != nil {
+		t.Fatalf("Prepare after an abort: %v", err)
+	}
+}
+
+// Close releases a config still prepared, and a Commit after Close changes nothing.
+func TestCloseAbortsPrepared(t *testing.T) {
+	pki := newPKI(t, "a.example.test")
+	be := startTLSBackend(t, pki)
+	s := start(t, forwarder.Config{List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.port())
+	extra := freePort(t)
+	cfg := s.cfg
+	cfg.Ports = append(cfg.Ports, forwarder.PortMap{Listen: extra, Upstream: be.port()})
+	p, err := s.fwd.Prepare(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.fwd.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p.Commit()
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", extra))
+	if err != nil {
+		t.Fatalf("the prepared port is still taken after Close: %v", err)
+	}
+	ln.Close()
+	if _, err := s.fwd.Prepare(cfg); err == nil {
+		t.Error("Prepare on a closed forwarder succeeded")
 	}
 }

@@ -47,6 +47,22 @@ func zoneFor(zones []Zone, name allowlist.Name) *Zone {
 	return nil
 }
 
+// isSelf reports whether server is the socket self listens on, so that forwarding there
+// would ask this server again, forever. A server on a wildcard address has every local
+// address; the loopback ones are checked (others would need a lookup of the interfaces), and
+// a server on "::" hears IPv4 too (listenBoth listens dual-stack there). A port 0 (not yet
+// bound) matches nothing.
+func isSelf(self, server netip.AddrPort) bool {
+	if self.Port() == 0 || server.Port() != self.Port() {
+		return false
+	}
+	listen, a := self.Addr().Unmap(), server.Addr().Unmap()
+	if !listen.IsUnspecified() {
+		return a.WithZone("") == listen.WithZone("")
+	}
+	return a.IsLoopback() && (listen.Is6() || a.Is4())
+}
+
 // Config configures a Server. Only Addr is required.
 type Config struct {
 	// Addr is the address and port the server listens on, UDP and TCP alike. An unspecified
@@ -63,8 +79,8 @@ type Config struct {
 	Answer6 netip.Addr
 	// TTL is the TTL of synthesized answers and the negative TTL of the SOA. Zero: 60s.
 	TTL time.Duration
-	// List is the allow list the server starts with; Reconfigure replaces it. Nil: nothing is
-	// allowed, so every name is NXDOMAIN (stub zones still work).
+	// List is the allow list the server starts with; Prepare and Commit replace it. Nil:
+	// nothing is allowed, so every name is NXDOMAIN (stub zones still work).
 	List *allowlist.List
 	// Sources are the clients the server answers. Others get REFUSED. Empty: everyone.
 	Sources []netip.Prefix
@@ -120,7 +136,7 @@ const (
 // Server is the authoritative DNS server. Build one with New, then Start it.
 type Server struct {
 	cfg Config
-	pol atomic.Pointer[policy] // replaced whole by Reconfigure
+	pol atomic.Pointer[policy] // replaced whole by Prepared.Commit
 	log *slog.Logger
 
 	ctx    context.Context // good until Close: bounds stub-zone forwarding
@@ -156,7 +172,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RateLimit < 0 {
 		return nil, fmt.Errorf("resolver: rate limit %d is negative", cfg.RateLimit)
 	}
-	pol, err := newPolicy(&cfg)
+	pol, err := newPolicy(&cfg, cfg.Addr)
 	if err != nil {
 		return nil, err
 	}
@@ -200,8 +216,9 @@ func (s *Server) summarizeLimits(every time.Duration) {
 	}
 }
 
-// newPolicy builds what answers depend on from cfg, filling in its TTL default.
-func newPolicy(cfg *Config) (*policy, error) {
+// newPolicy builds what answers depend on from cfg, filling in its TTL default. self is the
+// server's own socket (its port 0 while not yet bound), which no stub zone may forward to.
+func newPolicy(cfg *Config, self netip.AddrPort) (*policy, error) {
 	listen := cfg.Addr.Addr().Unmap()
 	wildcard := listen.IsUnspecified()
 	if cfg.TTL == 0 {
@@ -229,6 +246,11 @@ func newPolicy(cfg *Config) (*policy, error) {
 		if z.Name == "" || len(z.Servers) == 0 {
 			return nil, fmt.Errorf("resolver: stub zone %q needs a name and at least one server", z.Name)
 		}
+		for _, server := range z.Servers {
+			if isSelf(self, server) {
+				return nil, fmt.Errorf("resolver: stub zone %s forwards to %s, which is this server itself", z.Name, server)
+			}
+		}
 	}
 	return &policy{
 		answer4:  a4,
@@ -240,21 +262,6 @@ func newPolicy(cfg *Config) (*policy, error) {
 		list:     cfg.List,
 		learn:    cfg.Learn,
 	}, nil
-}
-
-// Reconfigure replaces everything that answers depend on (list, TTL, addresses, sources,
-// zones, learn mode) while the server runs; queries being answered finish with the old
-// settings. The listen address and the hooks cannot change.
-func (s *Server) Reconfigure(cfg Config) error {
-	if cfg.Addr != s.cfg.Addr {
-		return fmt.Errorf("resolver: listen address %s cannot change to %s while running", s.cfg.Addr, cfg.Addr)
-	}
-	pol, err := newPolicy(&cfg)
-	if err != nil {
-		return err
-	}
-	s.pol.Store(pol)
-	return nil
 }
 
 // Addr returns the address the server listens on, with the port it got when Config.Addr's

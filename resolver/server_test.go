@@ -146,7 +146,7 @@ func TestServerSourcesAndNewList(t *testing.T) {
 	}
 	cfg := s.cfg
 	cfg.List = mustList(t, "other.example.com")
-	if err := s.Reconfigure(cfg); err != nil {
+	if err := reconfigure(s, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if resp := ask(t, "udp", s.Addr(), newReq("api.example.com.", dns.TypeA)); resp.Rcode != dns.RcodeNameError {
@@ -532,7 +532,7 @@ func TestServerFailsClosed(t *testing.T) {
 }
 
 // TestServerReconfigure: a running server takes a new list, TTL, sources and learn mode
-// without rebinding; the listen address cannot change.
+// without rebinding; the listen address cannot change (see TestPrepareRefuses).
 func TestServerReconfigure(t *testing.T) {
 	var mu sync.Mutex
 	var verdicts []Verdict
@@ -545,7 +545,7 @@ func TestServerReconfigure(t *testing.T) {
 	addr := s.Addr()
 	cfg := s.cfg
 	cfg.List, cfg.TTL, cfg.Learn = mustList(t, "other.example.com"), 5*time.Second, true
-	if err := s.Reconfigure(cfg); err != nil {
+	if err := reconfigure(s, cfg); err != nil {
 		t.Fatal(err)
 	}
 	resp := ask(t, "udp", addr, newReq("unlisted.example.net.", dns.TypeA))
@@ -553,7 +553,7 @@ func TestServerReconfigure(t *testing.T) {
 		t.Fatalf("learn mode: %v, want the box's address with TTL 5", resp)
 	}
 	cfg.Learn = false
-	if err := s.Reconfigure(cfg); err != nil {
+	if err := reconfigure(s, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if resp := ask(t, "tcp", addr, newReq("unlisted.example.net.", dns.TypeA)); resp.Rcode != dns.RcodeNameError {
@@ -565,7 +565,7 @@ func TestServerReconfigure(t *testing.T) {
 	}
 	mu.Unlock()
 	cfg.Addr = netip.MustParseAddrPort("127.0.0.1:1")
-	if err := s.Reconfigure(cfg); err == nil {
+	if err := reconfigure(s, cfg); err == nil {
 		t.Error("the listen address changed while running")
 	}
 }

@@ -3,6 +3,7 @@ package resolver
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -154,5 +155,41 @@ func TestStubZoneForwarding(t *testing.T) {
 	}
 	if n := events.Load(); n != 5 {
 		t.Errorf("%d zone events, want 5", n)
+	}
+}
+
+// New refuses a stub zone that forwards to the server's own configured socket.
+func TestNewRefusesZoneLoop(t *testing.T) {
+	_, err := New(Config{Addr: netip.MustParseAddrPort("[::]:5353"), Zones: []Zone{{Name: "plant.test", Servers: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:5353")}}}})
+	if err == nil || !strings.Contains(err.Error(), "which is this server itself") {
+		t.Fatalf("New: %v, want the loop refused", err)
+	}
+}
+
+func TestIsSelf(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	for _, tc := range []struct {
+		name         string
+		self, server string
+		want         bool
+	}{
+		{"the listen address", "127.0.0.1:53", "127.0.0.1:53", true},
+		{"another port", "127.0.0.1:53", "127.0.0.1:5353", false},
+		{"another loopback address", "127.0.0.1:53", "127.0.0.2:53", false},
+		{"not yet bound", "127.0.0.1:0", "127.0.0.1:53", false},
+		{"v4-mapped listen address", "[::ffff:127.0.0.1]:53", "127.0.0.1:53", true},
+		{"IPv6 listen address", "[::1]:53", "[::1]:53", true},
+		{"IPv4 wildcard, loopback", "0.0.0.0:53", "127.0.0.9:53", true},
+		{"IPv4 wildcard, IPv6 loopback", "0.0.0.0:53", "[::1]:53", false},
+		{"IPv4 wildcard, another host", "0.0.0.0:53", "192.0.2.1:53", false},
+		{"IPv6 wildcard, IPv6 loopback", "[::]:53", "[::1]:53", true},
+		{"IPv6 wildcard hears IPv4 too", "[::]:53", "127.0.0.1:53", true},
+		{"IPv6 wildcard, another host", "[::]:53", "[2001:db8::1]:53", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := isSelf(ap(tc.self), ap(tc.server)); got != tc.want {
+				t.Errorf("isSelf(%s, %s) = %v, want %v", tc.self, tc.server, got, tc.want)
+			}
+		})
 	}
 }
