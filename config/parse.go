@@ -183,7 +183,6 @@ func (p *parser) onAuditFailure(args []string) error {
 	return nil
 }
 
-// count reads a positive whole number.
 // countOrOff reads a number above zero, or "off" for 0.
 func (p *parser) countOrOff(directive string, args []string) (int, error) {
 	if len(args) == 1 && args[0] == "off" {
@@ -192,6 +191,7 @@ func (p *parser) countOrOff(directive string, args []string) (int, error) {
 	return p.countWant(directive, args, "a number above zero or off", "a whole number above zero, or off")
 }
 
+// count reads a positive whole number.
 func (p *parser) count(directive string, args []string) (int, error) {
 	return p.countWant(directive, args, "a number above zero", "a whole number above zero")
 }

@@ -3,8 +3,8 @@ package onboard
 // Presets are the endpoint lists Microsoft documents for Azure Arc and Azure IoT Operations
 // behind Layered Network Management, as rules ready to add (`lnm allow add --preset NAME`).
 //
-// The lists are copied from the Dec 2024 documentation (../shared/reference/lnm.md §6.2 and
-// §3.3). The dnsmasq form of that list writes ".x", but dnsmasq cannot say "below x only";
+// The lists are copied from Microsoft's Dec 2024 documentation of the product (its endpoint
+// lists for Arc and for Azure IoT Operations). The dnsmasq form of that list writes ".x", but dnsmasq cannot say "below x only";
 // the Lnm custom resource of the same date writes the same entries as "*.x", which is what
 // LNM's Envoy matched. We keep the narrower "*.x": nothing in the lists needs x itself.
 
@@ -24,7 +24,7 @@ type PresetInfo struct {
 }
 
 // arcEndpoints are the Arc-enabled Kubernetes endpoints: "# Arc endpoints" of the Dec 2024
-// dnsmasq list (§6.2), which is also the first 19 entries of the Dec 2024 Lnm CR (§3.3).
+// dnsmasq list, which is also the first 19 entries of the Dec 2024 Lnm CR.
 // ImportLnm adds them for `enableArcDomains: true`, whose real set Microsoft never published.
 var arcEndpoints = []string{
 	"management.azure.com",
@@ -49,7 +49,7 @@ var arcEndpoints = []string{
 }
 
 // aioEndpoints are what "Azure IoT Operations endpoints" asks for beyond Arc: four entries of
-// the Azure CLI list and the schema registry's storage (§6.2 "AIO endpoints", [S22]).
+// the Azure CLI list and the schema registry's storage (the documentation's "AIO endpoints").
 // <customer-specific>.blob.storage.azure.net is written as the wildcard the CR uses.
 var aioEndpoints = []string{
 	"graph.windows.net",

@@ -6,6 +6,7 @@ package onboard
 
 import (
 	"cmp"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -84,7 +85,7 @@ func Suggest(records []audit.Record, opt SuggestOptions) []Suggestion {
 		s.observe(r, port)
 	}
 
-	names := slices.Sorted(mapKeys(byName))
+	names := slices.Sorted(maps.Keys(byName))
 	parents, refused := collapseParents(names, opt.Collapse)
 	var out []*Suggestion
 	wild := map[allowlist.Name]*Suggestion{}

@@ -16,8 +16,9 @@ const (
 	soaRname = "hostmaster.lnm."
 )
 
-// policy is the part of the configuration that answers depend on. It never changes after New;
-// the list, which does, arrives with each query.
+// policy is the part of the configuration that answers depend on. A policy is never changed
+// once built: a reload builds a new one and swaps it in whole (Prepare, Commit); the list
+// arrives with each query.
 type policy struct {
 	answer4  netip.Addr // the A answer when the local address cannot be used; invalid: NODATA
 	answer6  netip.Addr // the AAAA answer likewise

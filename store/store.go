@@ -155,11 +155,11 @@ func New(cfg Config) (*Store, error) {
 	s := &Store{
 		db:         db,
 		schema:     sch,
-		maxRecords: orDefault(cfg.MaxRecords, DefaultMaxRecords),
-		maxAge:     orDefault(cfg.MaxAge, DefaultMaxAge),
-		window:     orDefault(cfg.LinkWindow, DefaultLinkWindow),
-		every:      orDefault(cfg.EvictEvery, DefaultEvictEvery),
-		queueMax:   orDefault(cfg.Queue, DefaultQueue),
+		maxRecords: cmp.Or(cfg.MaxRecords, DefaultMaxRecords),
+		maxAge:     cmp.Or(cfg.MaxAge, DefaultMaxAge),
+		window:     cmp.Or(cfg.LinkWindow, DefaultLinkWindow),
+		every:      cmp.Or(cfg.EvictEvery, DefaultEvictEvery),
+		queueMax:   cmp.Or(cfg.Queue, DefaultQueue),
 		now:        cfg.Now,
 		wake:       make(chan struct{}, 1),
 	}
@@ -168,15 +168,6 @@ func New(cfg Config) (*Store, error) {
 	}
 	s.links = newLinkIndex(s.window)
 	return s, nil
-}
-
-// orDefault returns v, or def when v is zero.
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Run inserts added records in batches and evicts on the store's own ticker until ctx is

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -157,21 +158,11 @@ func (p *addPlan) check() error {
 		return nil
 	}
 	var msgs []string
-	for _, port := range slices.Sorted(keysOf(p.noProxy)) {
+	for _, port := range slices.Sorted(maps.Keys(p.noProxy)) {
 		msgs = append(msgs, fmt.Sprintf("port %d (%s) has no proxy listener (%s): add it to proxy in the config first",
 			port, strings.Join(p.noProxy[port], ", "), p.proxies))
 	}
 	return &exitError{2, errors.New("nothing added: " + strings.Join(msgs, "; "))}
-}
-
-func keysOf[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // writeImport prints the rules an import found, what it did not map, its warnings, and what
@@ -198,7 +189,7 @@ func writeImport(w io.Writer, file string, res *onboard.ImportResult, p *addPlan
 	section("warnings", res.Warnings)
 	section("already in the allow list", p.existing)
 	var noProxy []string
-	for _, port := range slices.Sorted(keysOf(p.noProxy)) {
+	for _, port := range slices.Sorted(maps.Keys(p.noProxy)) {
 		noProxy = append(noProxy, fmt.Sprintf("port %d: %s (%s)", port, strings.Join(p.noProxy[port], ", "), p.proxies))
 	}
 	section("ports without a proxy listener", noProxy)
