@@ -62,8 +62,8 @@ func (s *Suggestion) Count() int { return s.Queries + s.Conns }
 var suggestReasons = []string{
 	string(allowlist.ReasonNotListed),
 	string(allowlist.ReasonPortNotAllowed),
-	string(allowlist.ReasonSourceForbidden),
-	"empty_non_terminal",
+	string(allowlist.ReasonFromMismatch),
+	"empty_non_terminal", // resolver.ReasonEmptyNonTerminal, kept a word: onboarding does not import the resolver
 }
 
 // Suggest proposes rules from deny and would-deny records, most needed first: by records,

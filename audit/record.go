@@ -366,7 +366,8 @@ type wire struct {
 }
 
 // UnmarshalJSON reads the form AppendJSON writes. Unknown fields are ignored, so newer logs
-// stay readable by older tools.
+// stay readable by older tools; reasons older versions spelled otherwise are read in today's
+// words (see modernReason).
 func (r *Record) UnmarshalJSON(data []byte) error {
 	var w wire
 	if err := json.Unmarshal(data, &w); err != nil {
@@ -383,6 +384,7 @@ func (r *Record) UnmarshalJSON(data []byte) error {
 		Flags: w.Flags, BytesUp: w.BytesUp, BytesDown: w.BytesDown, DurationMS: w.DurationMS,
 		Change: w.Change, Hash: w.Hash, UID: w.UID, Count: w.Count,
 	}
+	r.Reason = modernReason(r)
 	if w.Client != "" {
 		if r.Client, err = parseAddrPort(w.Client); err != nil {
 			return fmt.Errorf("audit: record %d: client: %w", w.Seq, err)

@@ -63,7 +63,7 @@ type Config struct {
 	// are resolved with Resolver.
 	Parent netip.Addr
 	// Resolver resolves SNI names at the top level and named destinations of rules and
-	// routes. Nil: such connections fail with reason "resolve_failed".
+	// routes. Nil: such connections fail with ReasonResolveFailed.
 	Resolver Resolver
 	// Self lists the box's own addresses, which are never dialed for a resolved name.
 	Self []netip.Addr
@@ -259,7 +259,7 @@ func (f *Forwarder) serve(lns map[uint16]net.Listener) {
 // Reconfigure replaces the config while the forwarder runs. Ports the new config no longer
 // has stop accepting; new ports are bound first, so on an error nothing changes. Listeners
 // on unchanged ports keep their sockets, and live streams are left alone unless the new allow
-// list no longer allows them: those are closed with reason "revoked" (an EventClose) unless
+// list no longer allows them: those are closed with ReasonRevoked (an EventClose) unless
 // cfg.DrainRevoked lets them finish. Listen must not change.
 func (f *Forwarder) Reconfigure(cfg Config) error {
 	cfg.OnEvent, cfg.NewID, cfg.Dial, cfg.Logger = f.cfg.OnEvent, f.cfg.NewID, f.cfg.Dial, f.cfg.Logger
@@ -352,7 +352,7 @@ func (f *Forwarder) Close() error {
 		f.cancel() // stops pending hellos and dials
 		f.mu.Lock()
 		for s := range f.conns {
-			s.abort("shutdown")
+			s.abort(ReasonShutdown)
 		}
 		f.mu.Unlock()
 		<-done

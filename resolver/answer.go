@@ -92,7 +92,7 @@ func (p *policy) answer(req *dns.Msg, q query) (*dns.Msg, outcome) {
 	question := req.Question[0]
 	switch {
 	case !p.serves(q.client):
-		out.reason = ReasonSourceRefused
+		out.reason = allowlist.ReasonSourceNotAllowed
 	case question.Qclass != dns.ClassINET:
 		out.reason = ReasonClass
 	case question.Qtype == dns.TypeAXFR || question.Qtype == dns.TypeIXFR:
