@@ -26,7 +26,7 @@ var singleValued = []string{
 	"level", "name", "listen", "dns", "proxy", "parent", "upstream", "sources", "ttl",
 	"hello_timeout", "dial_timeout", "idle_timeout", "admin", "metrics", "audit",
 	"fsync", "audit_max_age", "audit_max_size", "on_audit_failure", "link_window",
-	"store_max", "store_age", "mode", "on_revoke", "children", "dns_rate_limit",
+	"store_max", "store_age", "mode", "on_revoke", "children", "dns_rate_limit", "deny",
 }
 
 // parser is a caddyfile Dispenser whose errors are *ConfigError.
@@ -186,6 +186,8 @@ func (p *parser) directive() error {
 		c.Learn, err = p.choice(name, args, "enforce", "learn")
 	case "on_revoke":
 		c.DrainRevoked, err = p.choice(name, args, "revoke", "drain")
+	case "deny":
+		c.DenyRefused, err = p.choice(name, args, "nxdomain", "refused")
 	}
 	return err
 }

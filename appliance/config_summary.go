@@ -64,6 +64,10 @@ func (c *Config) Summary() string {
 	} else {
 		set("mode", "enforce")
 	}
+	if c.DenyRefused {
+		// Shown only when set, as children is: the default is the DNS contract's NXDOMAIN.
+		set("deny", "refused (names not on the list are answered REFUSED, not NXDOMAIN)")
+	}
 	if c.DrainRevoked {
 		set("on_revoke", "drain (connections a reload no longer allows may finish)")
 	} else {

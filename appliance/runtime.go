@@ -240,6 +240,8 @@ func (rt *Runtime) plan(cfg *Config, learn bool, prev *plan) (*plan, error) {
 				Logger:  rt.slog,
 				OnQuery: rt.trail.onQuery,
 
+				DenyRefused: cfg.DenyRefused,
+
 				RateLimit: cfg.DNSRateLimit,
 				OnLimited: rt.trail.onLimited,
 			})
