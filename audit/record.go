@@ -40,6 +40,11 @@ const (
 	VerdictRefused   = "refused"
 )
 
+// Verdicts lists every verdict, for documentation tests.
+func Verdicts() []string {
+	return []string{VerdictAllow, VerdictDeny, VerdictWouldDeny, VerdictRefused}
+}
+
 // Flags on connection records. They are findings, not errors.
 const (
 	// FlagUnlinked: no DNS query from this client for this name within the link window; the
