@@ -28,7 +28,7 @@ func Explain(l *List, q Query) Explanation {
 		return e
 	}
 	switch e.Reason {
-	case ReasonPortNotAllowed, ReasonSourceForbidden:
+	case ReasonPortNotAllowed, ReasonFromMismatch:
 		e.Near, e.Why = narrowed(l, q)
 		return e
 	}

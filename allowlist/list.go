@@ -138,11 +138,19 @@ func (v Verdict) String() string {
 type Reason string
 
 const (
-	ReasonListed          Reason = "listed"             // a rule matched name, port and source
-	ReasonNotListed       Reason = "not_listed"         // no rule matches the name
-	ReasonPortNotAllowed  Reason = "port_not_allowed"   // a rule matches the name, but not on this port
-	ReasonSourceForbidden Reason = "source_not_allowed" // a rule matches the name, but not from this device
+	ReasonListed         Reason = "listed"           // a rule matched name, port and source
+	ReasonNotListed      Reason = "not_listed"       // no rule matches the name
+	ReasonPortNotAllowed Reason = "port_not_allowed" // a rule matches the name, but not on this port
+	ReasonFromMismatch   Reason = "from_mismatch"    // a rule matches the name and port, but its `from` leaves out the device
+	// ReasonSourceNotAllowed: the device is outside the box's `sources`. The resolver and the
+	// forwarder check that before asking the list, and both record it with this one word.
+	ReasonSourceNotAllowed Reason = "source_not_allowed"
 )
+
+// Reasons lists every reason this package defines, for documentation tests.
+func Reasons() []Reason {
+	return []Reason{ReasonListed, ReasonNotListed, ReasonPortNotAllowed, ReasonFromMismatch, ReasonSourceNotAllowed}
+}
 
 // Decision is the answer to a Query. Rule is the rule that allowed it, or for a denial the
 // nearest rule that matched the name, if any.
@@ -182,7 +190,7 @@ func (d *Decision) try(rules []*Rule, q Query) bool {
 		}
 		if d.Rule == nil {
 			d.Rule = r
-			d.Reason = ReasonSourceForbidden
+			d.Reason = ReasonFromMismatch
 			if !okPort {
 				d.Reason = ReasonPortNotAllowed
 			}

@@ -242,6 +242,8 @@ func (rt *Runtime) plan(cfg *config.Config, learn bool, prev *plan) (*plan, erro
 				Logger:  rt.slog,
 				OnQuery: rt.trail.onQuery,
 
+				DenyRefused: cfg.DenyRefused,
+
 				RateLimit: cfg.DNSRateLimit,
 				OnLimited: rt.trail.onLimited,
 			})

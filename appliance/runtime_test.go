@@ -3,11 +3,13 @@ package appliance
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
 
+	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/config"
 )
 
@@ -96,4 +98,50 @@ func TestRuntimeStartFailureLeavesNothingBound(t *testing.T) {
 		t.Fatalf("DNS port still bound after a failed start: %v", err)
 	}
 	ln.Close()
+}
+
+// TestRuntimeReloadDenyRefused: `deny` is reloadable; a name off the list is answered
+// NXDOMAIN, then REFUSED after a reload to `deny refused`, and both are audited as denials
+// with the rcode sent.
+func TestRuntimeReloadDenyRefused(t *testing.T) {
+	dnsPort, proxyPort := freeTCPPort(t), freeTCPPort(t)
+	cfg := loopbackConfig(t, dnsPort, proxyPort)
+	rt, err := Start(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	rcode := func() int {
+		t.Helper()
+		r, err := dns.Exchange(new(dns.Msg).SetQuestion("evil.test.", dns.TypeA), fmt.Sprintf("127.0.0.1:%d", dnsPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Rcode
+	}
+	if got := rcode(); got != dns.RcodeNameError {
+		t.Fatalf("before the reload: %s, want NXDOMAIN", dns.RcodeToString[got])
+	}
+	next := *cfg
+	next.DenyRefused = true
+	if err := rt.Reload(&next, nil); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if got := rcode(); got != dns.RcodeRefused {
+		t.Fatalf("after the reload: %s, want REFUSED", dns.RcodeToString[got])
+	}
+	if err := rt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err = audit.Read(cfg.AuditDir, audit.Filter{Kind: audit.KindDNS}, func(r *audit.Record) bool {
+		got = append(got, r.Verdict+" "+r.Reason+" "+r.Rcode)
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"deny not_listed NXDOMAIN", "deny not_listed REFUSED"}; !slices.Equal(got, want) {
+		t.Errorf("dns records %q, want %q", got, want)
+	}
 }

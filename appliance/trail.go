@@ -122,7 +122,8 @@ func (t *trail) onQuery(ev resolver.QueryEvent) error {
 }
 
 // ReasonDNSRateLimited is the reason of the summary records of queries a client sent over
-// its rate limit (dns_rate_limit): count is how many, time the last of them.
+// its rate limit (dns_rate_limit): count is how many, time the last of them. It is the one
+// reason the trail adds to the resolver's, the forwarder's and the log's own.
 const ReasonDNSRateLimited = "dns_rate_limited"
 
 // onLimited is the resolver's OnLimited hook: one summary record per client and period,
@@ -152,9 +153,9 @@ func (t *trail) onConn(ev forwarder.Event) error {
 		Port:     ev.Port,
 		SNI:      string(ev.SNI),
 		ALPN:     slices.Clip(ev.ALPN),
-		Verdict:  ev.Verdict,
+		Verdict:  connVerdict(ev.Verdict),
 		Rule:     t.rules.text(ev.Rule),
-		Reason:   ev.Reason,
+		Reason:   string(ev.Reason),
 		Upstream: ev.Upstream,
 		Via:      string(ev.Via),
 	}
@@ -163,7 +164,7 @@ func (t *trail) onConn(ev forwarder.Event) error {
 	switch ev.Kind {
 	case forwarder.EventOpen:
 		m.active.Add(1)
-		m.add(m.conns, 1, port, ev.Verdict, ev.Reason)
+		m.add(m.conns, 1, port, r.Verdict, r.Reason)
 		t.observeConnect(ev)
 	case forwarder.EventClose:
 		m.active.Add(-1)
@@ -173,14 +174,14 @@ func (t *trail) onConn(ev forwarder.Event) error {
 		m.add(m.rxBytes, uint64(ev.BytesUp))
 		m.add(m.txBytes, uint64(ev.BytesDown))
 	case forwarder.EventDeny:
-		m.add(m.conns, 1, port, ev.Verdict, ev.Reason)
+		m.add(m.conns, 1, port, r.Verdict, r.Reason)
 		t.observeConnect(ev)
 	}
 	if ev.Kind != forwarder.EventClose && ev.Via != forwarder.ViaTCP {
 		m.add(m.serverTotalConns, 1)
 		if ev.SNI != "" {
 			m.add(m.sniFound, 1)
-		} else if ev.Reason != "source_not_allowed" && ev.Reason != forwarder.ReasonTooManyPending {
+		} else if ev.Reason != allowlist.ReasonSourceNotAllowed && ev.Reason != forwarder.ReasonTooManyPending {
 			m.add(m.sniNotFound, 1)
 		}
 		if ev.HelloSize > 0 {
@@ -274,6 +275,17 @@ func dnsVerdict(v resolver.Verdict) string {
 	case resolver.VerdictRefused:
 		return audit.VerdictRefused
 	case resolver.VerdictWouldDeny:
+		return audit.VerdictWouldDeny
+	}
+	return audit.VerdictDeny
+}
+
+// connVerdict maps the forwarder's verdicts onto the audit schema's.
+func connVerdict(v forwarder.Verdict) string {
+	switch v {
+	case forwarder.VerdictAllow:
+		return audit.VerdictAllow
+	case forwarder.VerdictWouldDeny:
 		return audit.VerdictWouldDeny
 	}
 	return audit.VerdictDeny

@@ -29,6 +29,9 @@ const (
 	ReasonQueueFull = "audit_queue_full"
 )
 
+// Reasons lists the reasons of the summaries the log writes itself, for documentation tests.
+func Reasons() []string { return []string{ReasonWriteFailed, ReasonQueueFull} }
+
 // Config configures a Log. Only Dir is required.
 type Config struct {
 	// Dir holds the segments. It is created with mode 0750 if missing. Required.

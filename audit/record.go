@@ -40,6 +40,11 @@ const (
 	VerdictRefused   = "refused"
 )
 
+// Verdicts lists every verdict, for documentation tests.
+func Verdicts() []string {
+	return []string{VerdictAllow, VerdictDeny, VerdictWouldDeny, VerdictRefused}
+}
+
 // Flags on connection records. They are findings, not errors.
 const (
 	// FlagUnlinked: no DNS query from this client for this name within the link window; the
@@ -366,7 +371,8 @@ type wire struct {
 }
 
 // UnmarshalJSON reads the form AppendJSON writes. Unknown fields are ignored, so newer logs
-// stay readable by older tools.
+// stay readable by older tools; reasons older versions spelled otherwise are read in today's
+// words (see modernReason).
 func (r *Record) UnmarshalJSON(data []byte) error {
 	var w wire
 	if err := json.Unmarshal(data, &w); err != nil {
@@ -383,6 +389,7 @@ func (r *Record) UnmarshalJSON(data []byte) error {
 		Flags: w.Flags, BytesUp: w.BytesUp, BytesDown: w.BytesDown, DurationMS: w.DurationMS,
 		Change: w.Change, Hash: w.Hash, UID: w.UID, Count: w.Count,
 	}
+	r.Reason = modernReason(r)
 	if w.Client != "" {
 		if r.Client, err = parseAddrPort(w.Client); err != nil {
 			return fmt.Errorf("audit: record %d: client: %w", w.Seq, err)

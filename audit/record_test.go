@@ -557,3 +557,28 @@ func (g recordGen) strs() []string {
 		return vs
 	}
 }
+
+// TestReadLegacyReasons: reasons older versions wrote are read in today's words, and
+// records written today read back unchanged.
+func TestReadLegacyReasons(t *testing.T) {
+	for _, tc := range []struct {
+		name, line, want string
+	}{
+		{"old dns outside sources", `{"seq":9,"time":"2026-12-02T14:49:33.981Z","kind":"dns","client":"127.0.0.3","name":"a.test","qtype":"A","verdict":"refused","reason":"source_refused","rcode":"REFUSED"}`, "source_not_allowed"},
+		{"old dns from mismatch", `{"seq":7,"time":"2026-12-02T14:49:33.917Z","kind":"dns","client":"127.0.0.1","name":"p.test","qtype":"A","verdict":"deny","rule":"p.test from 127.0.0.9/32 (lnm.conf:13)","reason":"source_not_allowed","rcode":"NXDOMAIN"}`, "from_mismatch"},
+		{"old conn from mismatch", `{"seq":8,"time":"2026-12-02T14:49:33.929Z","kind":"conn","client":"127.0.0.1:40277","event":"deny","id":3,"port":443,"sni":"p.test","verdict":"deny","rule":"p.test from 127.0.0.9/32 (lnm.conf:13)","reason":"source_not_allowed"}`, "from_mismatch"},
+		{"conn outside sources, old and new", `{"seq":10,"time":"2026-12-02T14:49:33.992Z","kind":"conn","client":"127.0.0.3:49813","event":"deny","id":4,"port":443,"verdict":"deny","reason":"source_not_allowed"}`, "source_not_allowed"},
+		{"new from mismatch", `{"seq":8,"time":"2026-12-02T14:49:33.929Z","kind":"conn","client":"127.0.0.1:40277","event":"deny","id":3,"port":443,"sni":"p.test","verdict":"deny","rule":"p.test from 127.0.0.9/32 (lnm.conf:13)","reason":"from_mismatch"}`, "from_mismatch"},
+		{"other reasons untouched", `{"seq":5,"time":"2026-12-02T14:49:33.852Z","kind":"dns","client":"127.0.0.1","name":"e.test","qtype":"A","verdict":"deny","reason":"not_listed","rcode":"NXDOMAIN"}`, "not_listed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r Record
+			if err := r.UnmarshalJSON([]byte(tc.line)); err != nil {
+				t.Fatal(err)
+			}
+			if r.Reason != tc.want {
+				t.Errorf("reason %q, want %q", r.Reason, tc.want)
+			}
+		})
+	}
+}

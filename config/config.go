@@ -117,6 +117,10 @@ type Config struct {
 	// have denied is recorded as "would-deny". False (`mode enforce`, the default): the list
 	// is enforced.
 	Learn bool
+	// DenyRefused answers names the list does not allow with REFUSED (`deny refused`), which
+	// clients take as "ask another server" and do not cache. False (`deny nxdomain`, the
+	// default): NXDOMAIN with the SOA. Either way the query is audited as denied.
+	DenyRefused bool
 	// DrainRevoked lets live connections that a reload no longer allows finish
 	// (`on_revoke drain`). False (`on_revoke revoke`, the default): they are closed and
 	// recorded with reason "revoked".

@@ -232,6 +232,19 @@ var directives = []directive{
 		value: func(c *Config) any { return c.Learn },
 	},
 	{
+		name: "deny", reload: true,
+		parse: func(p *parser, args []string) (err error) {
+			p.c.DenyRefused, err = p.choice("deny", args, "nxdomain", "refused")
+			return err
+		},
+		summary: func(c *Config, s *summary) {
+			if c.DenyRefused {
+				s.set("deny", "refused (names not on the list are answered REFUSED, not NXDOMAIN)")
+			}
+		},
+		value: func(c *Config) any { return c.DenyRefused },
+	},
+	{
 		name: "on_revoke", reload: true,
 		parse: func(p *parser, args []string) (err error) {
 			p.c.DrainRevoked, err = p.choice("on_revoke", args, "revoke", "drain")

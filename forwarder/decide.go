@@ -21,9 +21,9 @@ type Decision struct {
 	Verdict allowlist.Verdict
 	// Learned is set in learn mode when the list denied the stream and it was let through.
 	Learned bool
-	// Reason is the allow list's reason word ("listed", "not_listed", "port_not_allowed",
-	// "source_not_allowed").
-	Reason string
+	// Reason is the allow list's reason (allowlist.ReasonListed, ReasonNotListed,
+	// ReasonPortNotAllowed, ReasonFromMismatch), or ReasonRoute for a static route.
+	Reason allowlist.Reason
 	// Rule decided the stream, or for a denial is the nearest rule that matched the name.
 	Rule *allowlist.Rule
 	// Via and To say where an allowed stream goes; To is set only for ViaTo.
@@ -36,7 +36,7 @@ type Decision struct {
 // else to the parent if there is one, else to the name itself.
 func Decide(list *allowlist.List, sni allowlist.Name, port uint16, src netip.Addr, hasParent bool) Decision {
 	ad := list.Decide(allowlist.Query{Name: sni, Port: port, Source: src})
-	d := Decision{Verdict: ad.Verdict, Reason: string(ad.Reason), Rule: ad.Rule}
+	d := Decision{Verdict: ad.Verdict, Reason: ad.Reason, Rule: ad.Rule}
 	if ad.Verdict != allowlist.Allow {
 		return d
 	}
@@ -52,7 +52,7 @@ func Decide(list *allowlist.List, sni allowlist.Name, port uint16, src netip.Add
 }
 
 // learned turns a denial into learn mode's pass: the stream goes where an allowed one would,
-// and is recorded as "would-deny" with the list's reason.
+// and is recorded as VerdictWouldDeny with the list's reason.
 func learned(d Decision, hasParent bool) Decision {
 	d.Verdict, d.Learned, d.Via = allowlist.Allow, true, ViaDirect
 	if hasParent {
@@ -61,13 +61,13 @@ func learned(d Decision, hasParent bool) Decision {
 	return d
 }
 
-// verdictWord is the verdict as events and audit records spell it.
-func (d Decision) verdictWord() string {
+// eventVerdict is the verdict an allowed or learned stream's events carry.
+func (d Decision) eventVerdict() Verdict {
 	switch {
 	case d.Learned:
-		return "would-deny"
+		return VerdictWouldDeny
 	case d.Verdict == allowlist.Allow:
-		return "allow"
+		return VerdictAllow
 	}
-	return "deny"
+	return VerdictDeny
 }

@@ -17,6 +17,93 @@ const (
 	EventDeny  EventKind = "deny"  // closed before anything was forwarded
 )
 
+// Verdict is what the forwarder did with a connection.
+type Verdict uint8
+
+const (
+	VerdictDeny      Verdict = iota // closed before anything was forwarded; the zero Event denies
+	VerdictAllow                    // spliced to its destination
+	VerdictWouldDeny                // learn mode: spliced, though the list denies it
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case VerdictAllow:
+		return "allow"
+	case VerdictWouldDeny:
+		return "would-deny"
+	}
+	return "deny"
+}
+
+// Verdicts lists every verdict, for documentation tests.
+func Verdicts() []Verdict { return []Verdict{VerdictDeny, VerdictAllow, VerdictWouldDeny} }
+
+// Reasons the forwarder adds to the allow list's own (see allowlist.Reasons): why a connection
+// was denied, how an allowed one got through, and how a stream ended. Each is the word written
+// to the audit log and the metrics. A client outside Config.Sources is denied with
+// allowlist.ReasonSourceNotAllowed, the resolver's word too.
+const (
+	// Why the ClientHello was rejected (HelloError.Reason).
+
+	// ReasonNotTLS: the first bytes are not a TLS handshake record (plain HTTP, a PROXY
+	// header, an SSH client, an SSLv2-compatible hello, zero bytes).
+	ReasonNotTLS allowlist.Reason = "not_tls"
+	// ReasonHelloTooLarge: the handshake message, a record, or the bytes buffered for it
+	// exceed the cap.
+	ReasonHelloTooLarge allowlist.Reason = "client_hello_too_large"
+	// ReasonHelloTimeout: the reader's deadline passed before the hello was complete.
+	ReasonHelloTimeout allowlist.Reason = "clienthello_timeout"
+	// ReasonMalformedHello: TLS records arrived, but they do not carry one well-formed
+	// ClientHello (another record or handshake type, a zero-length fragment, bad framing,
+	// a duplicated extension, a broken ALPN list).
+	ReasonMalformedHello allowlist.Reason = "malformed_hello"
+	// ReasonNoSNI: a well-formed hello without a server_name extension.
+	ReasonNoSNI allowlist.Reason = "no_sni"
+	// ReasonBadSNI: the server_name extension does not carry exactly one usable host name.
+	ReasonBadSNI allowlist.Reason = "bad_sni"
+	// ReasonClientClosed: the stream ended or failed before a full hello arrived, or
+	// before the upstream answered.
+	ReasonClientClosed allowlist.Reason = "client_closed"
+
+	// Why a connection was denied before its hello was read.
+
+	// ReasonTooManyPending: a cap on connections still waiting for their hello was reached.
+	ReasonTooManyPending allowlist.Reason = "too_many_pending"
+
+	// Why an allowed stream could not be connected (a deny), or its upstream failed while
+	// the hello was replayed (a close).
+
+	ReasonResolveFailed  allowlist.Reason = "resolve_failed"              // the name or a `to` host did not resolve
+	ReasonPrivateTarget  allowlist.Reason = "private_target"              // it resolves only to addresses the box refuses to dial
+	ReasonUpstreamFailed allowlist.Reason = "upstream_unreachable"        // no resolved address or `to` destination answered
+	ReasonParentFailed   allowlist.Reason = "upstream_parent_unreachable" // the parent box did not answer
+
+	// How an allowed stream got through, on its open and close records.
+
+	// ReasonRoute: a static `tcp` route, which has no hello and no rule.
+	ReasonRoute allowlist.Reason = "route"
+
+	// How an opened stream ended (its close record).
+
+	ReasonEOF              allowlist.Reason = "eof"               // both sides finished, or one failed
+	ReasonIdleTimeout      allowlist.Reason = "idle_timeout"      // no byte either way for Config.IdleTimeout
+	ReasonShutdown         allowlist.Reason = "shutdown"          // the forwarder closed
+	ReasonRevoked          allowlist.Reason = "revoked"           // a new allow list no longer allows it
+	ReasonAuditUnavailable allowlist.Reason = "audit_unavailable" // its open record could not be kept
+)
+
+// Reasons lists the reasons the forwarder defines, for documentation tests.
+func Reasons() []allowlist.Reason {
+	return []allowlist.Reason{
+		ReasonNotTLS, ReasonHelloTooLarge, ReasonHelloTimeout, ReasonMalformedHello, ReasonNoSNI, ReasonBadSNI,
+		ReasonClientClosed, ReasonTooManyPending,
+		ReasonResolveFailed, ReasonPrivateTarget, ReasonUpstreamFailed, ReasonParentFailed,
+		ReasonRoute,
+		ReasonEOF, ReasonIdleTimeout, ReasonShutdown, ReasonRevoked, ReasonAuditUnavailable,
+	}
+}
+
 // Event is one record of a connection's life, for logs and the audit trail.
 type Event struct {
 	Kind   EventKind
@@ -27,10 +114,10 @@ type Event struct {
 	SNI    allowlist.Name
 	ALPN   []string
 	ECH    bool // the hello carried an encrypted_client_hello extension; SNI is the outer name
-	// Verdict is "allow" or "deny"; Reason says why (a hello error, an allow-list reason, an
+	// Verdict is what was done; Reason says why (a hello error, an allow-list reason, an
 	// upstream failure on deny, or how the stream ended on close).
-	Verdict  string
-	Reason   string
+	Verdict  Verdict
+	Reason   allowlist.Reason
 	Rule     *allowlist.Rule
 	Via      Via
 	Upstream netip.AddrPort
@@ -67,8 +154,8 @@ func (f *Forwarder) logEvent(e Event) {
 		slog.Uint64("id", e.ID),
 		slog.String("client", e.Client.String()),
 		slog.Int("port", int(e.Port)),
-		slog.String("verdict", e.Verdict),
-		slog.String("reason", e.Reason),
+		slog.String("verdict", e.Verdict.String()),
+		slog.String("reason", string(e.Reason)),
 	}
 	if e.SNI != "" {
 		attrs = append(attrs, slog.String("sni", string(e.SNI)))

@@ -64,7 +64,7 @@ type Config struct {
 	// are resolved with Resolver.
 	Parent netip.Addr
 	// Resolver resolves SNI names at the top level and named destinations of rules and
-	// routes. Nil: such connections fail with reason "resolve_failed".
+	// routes. Nil: such connections fail with ReasonResolveFailed.
 	Resolver Resolver
 	// Self lists the box's own addresses, which are never dialed for a resolved name.
 	Self []netip.Addr
@@ -296,7 +296,7 @@ func (f *Forwarder) Close() error {
 		f.cancel() // stops pending hellos and dials
 		f.mu.Lock()
 		for s := range f.conns {
-			s.abort("shutdown")
+			s.abort(ReasonShutdown)
 		}
 		f.mu.Unlock()
 		<-done

@@ -302,7 +302,7 @@ func TestForwardThroughParent(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "access denied") {
 			t.Fatalf("want a TLS access_denied alert, got %v", err)
 		}
-		if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != "not_listed" || ev.SNI != "blocked.evil.test" {
+		if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != allowlist.ReasonNotListed || ev.SNI != "blocked.evil.test" {
 			t.Errorf("deny event %+v", ev)
 		}
 	})
@@ -311,7 +311,7 @@ func TestForwardThroughParent(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "access denied") {
 			t.Fatalf("want a TLS access_denied alert, got %v", err)
 		}
-		if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != "port_not_allowed" || ev.Rule == nil {
+		if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != allowlist.ReasonPortNotAllowed || ev.Rule == nil {
 			t.Errorf("deny event %+v", ev)
 		}
 	})
@@ -351,7 +351,7 @@ func TestSourceNotAllowed(t *testing.T) {
 			t.Fatalf("read %d bytes from a box that should close at once", n)
 		}
 	}
-	if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != "source_not_allowed" {
+	if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != allowlist.ReasonSourceNotAllowed {
 		t.Errorf("deny event %+v", ev)
 	}
 }
@@ -437,7 +437,7 @@ func TestReplayByteAtATimeAndHalfClose(t *testing.T) {
 	if b := <-got; !bytes.Equal(b, payload) {
 		t.Errorf("backend got %d bytes, not exactly the %d the device sent", len(b), len(payload))
 	}
-	if ev := s.events.next(t, forwarder.EventClose); ev.BytesUp != int64(len(payload)) || ev.Reason != "eof" {
+	if ev := s.events.next(t, forwarder.EventClose); ev.BytesUp != int64(len(payload)) || ev.Reason != forwarder.ReasonEOF {
 		t.Errorf("close event %+v", ev)
 	}
 }
@@ -450,15 +450,16 @@ func TestHelloFailures(t *testing.T) {
 	}, 1)
 	hello := rawHello(t, "www.example.test")
 	for _, tc := range []struct {
-		name, reason string
-		send         []byte
-		closeWrite   bool
+		name       string
+		reason     allowlist.Reason
+		send       []byte
+		closeWrite bool
 	}{
-		{"http", "not_tls", []byte("GET / HTTP/1.1\r\nHost: www.example.test\r\n\r\n"), false},
-		{"zeros", "not_tls", make([]byte, 100), false},
-		{"silent", "clienthello_timeout", nil, false},
-		{"slow header", "clienthello_timeout", hello[:3], false},
-		{"half a hello then FIN", "client_closed", hello[:len(hello)/2], true},
+		{"http", forwarder.ReasonNotTLS, []byte("GET / HTTP/1.1\r\nHost: www.example.test\r\n\r\n"), false},
+		{"zeros", forwarder.ReasonNotTLS, make([]byte, 100), false},
+		{"silent", forwarder.ReasonHelloTimeout, nil, false},
+		{"slow header", forwarder.ReasonHelloTimeout, hello[:3], false},
+		{"half a hello then FIN", forwarder.ReasonClientClosed, hello[:len(hello)/2], true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := net.Dial("tcp", s.addr())
@@ -571,7 +572,7 @@ func TestIdleTimeout(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	ev := s.events.next(t, forwarder.EventClose)
-	if ev.Reason != "idle_timeout" {
+	if ev.Reason != forwarder.ReasonIdleTimeout {
 		t.Errorf("close reason %q, want idle_timeout", ev.Reason)
 	}
 	if ev.Duration < 500*time.Millisecond {
@@ -597,7 +598,7 @@ func TestCloseDrainsThenCuts(t *testing.T) {
 	if took := time.Since(begin); took > 2*time.Second {
 		t.Errorf("Close took %v with a drain timeout of 200ms", took)
 	}
-	if ev := s.events.next(t, forwarder.EventClose); ev.Reason != "shutdown" {
+	if ev := s.events.next(t, forwarder.EventClose); ev.Reason != forwarder.ReasonShutdown {
 		t.Errorf("close reason %q, want shutdown", ev.Reason)
 	}
 	if _, err := net.DialTimeout("tcp", s.addr(), time.Second); err == nil {

@@ -12,49 +12,26 @@ import (
 	"github.com/lnm-project/lnm/allowlist"
 )
 
-// Reasons a ClientHello is rejected; each is the word written to the audit log.
-const (
-	// ReasonNotTLS: the first bytes are not a TLS handshake record (plain HTTP, a PROXY
-	// header, an SSH client, an SSLv2-compatible hello, zero bytes).
-	ReasonNotTLS = "not_tls"
-	// ReasonHelloTooLarge: the handshake message, a record, or the bytes buffered for it
-	// exceed the cap.
-	ReasonHelloTooLarge = "client_hello_too_large"
-	// ReasonHelloTimeout: the reader's deadline passed before the hello was complete.
-	ReasonHelloTimeout = "clienthello_timeout"
-	// ReasonMalformedHello: TLS records arrived, but they do not carry one well-formed
-	// ClientHello (another record or handshake type, a zero-length fragment, bad framing,
-	// a duplicated extension, a broken ALPN list).
-	ReasonMalformedHello = "malformed_hello"
-	// ReasonNoSNI: a well-formed hello without a server_name extension.
-	ReasonNoSNI = "no_sni"
-	// ReasonBadSNI: the server_name extension does not carry exactly one usable host name.
-	ReasonBadSNI = "bad_sni"
-	// ReasonClientClosed: the stream ended or failed before a full hello arrived, or
-	// before the upstream answered.
-	ReasonClientClosed = "client_closed"
-)
-
 // MaxHelloSize is the default cap on a ClientHello handshake message. Post-quantum key shares
 // make real hellos 1.6–2.5 KB; nginx, Envoy and caddy-l4 all settled on 16 KiB.
 const MaxHelloSize = 16384
 
 // HelloError is why a connection's ClientHello was rejected; Reason is the audit word.
 type HelloError struct {
-	Reason string // one of the Reason constants above
-	Err    error  // the detail; for read failures, the reader's error
+	Reason allowlist.Reason // one of the hello reasons in event.go
+	Err    error            // the detail; for read failures, the reader's error
 }
 
 func (e *HelloError) Error() string {
 	if e.Err == nil {
-		return "forwarder: client hello: " + e.Reason
+		return "forwarder: client hello: " + string(e.Reason)
 	}
-	return "forwarder: client hello: " + e.Reason + ": " + e.Err.Error()
+	return "forwarder: client hello: " + string(e.Reason) + ": " + e.Err.Error()
 }
 
 func (e *HelloError) Unwrap() error { return e.Err }
 
-func helloErrorf(reason, format string, args ...any) error {
+func helloErrorf(reason allowlist.Reason, format string, args ...any) error {
 	return &HelloError{Reason: reason, Err: fmt.Errorf(format, args...)}
 }
 

@@ -82,7 +82,7 @@ func FuzzReadClientHello(f *testing.F) {
 	})
 }
 
-func helloReasonOrOK(err error) string {
+func helloReasonOrOK(err error) allowlist.Reason {
 	if err == nil {
 		return "ok"
 	}

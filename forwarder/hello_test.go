@@ -107,11 +107,11 @@ func (c *helloChunkReader) Read(p []byte) (int, error) {
 
 func helloOneByteReader(data []byte) io.Reader { return &helloChunkReader{data: data, sizes: []int{1}} }
 
-func helloReason(err error) string {
+func helloReason(err error) allowlist.Reason {
 	if he, ok := errors.AsType[*HelloError](err); ok {
 		return he.Reason
 	}
-	return fmt.Sprintf("not a HelloError: %v", err)
+	return allowlist.Reason(fmt.Sprintf("not a HelloError: %v", err))
 }
 
 func TestReadClientHelloGoClients(t *testing.T) {
@@ -294,7 +294,7 @@ func TestParseClientHelloSNI(t *testing.T) {
 		name     string
 		exts     []helloExt
 		wantSNI  allowlist.Name
-		wantWhy  string
+		wantWhy  allowlist.Reason
 		wantECH  bool
 		wantALPN []string
 	}{
@@ -379,7 +379,7 @@ func TestParseClientHelloFraming(t *testing.T) {
 	cases := []struct {
 		name string
 		msg  []byte
-		want string
+		want allowlist.Reason
 	}{
 		{"empty", nil, ReasonMalformedHello},
 		{"header only", []byte{1, 0, 0, 0}, ReasonMalformedHello},
@@ -432,7 +432,7 @@ func TestReadClientHelloTooLarge(t *testing.T) {
 		name    string
 		wire    []byte
 		maxSize int
-		want    string // "" for success
+		want    allowlist.Reason // "" for success
 	}{
 		{"at the cap", helloRecords(helloOfSize(t, MaxHelloSize), 16384), 0, ""},
 		{"one byte over the cap", helloRecords(helloOfSize(t, MaxHelloSize+1), 16384), 0, ReasonHelloTooLarge},
@@ -600,7 +600,7 @@ func TestReadClientHelloReadErrors(t *testing.T) {
 	cases := []struct {
 		name   string
 		r      io.Reader
-		want   string
+		want   allowlist.Reason
 		wantIs error
 	}{
 		{"nothing, then EOF", bytes.NewReader(nil), ReasonClientClosed, io.EOF},
@@ -692,7 +692,7 @@ func TestReadClientHelloMemory(t *testing.T) {
 		name    string
 		head    []byte
 		trickle int
-		want    string
+		want    allowlist.Reason
 		// maxBytes allocated per call: far below the declared lengths (16 MiB, 16000), with
 		// room for the race detector's bookkeeping (about 3.3 KiB under -race).
 		maxBytes uint64

@@ -13,9 +13,6 @@ const (
 	DefaultMaxPendingPerSrc = 64
 )
 
-// ReasonTooManyPending is the deny reason when a pending cap is reached.
-const ReasonTooManyPending = "too_many_pending"
-
 // pendingLimiter counts connections that have not yet sent a full ClientHello, in all and per
 // source address.
 type pendingLimiter struct {

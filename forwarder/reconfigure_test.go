@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/forwarder"
 )
 
@@ -169,7 +170,7 @@ func TestLearnMode(t *testing.T) {
 	if got, err := talk(t, s.addr(), "unlisted.example.test", pki, "hi"); err != nil || got != "unlisted.example.test:hi" {
 		t.Fatalf("learn mode blocked an unlisted name: %q, %v", got, err)
 	}
-	if ev := s.events.next(t, forwarder.EventOpen); ev.Verdict != "would-deny" || ev.Reason != "not_listed" || ev.Via != forwarder.ViaParent {
+	if ev := s.events.next(t, forwarder.EventOpen); ev.Verdict != forwarder.VerdictWouldDeny || ev.Reason != allowlist.ReasonNotListed || ev.Via != forwarder.ViaParent {
 		t.Errorf("open event %+v, want would-deny not_listed via parent", ev)
 	}
 	// Back to enforce: the same name is denied.

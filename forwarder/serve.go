@@ -19,12 +19,6 @@ var (
 	alertUnrecognized  = []byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112} // fatal unrecognized_name
 )
 
-// ReasonAuditUnavailable closes a stream whose open record could not be kept.
-const ReasonAuditUnavailable = "audit_unavailable"
-
-// ReasonRevoked closes a live stream that a new allow list no longer allows.
-const ReasonRevoked = "revoked"
-
 // stream is a live connection the forwarder tracks for shutdown and reconfiguration.
 type stream struct {
 	client net.Conn
@@ -35,7 +29,7 @@ type stream struct {
 	pipe   *pipe          // nil until spliced; set and read under Forwarder.mu
 }
 
-func (s *stream) abort(reason string) {
+func (s *stream) abort(reason allowlist.Reason) {
 	if s.pipe != nil {
 		s.pipe.closeBoth(reason)
 		return
@@ -83,7 +77,7 @@ func (f *Forwarder) serveTLS(c net.Conn, cfg *Config, pm PortMap) {
 	defer f.untrack(s)
 
 	if !sourceAllowed(cfg.Sources, ev.Client.Addr()) {
-		f.deny(c, ev, "source_not_allowed", nil)
+		f.deny(c, ev, allowlist.ReasonSourceNotAllowed, nil)
 		return
 	}
 
@@ -97,7 +91,7 @@ func (f *Forwarder) serveTLS(c net.Conn, cfg *Config, pm PortMap) {
 	f.pending.release(ev.Client.Addr())
 	ev.SNI, ev.ALPN, ev.ECH, ev.HelloSize = hello.SNI, hello.ALPN, hello.ECH, hello.Size
 	if err != nil {
-		reason, alert := "malformed_hello", alertDecodeError
+		reason, alert := ReasonMalformedHello, alertDecodeError
 		var he *HelloError
 		if errors.As(err, &he) {
 			reason = he.Reason
@@ -155,10 +149,10 @@ func (f *Forwarder) serveRoute(c net.Conn, cfg *Config, r Route) {
 	f.track(s)
 	defer f.untrack(s)
 	if !sourceAllowed(cfg.Sources, ev.Client.Addr()) {
-		f.deny(c, ev, "source_not_allowed", nil)
+		f.deny(c, ev, allowlist.ReasonSourceNotAllowed, nil)
 		return
 	}
-	d := Decision{Verdict: allowlist.Allow, Reason: "route", Via: ViaTCP, To: r.To}
+	d := Decision{Verdict: allowlist.Allow, Reason: ReasonRoute, Via: ViaTCP, To: r.To}
 	// Not watched as serveTLS does: on a plain TCP route a client may well send first and
 	// close its side, and all of it goes upstream once connected.
 	up, upAddr, reason, err := f.connect(f.ctx, cfg, &ev, d, "", r.To.Port)
@@ -173,7 +167,7 @@ func (f *Forwarder) serveRoute(c net.Conn, cfg *Config, r Route) {
 
 // connect resolves the destination and dials the addresses in order until one answers, or
 // until ctx ends. It notes the time each step took in ev.
-func (f *Forwarder) connect(ctx context.Context, cfg *Config, ev *Event, d Decision, sni allowlist.Name, upstreamPort uint16) (net.Conn, netip.AddrPort, string, error) {
+func (f *Forwarder) connect(ctx context.Context, cfg *Config, ev *Event, d Decision, sni allowlist.Name, upstreamPort uint16) (net.Conn, netip.AddrPort, allowlist.Reason, error) {
 	begin := time.Now()
 	addrs, reason, err := f.destinations(ctx, cfg, d, sni, upstreamPort)
 	ev.Resolve = time.Since(begin)
@@ -198,7 +192,7 @@ func (f *Forwarder) connect(ctx context.Context, cfg *Config, ev *Event, d Decis
 // splice records the open stream, replays the bytes read before the decision, and runs the
 // stream until it ends. Nothing reaches the upstream before the open record is kept.
 func (f *Forwarder) splice(cfg *Config, s *stream, ev Event, d Decision, up net.Conn, start time.Time, replay []byte) {
-	ev.Kind, ev.Verdict, ev.Reason = EventOpen, d.verdictWord(), d.Reason
+	ev.Kind, ev.Verdict, ev.Reason = EventOpen, d.eventVerdict(), d.Reason
 	p := &pipe{client: s.client, upstream: up, idle: cfg.IdleTimeout}
 	f.mu.Lock()
 	s.pipe = p
@@ -208,7 +202,7 @@ func (f *Forwarder) splice(cfg *Config, s *stream, ev Event, d Decision, up net.
 		f.log.Warn("closing a stream that could not be recorded", "id", ev.ID, "client", ev.Client.String(), "err", err)
 		p.closeBoth(ReasonAuditUnavailable)
 	} else if closing {
-		p.closeBoth("shutdown")
+		p.closeBoth(ReasonShutdown)
 	} else if len(replay) > 0 {
 		// Replay the hello exactly as the device sent it; the upstream (or the parent box,
 		// which reads it again) completes the handshake with the device.
@@ -226,7 +220,7 @@ func (f *Forwarder) splice(cfg *Config, s *stream, ev Event, d Decision, up net.
 }
 
 // deny closes a connection that was not forwarded, after an optional TLS alert.
-func (f *Forwarder) deny(c net.Conn, ev Event, reason string, alert []byte) {
+func (f *Forwarder) deny(c net.Conn, ev Event, reason allowlist.Reason, alert []byte) {
 	if alert != nil {
 		c.SetWriteDeadline(time.Now().Add(time.Second))
 		c.Write(alert)
@@ -235,7 +229,7 @@ func (f *Forwarder) deny(c net.Conn, ev Event, reason string, alert []byte) {
 		tc.SetLinger(0) // nothing to say: free the socket at once
 	}
 	c.Close()
-	ev.Kind, ev.Verdict, ev.Reason = EventDeny, "deny", reason
+	ev.Kind, ev.Verdict, ev.Reason = EventDeny, VerdictDeny, reason
 	f.emit(ev)
 }
 

@@ -1,12 +1,15 @@
 package forwarder
 
 import (
+	"cmp"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/lnm-project/lnm/allowlist"
 )
 
 // spliceChunk is how much one copy call may move before the idle clock is checked again.
@@ -24,7 +27,7 @@ type pipe struct {
 	mu        sync.Mutex
 	quiet     [2]bool // direction had no byte during its last full idle period
 	closeOnce sync.Once
-	reason    string // why the stream ended early ("idle_timeout", "shutdown", …); "" for EOF
+	reason    allowlist.Reason // why the stream ended early (ReasonIdleTimeout, …); "" for EOF
 }
 
 // Directions, used as indexes into pipe.quiet.
@@ -69,7 +72,7 @@ func (p *pipe) copy(dir int, dst, src net.Conn) int64 {
 			if !p.setQuiet(dir, true) {
 				continue // the other direction is still moving
 			}
-			p.closeBoth("idle_timeout")
+			p.closeBoth(ReasonIdleTimeout)
 			return total
 		}
 		if err == io.EOF {
@@ -94,7 +97,7 @@ func (p *pipe) setQuiet(dir int, q bool) bool {
 }
 
 // closeBoth ends the stream; the first caller's reason is kept.
-func (p *pipe) closeBoth(reason string) {
+func (p *pipe) closeBoth(reason allowlist.Reason) {
 	p.closeOnce.Do(func() {
 		p.mu.Lock()
 		p.reason = reason
@@ -104,11 +107,8 @@ func (p *pipe) closeBoth(reason string) {
 	})
 }
 
-func (p *pipe) endReason() string {
+func (p *pipe) endReason() allowlist.Reason {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.reason == "" {
-		return "eof"
-	}
-	return p.reason
+	return cmp.Or(p.reason, ReasonEOF)
 }

@@ -9,14 +9,6 @@ import (
 	"github.com/lnm-project/lnm/allowlist"
 )
 
-// Reasons for streams that were allowed but could not be connected.
-const (
-	ReasonResolveFailed  = "resolve_failed"
-	ReasonPrivateTarget  = "private_target"
-	ReasonUpstreamFailed = "upstream_unreachable"
-	ReasonParentFailed   = "upstream_parent_unreachable"
-)
-
 var (
 	thisNetwork = netip.MustParsePrefix("0.0.0.0/8")     // RFC 1122 "this host on this network"
 	sharedSpace = netip.MustParsePrefix("100.64.0.0/10") // RFC 6598 carrier-grade NAT
@@ -27,7 +19,7 @@ var (
 // or "" if it may be. A public name that resolves to loopback, link-local (including cloud
 // metadata at 169.254.169.254), private or shared address space, multicast or the box itself
 // is a rebinding or pivot attempt: only a rule's explicit `to` may send streams inside.
-func classify(a netip.Addr, self []netip.Addr) string {
+func classify(a netip.Addr, self []netip.Addr) allowlist.Reason {
 	a = a.Unmap()
 	switch {
 	case !a.IsValid(), a.IsUnspecified(), a.IsLoopback(), a.IsLinkLocalUnicast(),
@@ -41,7 +33,7 @@ func classify(a netip.Addr, self []netip.Addr) string {
 // destinations lists the addresses to try for an allowed stream, in order, and the reason
 // to give if none can be used. Every address is final: the dial uses it as it is, so the
 // name is never resolved again between the check and the connection.
-func (f *Forwarder) destinations(ctx context.Context, cfg *Config, d Decision, sni allowlist.Name, upstreamPort uint16) ([]netip.AddrPort, string, error) {
+func (f *Forwarder) destinations(ctx context.Context, cfg *Config, d Decision, sni allowlist.Name, upstreamPort uint16) ([]netip.AddrPort, allowlist.Reason, error) {
 	switch d.Via {
 	case ViaParent:
 		return []netip.AddrPort{netip.AddrPortFrom(cfg.Parent, upstreamPort)}, ReasonParentFailed, nil
@@ -69,7 +61,7 @@ func (f *Forwarder) destinations(ctx context.Context, cfg *Config, d Decision, s
 
 // targetAddrs resolves a configured destination. The operator wrote it, so inside addresses
 // are fine; only addresses nothing can be sent to are dropped.
-func (f *Forwarder) targetAddrs(ctx context.Context, cfg *Config, t allowlist.Target) ([]netip.AddrPort, string, error) {
+func (f *Forwarder) targetAddrs(ctx context.Context, cfg *Config, t allowlist.Target) ([]netip.AddrPort, allowlist.Reason, error) {
 	if t.Addr.IsValid() {
 		return []netip.AddrPort{netip.AddrPortFrom(t.Addr, t.Port)}, ReasonUpstreamFailed, nil
 	}

@@ -58,13 +58,17 @@ type Suggestion struct {
 // Count is the number of records behind the suggestion.
 func (s *Suggestion) Count() int { return s.Queries + s.Conns }
 
+// CuredReasons are the denial reasons Suggest turns into rules, for tests that hold the
+// vocabulary together.
+func CuredReasons() []string { return slices.Clone(suggestReasons) }
+
 // suggestReasons are the denials a rule would cure; protocol errors (malformed, zone
 // transfer, …) and sources outside `sources` are not.
 var suggestReasons = []string{
 	string(allowlist.ReasonNotListed),
 	string(allowlist.ReasonPortNotAllowed),
-	string(allowlist.ReasonSourceForbidden),
-	"empty_non_terminal",
+	string(allowlist.ReasonFromMismatch),
+	"empty_non_terminal", // resolver.ReasonEmptyNonTerminal, kept a word: onboarding does not import the resolver
 }
 
 // Suggest proposes rules from deny and would-deny records, most needed first: by records,

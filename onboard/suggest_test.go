@@ -54,7 +54,7 @@ func learnLog() []audit.Record {
 	dns(55, plc, "new.vendor.test", wd, "not_listed")
 	// Noise: allowed, refused, protocol errors, no SNI, a summary.
 	dns(60, plc, "ok.vendor.test", audit.VerdictAllow, "listed")
-	dns(61, "203.0.113.9", "outsider.test", audit.VerdictRefused, "source_refused")
+	dns(61, "203.0.113.9", "outsider.test", audit.VerdictRefused, string(allowlist.ReasonSourceNotAllowed))
 	dns(62, plc, "axfr.vendor.test", deny, "zone_transfer")
 	conn(63, plc, "", 443, audit.EventDeny, deny, "no_sni")
 	recs = append(recs, audit.Record{Time: at(64), Kind: audit.KindSummary, Reason: "audit_queue_full", Count: 9})

@@ -28,6 +28,7 @@ type policy struct {
 	zones    []Zone // sorted by sortZones
 	list     *allowlist.List
 	learn    bool
+	refuse   bool // Config.DenyRefused: denied names get REFUSED, not NXDOMAIN
 }
 
 // query is what the transport knows about a request.
@@ -93,7 +94,7 @@ func (p *policy) answer(req *dns.Msg, q query) (*dns.Msg, outcome) {
 	question := req.Question[0]
 	switch {
 	case !p.serves(q.client):
-		out.reason = ReasonSourceRefused
+		out.reason = allowlist.ReasonSourceNotAllowed
 	case question.Qclass != dns.ClassINET:
 		out.reason = ReasonClass
 	case question.Qtype == dns.TypeAXFR || question.Qtype == dns.TypeIXFR:
@@ -119,9 +120,7 @@ func (p *policy) answer(req *dns.Msg, q query) (*dns.Msg, outcome) {
 	}
 	if out.name == "" {
 		out.reason = ReasonNotHostName
-		m.Authoritative = true
-		m.Ns = append(m.Ns, p.soa())
-		return p.finish(m, req, dns.RcodeNameError, q), out
+		return p.denied(m, req, q), out
 	}
 	if z := zoneFor(p.zones, out.name); z != nil {
 		out.verdict, out.zone = VerdictZone, z
@@ -142,8 +141,20 @@ func (p *policy) answer(req *dns.Msg, q query) (*dns.Msg, outcome) {
 		out.reason = ReasonEmptyNonTerminal
 		return p.nodata(m, req, q), out
 	}
+	return p.denied(m, req, q), out
+}
+
+// denied answers a name that is not on the list: NXDOMAIN with the SOA in the authority
+// section (RFC 2308, so that caches keep the answer for the SOA's negative TTL), or a bare
+// REFUSED when the box is configured to refuse.
+func (p *policy) denied(m, req *dns.Msg, q query) *dns.Msg {
+	if p.refuse {
+		m.Authoritative = false
+		return p.finish(m, req, dns.RcodeRefused, q)
+	}
+	m.Authoritative = true
 	m.Ns = append(m.Ns, p.soa())
-	return p.finish(m, req, dns.RcodeNameError, q), out
+	return p.finish(m, req, dns.RcodeNameError, q)
 }
 
 // allowed answers a question for an allowed name: the box's address for A and AAAA, NODATA for

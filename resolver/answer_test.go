@@ -100,6 +100,8 @@ func TestAnswer(t *testing.T) {
 	v4only.answer6 = netip.Addr{}
 	noAddr := testPolicy()
 	noAddr.answer4, noAddr.answer6 = netip.Addr{}, netip.Addr{}
+	refuse := testPolicy()
+	refuse.refuse = true
 	wild := testPolicy()
 	wild.wildcard = true
 	wild.answer6 = netip.Addr{}
@@ -160,12 +162,20 @@ func TestAnswer(t *testing.T) {
 			want{rcode: dns.RcodeNameError, aa: true, ns: []string{soaText}, verdict: VerdictDeny, reason: allowlist.ReasonNotListed}},
 		{"HTTPS of unlisted name is NXDOMAIN", nil, newReq("evil.example.org.", dns.TypeHTTPS), lan, netip.Addr{},
 			want{rcode: dns.RcodeNameError, aa: true, ns: []string{soaText}, verdict: VerdictDeny, reason: allowlist.ReasonNotListed}},
+		{"deny refused: unlisted name is REFUSED, no SOA", refuse, newReq("evil.example.org.", dns.TypeA), lan, netip.Addr{},
+			want{rcode: dns.RcodeRefused, verdict: VerdictDeny, reason: allowlist.ReasonNotListed}},
+		{"deny refused: a rule's from mismatch is REFUSED", refuse, newReq("only.example.com.", dns.TypeA), netip.MustParseAddr("10.2.0.1"), netip.Addr{},
+			want{rcode: dns.RcodeRefused, verdict: VerdictDeny, reason: allowlist.ReasonFromMismatch}},
+		{"deny refused: an empty non-terminal is still NODATA", refuse, newReq("azure.test.", dns.TypeA), lan, netip.Addr{},
+			want{aa: true, ns: []string{soaText}, verdict: VerdictDeny, reason: ReasonEmptyNonTerminal}},
+		{"deny refused: an allowed name is answered", refuse, newReq("api.example.com.", dns.TypeA), lan, netip.Addr{},
+			want{aa: true, answer: allowA, verdict: VerdictAllow, reason: allowlist.ReasonListed}},
 		{"source-narrowed rule allows its source", nil, newReq("only.example.com.", dns.TypeA), lan, netip.Addr{},
 			want{aa: true, answer: []string{"only.example.com.\t60\tIN\tA\t192.0.2.53"}, verdict: VerdictAllow, reason: allowlist.ReasonListed}},
 		{"source-narrowed rule denies other sources", nil, newReq("only.example.com.", dns.TypeA), netip.MustParseAddr("10.2.0.1"), netip.Addr{},
-			want{rcode: dns.RcodeNameError, aa: true, ns: []string{soaText}, verdict: VerdictDeny, reason: allowlist.ReasonSourceForbidden}},
+			want{rcode: dns.RcodeNameError, aa: true, ns: []string{soaText}, verdict: VerdictDeny, reason: allowlist.ReasonFromMismatch}},
 		{"client outside sources is REFUSED", nil, newReq("api.example.com.", dns.TypeA), netip.MustParseAddr("192.168.1.1"), netip.Addr{},
-			want{rcode: dns.RcodeRefused, verdict: VerdictRefused, reason: ReasonSourceRefused}},
+			want{rcode: dns.RcodeRefused, verdict: VerdictRefused, reason: allowlist.ReasonSourceNotAllowed}},
 		{"v4-mapped client is unmapped", nil, newReq("api.example.com.", dns.TypeA), netip.MustParseAddr("::ffff:10.1.2.3"), netip.Addr{},
 			want{aa: true, answer: allowA, verdict: VerdictAllow, reason: allowlist.ReasonListed}},
 		{"0x20 casing echoed", nil, newReq("ApI.eXaMpLe.CoM.", dns.TypeA), lan, netip.Addr{},
@@ -208,12 +218,14 @@ func TestAnswer(t *testing.T) {
 			want{rcode: dns.RcodeNameError, aa: true, ns: []string{soaText}, verdict: VerdictDeny, reason: ReasonNotHostName}},
 		{"escaped bytes are NXDOMAIN", nil, newReq("a\\000b.example.com.", dns.TypeA), lan, netip.Addr{},
 			want{rcode: dns.RcodeNameError, aa: true, ns: []string{soaText}, verdict: VerdictDeny, reason: ReasonNotHostName}},
+		{"deny refused: an address literal is REFUSED", refuse, newReq("192.0.2.1.", dns.TypeA), lan, netip.Addr{},
+			want{rcode: dns.RcodeRefused, verdict: VerdictDeny, reason: ReasonNotHostName}},
 		{"stub zone apex is forwarded", nil, newReq("plant.internal.", dns.TypeSOA), lan, netip.Addr{},
 			want{zone: true, verdict: VerdictZone}},
 		{"stub zone wins over the list", nil, newReq("Broker.Plant.Internal.", dns.TypeA), lan, netip.Addr{},
 			want{zone: true, verdict: VerdictZone}},
 		{"stub zone is still closed to outsiders", nil, newReq("broker.plant.internal.", dns.TypeA), netip.MustParseAddr("192.168.1.1"), netip.Addr{},
-			want{rcode: dns.RcodeRefused, verdict: VerdictRefused, reason: ReasonSourceRefused}},
+			want{rcode: dns.RcodeRefused, verdict: VerdictRefused, reason: allowlist.ReasonSourceNotAllowed}},
 		{"wildcard listener answers A with the local address", wild, newReq("api.example.com.", dns.TypeA), lan, netip.MustParseAddr("127.0.0.5"),
 			want{aa: true, answer: []string{"api.example.com.\t60\tIN\tA\t127.0.0.5"}, verdict: VerdictAllow, reason: allowlist.ReasonListed}},
 		{"wildcard listener answers AAAA with the local address", wild, newReq("api.example.com.", dns.TypeAAAA), lan, netip.MustParseAddr("fe80::1%eth0"),

@@ -37,11 +37,11 @@ func (v Verdict) String() string {
 	return "unknown"
 }
 
-// Reasons the resolver adds to the allow list's own (listed, not_listed, source_not_allowed).
+// Reasons the resolver adds to the allow list's own (see allowlist.Reasons). A client outside
+// Config.Sources is refused with allowlist.ReasonSourceNotAllowed, the forwarder's word too.
 const (
 	ReasonEmptyNonTerminal allowlist.Reason = "empty_non_terminal" // not allowed, but allowed names lie below (NODATA, RFC 8020)
 	ReasonNotHostName      allowlist.Reason = "not_host_name"      // the question is not a host name the list could hold
-	ReasonSourceRefused    allowlist.Reason = "source_refused"     // the client is outside Config.Sources
 	ReasonZoneTransfer     allowlist.Reason = "zone_transfer"      // AXFR or IXFR
 	ReasonClass            allowlist.Reason = "class_not_in"       // CHAOS (version.bind and friends) or any class but IN
 	ReasonOpcode           allowlist.Reason = "opcode"             // NOTIFY, UPDATE or another opcode than QUERY
@@ -51,6 +51,17 @@ const (
 	ReasonZoneFailed       allowlist.Reason = "zone_failed"        // no stub-zone server answered
 	ReasonPanic            allowlist.Reason = "panic"              // the handler panicked; SERVFAIL
 )
+
+// Reasons lists the reasons the resolver defines, for documentation tests.
+func Reasons() []allowlist.Reason {
+	return []allowlist.Reason{ReasonEmptyNonTerminal, ReasonNotHostName, ReasonZoneTransfer, ReasonClass,
+		ReasonOpcode, ReasonTSIG, ReasonMalformed, ReasonEDNSVersion, ReasonZoneFailed, ReasonPanic}
+}
+
+// Verdicts lists every verdict, for documentation tests.
+func Verdicts() []Verdict {
+	return []Verdict{VerdictAllow, VerdictDeny, VerdictRefused, VerdictZone, VerdictError, VerdictWouldDeny}
+}
 
 // QueryEvent describes one answered question, for the audit trail and metrics.
 type QueryEvent struct {

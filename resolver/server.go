@@ -100,6 +100,12 @@ type Config struct {
 	// Learn answers every host name as if it were allowed, recording what enforce would deny
 	// as VerdictWouldDeny (learn mode, for onboarding a plant). False: enforce.
 	Learn bool
+	// DenyRefused answers names the list denies with a bare REFUSED, which clients take as
+	// "ask another server" and never cache, instead of NXDOMAIN. The event is the same
+	// (VerdictDeny and the list's reason); only its Rcode differs. Names with allowed names
+	// below them still get NODATA. False: NXDOMAIN with the SOA (RFC 2308), which tells
+	// caches the name does not exist.
+	DenyRefused bool
 	// NotifyStarted is called by Start once UDP and TCP both listen. Nil: nothing is called.
 	NotifyStarted func()
 	// RateLimit bounds the UDP queries a client address may send, per second, with bursts
@@ -261,6 +267,7 @@ func newPolicy(cfg *Config, self netip.AddrPort) (*policy, error) {
 		zones:    zones,
 		list:     cfg.List,
 		learn:    cfg.Learn,
+		refuse:   cfg.DenyRefused,
 	}, nil
 }
 

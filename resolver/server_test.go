@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lnm-project/lnm/allowlist"
 	"github.com/miekg/dns"
+
+	"github.com/lnm-project/lnm/allowlist"
 )
 
 var loopback = netip.MustParseAddrPort("127.0.0.1:0")
@@ -567,5 +568,54 @@ func TestServerReconfigure(t *testing.T) {
 	cfg.Addr = netip.MustParseAddrPort("127.0.0.1:1")
 	if err := reconfigure(s, cfg); err == nil {
 		t.Error("the listen address changed while running")
+	}
+}
+
+// TestServerDenyRefused: with DenyRefused a name off the list gets a bare REFUSED over UDP and
+// TCP, audited as the denial it is; a reconfiguration turns it back to NXDOMAIN.
+func TestServerDenyRefused(t *testing.T) {
+	var mu sync.Mutex
+	var events []QueryEvent
+	s := startServer(t, Config{DenyRefused: true, OnQuery: func(e QueryEvent) error {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+		return nil
+	}})
+	for _, network := range []string{"udp", "tcp"} {
+		resp := ask(t, network, s.Addr(), newReq("evil.example.org.", dns.TypeA))
+		if resp.Rcode != dns.RcodeRefused || resp.Authoritative || len(resp.Answer) != 0 || len(resp.Ns) != 0 {
+			t.Errorf("%s: rcode %s aa %v answer %v ns %v, want a bare REFUSED", network, dns.RcodeToString[resp.Rcode], resp.Authoritative, resp.Answer, resp.Ns)
+		}
+	}
+	if resp := ask(t, "udp", s.Addr(), newReq("api.example.com.", dns.TypeA)); resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 1 {
+		t.Errorf("allowed name: %v", resp)
+	}
+	cfg := s.cfg
+	cfg.DenyRefused = false
+	next, err := s.Prepare(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next.Commit()
+	if resp := ask(t, "udp", s.Addr(), newReq("evil.example.org.", dns.TypeA)); resp.Rcode != dns.RcodeNameError || len(resp.Ns) != 1 {
+		t.Errorf("after reconfiguring to NXDOMAIN: rcode %s ns %v", dns.RcodeToString[resp.Rcode], resp.Ns)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) != 4 {
+		t.Fatalf("%d events, want 4", len(events))
+	}
+	for i, want := range []int{dns.RcodeRefused, dns.RcodeRefused, dns.RcodeSuccess, dns.RcodeNameError} {
+		e := events[i]
+		wantVerdict, wantReason := VerdictDeny, allowlist.ReasonNotListed
+		if want == dns.RcodeSuccess {
+			wantVerdict, wantReason = VerdictAllow, allowlist.ReasonListed
+		}
+		if e.Rcode != want || e.Verdict != wantVerdict || e.Reason != wantReason {
+			t.Errorf("event %d: rcode %s verdict %s reason %s, want %s %s %s", i, dns.RcodeToString[e.Rcode], e.Verdict, e.Reason,
+				dns.RcodeToString[want], wantVerdict, wantReason)
+		}
 	}
 }

@@ -123,7 +123,7 @@ func TestAllowTest(t *testing.T) {
 			"  why      *.azure.test does not match azure.test itself; write .azure.test to allow both\n"},
 		{[]string{"mqtt.vendor.test:443"}, 1, "  why      mqtt.vendor.test is allowed only on 8883, not 443\n"},
 		{[]string{"opcua.vendor.test:443", "--from", "198.18.3.21"}, 1,
-			"deny  opcua.vendor.test:443 from 198.18.3.21: source_not_allowed\n  nearest  opcua.vendor.test 443 from 198.18.3.20/32 (" + conf + ":9)\n" +
+			"deny  opcua.vendor.test:443 from 198.18.3.21: from_mismatch\n  nearest  opcua.vendor.test 443 from 198.18.3.20/32 (" + conf + ":9)\n" +
 				"  why      opcua.vendor.test is allowed only from 198.18.3.20/32, not from 198.18.3.21\n"},
 		{[]string{"--from", "198.18.3.20", "opcua.vendor.test:443"}, 0, "allow opcua.vendor.test:443 from 198.18.3.20\n"},
 		{[]string{"opcua.vendor.test:443"}, 1, "allowed only from 198.18.3.20/32; name the device to test it"},

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/forwarder"
 )
 
 // download is a curl of /bytes/N from the device, running in the background.
@@ -165,7 +166,7 @@ func TestE2EReload(t *testing.T) {
 		}
 		ok := waitFor(5*time.Second, func() bool {
 			for _, r := range l.auditQuery(bin, "l3", "--kind", "conn", "--name", "api.azure.test") {
-				if r.Event == audit.EventClose && r.Reason == "revoked" && r.BytesDown > 0 {
+				if r.Event == audit.EventClose && r.Reason == string(forwarder.ReasonRevoked) && r.BytesDown > 0 {
 					return true
 				}
 			}
@@ -196,7 +197,7 @@ func TestE2EReload(t *testing.T) {
 		ok := waitFor(5*time.Second, func() bool {
 			revoked, byUID := false, false
 			for _, r := range l.auditQuery(bin, "l3", "--since", "1m") {
-				revoked = revoked || (r.Kind == audit.KindConn && r.SNI == "api.azure.test" && r.Reason == "revoked")
+				revoked = revoked || (r.Kind == audit.KindConn && r.SNI == "api.azure.test" && r.Reason == string(forwarder.ReasonRevoked))
 				byUID = byUID || (r.Kind == audit.KindConfig && strings.Contains(r.Change, "-api.azure.test") && r.UID != nil)
 			}
 			return revoked && byUID

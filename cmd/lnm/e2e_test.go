@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
 )
 
@@ -334,7 +335,7 @@ func TestE2E(t *testing.T) {
 			t.Fatalf("mqtt.vendor.test on 443 was let through: %s", body)
 		}
 		checkDenied(t, errOut)
-		checkDenyLogged(t, l3, "mqtt.vendor.test", 443, "port_not_allowed")
+		checkDenyLogged(t, l3, "mqtt.vendor.test", 443, allowlist.ReasonPortNotAllowed)
 		if seen := l.inetSeen(); strings.Contains(seen, "tls port=443 sni=mqtt.vendor.test") {
 			t.Errorf("the internet saw mqtt.vendor.test on 443:\n%s", seen)
 		}
@@ -347,7 +348,7 @@ func TestE2E(t *testing.T) {
 			t.Fatalf("blocked.evil.test was let through: %s", body)
 		}
 		checkDenied(t, errOut)
-		checkDenyLogged(t, l3, "blocked.evil.test", 443, "not_listed")
+		checkDenyLogged(t, l3, "blocked.evil.test", 443, allowlist.ReasonNotListed)
 		if n := strings.Count(l.inetSeen(), "blocked.evil.test"); n != 0 {
 			t.Errorf("the internet saw blocked.evil.test %d times:\n%s", n, l.inetSeen())
 		}
@@ -362,7 +363,7 @@ func TestE2E(t *testing.T) {
 			t.Fatalf("level-4 box let blocked.evil.test through: %s", body)
 		}
 		checkDenied(t, errOut)
-		checkDenyLogged(t, l4, "blocked.evil.test", 443, "not_listed")
+		checkDenyLogged(t, l4, "blocked.evil.test", 443, allowlist.ReasonNotListed)
 		if seen := l.inetSeen(); strings.Contains(seen, "blocked.evil.test") {
 			t.Errorf("the internet saw blocked.evil.test:\n%s", seen)
 		}
@@ -380,7 +381,7 @@ func TestE2E(t *testing.T) {
 			t.Errorf("opcua.vendor.test from %s was let through: %s", devAddr2, body)
 		} else {
 			checkDenied(t, errOut)
-			checkDenyLogged(t, l3, "opcua.vendor.test", 443, "source_not_allowed")
+			checkDenyLogged(t, l3, "opcua.vendor.test", 443, allowlist.ReasonFromMismatch)
 		}
 		if n := strings.Count(l.inetSeen(), "tls port=443 sni=opcua.vendor.test"); n != 1 {
 			t.Errorf("the internet saw %d hellos for opcua.vendor.test, want 1:\n%s", n, l.inetSeen())
@@ -405,7 +406,7 @@ func checkDenied(t *testing.T, clientErr string) {
 // checkDenyLogged asserts the box logged its denial of sni on port with the given reason
 // (the forwarder's JSON log: msg "conn deny", fields sni, port, reason). The line may be
 // written just after the client saw the alert, so it is polled for briefly.
-func checkDenyLogged(t *testing.T, box *proc, sni string, port int, reason string) {
+func checkDenyLogged(t *testing.T, box *proc, sni string, port int, reason allowlist.Reason) {
 	t.Helper()
 	var got []string
 	found := waitFor(2*time.Second, func() bool {
@@ -420,7 +421,7 @@ func checkDenyLogged(t *testing.T, box *proc, sni string, port int, reason strin
 			if json.Unmarshal([]byte(line), &e) != nil || e.Msg != "conn deny" || e.SNI != sni || int(e.Port) != port {
 				continue
 			}
-			if e.Reason == reason {
+			if e.Reason == string(reason) {
 				return true
 			}
 			got = append(got, e.Reason)

@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
 )
 
@@ -102,7 +103,7 @@ func (rd *renderer) row(r *audit.Record) row {
 }
 
 // reasonListed is the reason of every ordinary allow: the rule column says it already.
-const reasonListed = "listed"
+const reasonListed = string(allowlist.ReasonListed)
 
 func (rd *renderer) dnsDetail(d *detail, r *audit.Record) {
 	d.add(strings.TrimSpace(field(r.QType) + " " + field(r.Rcode)))
