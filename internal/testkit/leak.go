@@ -24,10 +24,29 @@ func Main(m *testing.M, after ...func()) {
 // check runs after them. It pins a leak to one test where Main only sees the package.
 func NoLeaks(t testing.TB) {
 	t.Helper()
-	running := goleak.IgnoreCurrent()
-	t.Cleanup(func() {
-		if err := goleak.Find(running); err != nil {
-			t.Errorf("goroutines outlive the test: %v", err)
-		}
-	})
+	before := Goroutines()
+	t.Cleanup(func() { before.NoneNew(t) })
+}
+
+// Baseline is the goroutines that ran at one moment. The zero value has none, so NoneNew
+// on it fails for every goroutine but the runtime's and testing's own.
+type Baseline struct {
+	running goleak.Option
+}
+
+// Goroutines is the goroutines running now, for a check at a moment NoLeaks's cleanup comes
+// too late for (while a client still holds a connection open, say).
+func Goroutines() Baseline { return Baseline{running: goleak.IgnoreCurrent()} }
+
+// NoneNew fails t if a goroutine that is not in the baseline is running, after waiting
+// briefly for those winding down.
+func (b Baseline) NoneNew(t testing.TB) {
+	t.Helper()
+	var opts []goleak.Option
+	if b.running != nil {
+		opts = append(opts, b.running)
+	}
+	if err := goleak.Find(opts...); err != nil {
+		t.Errorf("goroutines outlive the test: %v", err)
+	}
 }
