@@ -17,6 +17,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/lnm-project/lnm/appliance"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
 
 // allowConfig writes a config with three hand-written rules and a socket where no box runs.
@@ -148,7 +149,7 @@ func TestAllowTest(t *testing.T) {
 // and the list has hits.
 func TestAllowBox(t *testing.T) {
 	fixClock(t)
-	dnsPort := freePort(t)
+	dnsPort := testkit.FreePort(t)
 	socket := filepath.Join(socketDir(t), "admin.sock")
 	conf := writeConfig(t, socket, "off", fmt.Sprintf("dns %d", dnsPort), "proxy 443", "parent 127.0.0.2",
 		"allow {", "    *.azure.test", "}")
