@@ -18,13 +18,14 @@ import (
 	"github.com/lnm-project/lnm/adminapi"
 	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
 
 // allowBox starts a box on loopback from a config file in a temp dir, with its admin socket
 // there too. It returns the config path, the DNS address and an admin client.
 func allowBox(t *testing.T) (conf, dnsAddr string, api *http.Client) {
 	t.Helper()
-	dnsPort, proxyPort := freeTCPPort(t), freeTCPPort(t)
+	dnsPort, proxyPort := testkit.FreePort(t), testkit.FreePort(t)
 	dir := t.TempDir()
 	conf = filepath.Join(dir, "lnm.conf")
 	text := fmt.Sprintf(`lnm {

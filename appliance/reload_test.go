@@ -18,6 +18,7 @@ import (
 	"github.com/lnm-project/lnm/adminapi"
 	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
 
 // syncBuffer is a bytes.Buffer a logger may write from many goroutines.
@@ -41,24 +42,8 @@ func (s *syncBuffer) String() string {
 // echoStreamTLS serves TLS on addr and echoes every byte back until the client closes.
 func echoStreamTLS(t *testing.T, addr string, cert tls.Certificate) int {
 	t.Helper()
-	ln, err := tls.Listen("tcp", addr, &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	srv := testkit.ServeTLS(t, addr, &tls.Config{Certificates: []tls.Certificate{cert}}, func(c *tls.Conn) { io.Copy(c, c) })
+	return int(srv.Port())
 }
 
 // box is a runtime on loopback with a TLS echo server as its parent, and what its tests
@@ -77,10 +62,10 @@ type box struct {
 // directory (see boxConfig), and starts it.
 func startBox(t *testing.T, listen string, text func(b *box) string) *box {
 	t.Helper()
-	cert, pool := selfSigned(t, "api.azure.test")
-	b := &box{dir: t.TempDir(), log: &syncBuffer{}, pool: &tls.Config{RootCAs: pool}}
-	b.backend = echoStreamTLS(t, "127.0.0.2:0", cert)
-	b.dnsPort, b.proxyPort = freeTCPPort(t), freeTCPPort(t)
+	ca := testkit.NewCA(t)
+	b := &box{dir: t.TempDir(), log: &syncBuffer{}, pool: ca.Client("")}
+	b.backend = echoStreamTLS(t, "127.0.0.2:0", ca.Issue(t, "api.azure.test"))
+	b.dnsPort, b.proxyPort = int(testkit.FreePort(t)), int(testkit.FreePort(t))
 	cfg := b.config(t, listen, text(b))
 	rt, err := Start(cfg, slog.New(slog.NewTextHandler(b.log, nil)))
 	if err != nil {

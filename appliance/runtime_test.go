@@ -11,19 +11,14 @@ import (
 
 	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
 
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+// TestMain fails the package when any test leaves a goroutine running: a runtime that
+// Close did not fully stop.
+func TestMain(m *testing.M) { testkit.Main(m) }
 
-func loopbackConfig(t *testing.T, dnsPort, proxyPort int) *config.Config {
+func loopbackConfig(t *testing.T, dnsPort, proxyPort uint16) *config.Config {
 	t.Helper()
 	dir := t.TempDir()
 	text := fmt.Sprintf(`lnm {
@@ -49,7 +44,7 @@ func loopbackConfig(t *testing.T, dnsPort, proxyPort int) *config.Config {
 }
 
 func TestRuntimeServesAndStops(t *testing.T) {
-	dnsPort, proxyPort := freeTCPPort(t), freeTCPPort(t)
+	dnsPort, proxyPort := testkit.FreePort(t), testkit.FreePort(t)
 	rt, err := Start(loopbackConfig(t, dnsPort, proxyPort), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -87,8 +82,8 @@ func TestRuntimeStartFailureLeavesNothingBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	dnsPort := freeTCPPort(t)
-	_, err = Start(loopbackConfig(t, dnsPort, busy.Addr().(*net.TCPAddr).Port), nil)
+	dnsPort := testkit.FreePort(t)
+	_, err = Start(loopbackConfig(t, dnsPort, uint16(busy.Addr().(*net.TCPAddr).Port)), nil)
 	if err == nil || !strings.Contains(err.Error(), busy.Addr().String()) {
 		t.Fatalf("Start with a busy proxy port: %v, want an error naming %s", err, busy.Addr())
 	}
@@ -104,7 +99,7 @@ func TestRuntimeStartFailureLeavesNothingBound(t *testing.T) {
 // NXDOMAIN, then REFUSED after a reload to `deny refused`, and both are audited as denials
 // with the rcode sent.
 func TestRuntimeReloadDenyRefused(t *testing.T) {
-	dnsPort, proxyPort := freeTCPPort(t), freeTCPPort(t)
+	dnsPort, proxyPort := testkit.FreePort(t), testkit.FreePort(t)
 	cfg := loopbackConfig(t, dnsPort, proxyPort)
 	rt, err := Start(cfg, nil)
 	if err != nil {

@@ -3,15 +3,10 @@ package appliance
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -27,51 +22,8 @@ import (
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
-
-// selfSigned returns a server certificate for names and a pool that trusts it.
-func selfSigned(t *testing.T, names ...string) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), DNSNames: names, IsCA: true, BasicConstraintsValid: true,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
-}
-
-// echoTLS serves TLS on addr and echoes one read back.
-func echoTLS(t *testing.T, addr string, cert tls.Certificate) int {
-	t.Helper()
-	ln, err := tls.Listen("tcp", addr, &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 1024)
-				n, _ := c.Read(buf)
-				c.Write(buf[:n])
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // adminClient talks HTTP to the admin socket.
 func adminClient(sock string) *http.Client {
@@ -108,9 +60,9 @@ func getRecords(t *testing.T, c *http.Client, q adminapi.Query) []audit.Record {
 // a DNS query and the connection that follows, and reads the linked records back through the
 // admin API, from memory and, after a restart, from the audit log on disk.
 func TestTrailLinksQueryToConnection(t *testing.T) {
-	cert, pool := selfSigned(t, "api.azure.test", "other.azure.test")
-	backendPort := echoTLS(t, "127.0.0.2:0", cert)
-	dnsPort, proxyPort, metricsPort := freeTCPPort(t), freeTCPPort(t), freeTCPPort(t)
+	ca := testkit.NewCA(t)
+	backendPort := testkit.TLSEcho(t, "127.0.0.2:0", ca.Issue(t, "api.azure.test", "other.azure.test")).Port()
+	dnsPort, proxyPort, metricsPort := testkit.FreePort(t), testkit.FreePort(t), testkit.FreePort(t)
 	dir := t.TempDir()
 	text := fmt.Sprintf(`lnm {
     name    test-box
@@ -145,14 +97,17 @@ func TestTrailLinksQueryToConnection(t *testing.T) {
 		t.Fatalf("query: %v %v", r, err)
 	}
 	talk := func(sni string) {
-		c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", proxyPort), &tls.Config{ServerName: sni, RootCAs: pool})
+		c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", proxyPort), ca.Client(sni))
 		if err != nil {
 			t.Fatalf("%s: %v", sni, err)
 		}
+		defer c.Close()
 		io.WriteString(c, "ping")
-		buf := make([]byte, 4)
-		io.ReadFull(c, buf)
-		c.Close()
+		want := sni + ":ping" // the parent's echo names the SNI it saw
+		buf := make([]byte, len(want))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != want {
+			t.Fatalf("%s: reply %q, %v; want %q", sni, buf, err, want)
+		}
 	}
 	talk("api.azure.test")   // follows the query
 	talk("other.azure.test") // resolved elsewhere: unlinked, and the client asked for another name
@@ -318,7 +273,7 @@ func TestRuleTexts(t *testing.T) {
 // the box stops, one dns_rate_limited summary counting the rest.
 func TestDNSRateLimitSummary(t *testing.T) {
 	const rate, sent = 20, 200
-	dnsPort := freeTCPPort(t)
+	dnsPort := testkit.FreePort(t)
 	dir := t.TempDir()
 	text := fmt.Sprintf(`lnm {
     level   3

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
 
 // Benchmark logs are generated once per process, only when a benchmark asks for them, and
@@ -20,12 +21,13 @@ var (
 	benchDirs = map[int]string{}
 )
 
+// TestMain also fails the package when any test leaves a goroutine running.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	for _, dir := range benchDirs {
-		os.RemoveAll(dir)
-	}
-	os.Exit(code)
+	testkit.Main(m, func() {
+		for _, dir := range benchDirs {
+			os.RemoveAll(dir)
+		}
+	})
 }
 
 // benchBase is the time of the first record of a generated log; record i is 10ms later.

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lnm-project/lnm/internal/testkit"
 )
 
 // faults makes the segment files of a Log fail on demand.
@@ -168,6 +170,7 @@ func TestWriteFailure(t *testing.T) {
 func TestCloseWhileFailing(t *testing.T) {
 	fs := &faults{}
 	dir := t.TempDir()
+	before := testkit.Goroutines()
 	l := mustOpen(t, Config{Dir: dir, RetryEvery: time.Hour, openFile: fs.open})
 	mustAppend(t, l, mixed(0, time.Time{}))
 	if err := l.Sync(); err != nil {
@@ -185,7 +188,7 @@ func TestCloseWhileFailing(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("Close took %v", d)
 	}
-	checkNoWriter(t)
+	before.NoneNew(t)
 }
 
 func TestQueueFull(t *testing.T) {

@@ -7,13 +7,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
 
 // mixed returns the i-th record of a mix of every kind, timed at t (zero: Append's clock).
@@ -83,23 +83,6 @@ func mustAppend(t testing.TB, l *Log, r *Record) {
 	}
 }
 
-// checkNoWriter fails if a writer goroutine outlives its Close.
-func checkNoWriter(t *testing.T) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		if !bytes.Contains(buf, []byte("audit.(*writer).run")) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("writer goroutine still running after Close:\n%s", buf)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestWritesInBatches checks that the writer keeps writing in batches while records it has
 // written wait for their fsync: a burst of records within one fsync window costs a few
 // write(2) calls, not one each (the writer once counted written records as pending and,
@@ -144,6 +127,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
 			cfg.Dir = filepath.Join(t.TempDir(), "audit")
+			before := testkit.Goroutines()
 			l := mustOpen(t, cfg)
 			var want [][]byte
 			for i := range tc.n {
@@ -163,7 +147,7 @@ func TestRoundTrip(t *testing.T) {
 			if err := l.Append(mixed(0, time.Time{})); !errors.Is(err, ErrClosed) {
 				t.Fatalf("Append after Close = %v, want ErrClosed", err)
 			}
-			checkNoWriter(t)
+			before.NoneNew(t)
 			got := readAll(t, cfg.Dir)
 			if len(got) != tc.n {
 				t.Fatalf("read %d records, want %d", len(got), tc.n)

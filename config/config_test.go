@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -12,10 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lnm-project/lnm/internal/testkit"
 	"github.com/lnm-project/lnm/resolver"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/config from the current output")
 
 // goldenSep separates a golden case's config from its expected output.
 const goldenSep = "\n----------\n"
@@ -73,15 +71,9 @@ func TestConfigGolden(t *testing.T) {
 	}
 	for _, path := range paths {
 		t.Run(strings.TrimSuffix(filepath.Base(path), ".txt"), func(t *testing.T) {
-			conf, want := splitGolden(t, path)
+			conf, _ := splitGolden(t, path)
 			got := check(goldenName(path), conf)
-			if *update {
-				writeGolden(t, path, conf, got)
-				return
-			}
-			if got != string(want) {
-				t.Errorf("%s: output differs (go test ./appliance -run TestConfigGolden -update rewrites it)\n--- got\n%s--- want\n%s", path, got, want)
-			}
+			testkit.Golden(t, path, string(conf)+goldenSep[1:]+got)
 			// Golden cases named err_* must fail and the others must pass, so that a case
 			// cannot silently turn into the opposite of what its name promises.
 			isErr := strings.HasPrefix(filepath.Base(path), "err_")
@@ -110,7 +102,7 @@ func TestExamples(t *testing.T) {
 				t.Fatal(err)
 			}
 			golden := filepath.Join("testdata", "config", "example_"+name+".txt")
-			if *update {
+			if *testkit.Update {
 				writeGolden(t, golden, example, check(goldenName(golden), example))
 				return
 			}

@@ -8,29 +8,17 @@ import (
 
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/forwarder"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
 
 // BenchmarkSplice measures the throughput of one stream through the forwarder: a device
 // sends a hello and then b.N bytes, which a sink upstream reads and discards.
 func BenchmarkSplice(b *testing.B) {
-	sink, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sink.Close()
-	go func() {
-		for {
-			c, err := sink.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
-	port := freePort(b)
+	sink := testkit.Serve(b, "127.0.0.1:0", func(c net.Conn) { io.Copy(io.Discard, c) })
+	port := testkit.FreePort(b)
 	f, err := forwarder.New(forwarder.Config{
 		Listen: netip.MustParseAddr("127.0.0.1"),
-		Ports:  []forwarder.PortMap{{Listen: port, Upstream: uint16(sink.Addr().(*net.TCPAddr).Port)}},
+		Ports:  []forwarder.PortMap{{Listen: port, Upstream: sink.Port()}},
 		List:   rules(b, "bulk.example.test"),
 		Parent: netip.MustParseAddr("127.0.0.1"),
 	})

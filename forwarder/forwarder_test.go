@@ -3,19 +3,12 @@ package forwarder_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -23,113 +16,11 @@ import (
 
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/forwarder"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
 
-// testPKI is a CA and a server certificate for a set of names.
-type testPKI struct {
-	pool *x509.CertPool
-	cert tls.Certificate
-}
-
-func newPKI(t testing.TB, names ...string) *testPKI {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "lnm test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return &testPKI{pool: pool, cert: tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: key}}
-}
-
-// tlsBackend is a TLS server on loopback that answers each line with "SNI:line" and records
-// the server names it saw.
-type tlsBackend struct {
-	ln   net.Listener
-	mu   sync.Mutex
-	snis []string
-}
-
-func startTLSBackend(t testing.TB, pki *testPKI) *tlsBackend {
-	t.Helper()
-	b := &tlsBackend{}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
-		Certificates: []tls.Certificate{pki.cert},
-		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-			b.mu.Lock()
-			b.snis = append(b.snis, h.ServerName)
-			b.mu.Unlock()
-			return nil, nil
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.ln = ln
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				tc := c.(*tls.Conn)
-				if err := tc.Handshake(); err != nil {
-					return
-				}
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						fmt.Fprintf(c, "%s:%s", tc.ConnectionState().ServerName, buf[:n])
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return b
-}
-
-func (b *tlsBackend) port() uint16 { return uint16(b.ln.Addr().(*net.TCPAddr).Port) }
-
-func (b *tlsBackend) seen() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]string(nil), b.snis...)
-}
-
-// freePort finds a loopback port that is free now.
-func freePort(t testing.TB) uint16 {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
-}
+// TestMain fails the package when any test leaves a goroutine running.
+func TestMain(m *testing.M) { testkit.Main(m) }
 
 func rules(t testing.TB, lines ...string) *allowlist.List {
 	t.Helper()
@@ -223,8 +114,8 @@ type setup struct {
 // upstreamPort, and checks that it leaves no goroutine behind.
 func start(t *testing.T, cfg forwarder.Config, upstreamPort uint16) *setup {
 	t.Helper()
-	base := runtime.NumGoroutine()
-	s := &setup{events: newEvents(), port: freePort(t)}
+	testkit.NoLeaks(t)
+	s := &setup{events: newEvents(), port: testkit.FreePort(t)}
 	cfg.Listen = netip.MustParseAddr("127.0.0.1")
 	cfg.Ports = append([]forwarder.PortMap{{Listen: s.port, Upstream: upstreamPort}}, cfg.Ports...)
 	cfg.OnEvent = s.events.add
@@ -241,14 +132,6 @@ func start(t *testing.T, cfg forwarder.Config, upstreamPort uint16) *setup {
 			t.Errorf("Close: %v", err)
 		}
 		f.Close() // idempotent
-		deadline := time.Now().Add(3 * time.Second)
-		for runtime.NumGoroutine() > base+2 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if n := runtime.NumGoroutine(); n > base+2 {
-			buf := make([]byte, 1<<20)
-			t.Errorf("goroutines: %d before, %d after Close\n%s", base, n, buf[:runtime.Stack(buf, true)])
-		}
 	})
 	return s
 }
@@ -256,9 +139,9 @@ func start(t *testing.T, cfg forwarder.Config, upstreamPort uint16) *setup {
 func (s *setup) addr() string { return fmt.Sprintf("127.0.0.1:%d", s.port) }
 
 // talk opens a TLS session for sni through the forwarder, sends msg and returns the reply.
-func talk(t testing.TB, addr, sni string, pki *testPKI, msg string) (string, error) {
+func talk(t testing.TB, addr, sni string, ca *testkit.CA, msg string) (string, error) {
 	t.Helper()
-	c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: sni, RootCAs: pki.pool})
+	c, err := tls.Dial("tcp", addr, ca.Client(sni))
 	if err != nil {
 		return "", err
 	}
@@ -273,15 +156,15 @@ func talk(t testing.TB, addr, sni string, pki *testPKI, msg string) (string, err
 }
 
 func TestForwardThroughParent(t *testing.T) {
-	pki := newPKI(t, "api.azure.test", "blocked.evil.test", "mqtt.vendor.test")
-	be := startTLSBackend(t, pki)
+	ca := testkit.NewCA(t)
+	be := testkit.TLSEcho(t, "127.0.0.1:0", ca.Issue(t, "api.azure.test", "blocked.evil.test", "mqtt.vendor.test"))
 	s := start(t, forwarder.Config{
 		List:   rules(t, "*.azure.test", "mqtt.vendor.test 8883"),
 		Parent: netip.MustParseAddr("127.0.0.1"),
-	}, be.port())
+	}, be.Port())
 
 	t.Run("allowed", func(t *testing.T) {
-		got, err := talk(t, s.addr(), "api.azure.test", pki, "hello")
+		got, err := talk(t, s.addr(), "api.azure.test", ca, "hello")
 		if err != nil || got != "api.azure.test:hello" {
 			t.Fatalf("reply %q, %v", got, err)
 		}
@@ -289,7 +172,7 @@ func TestForwardThroughParent(t *testing.T) {
 		if open.SNI != "api.azure.test" || open.Via != forwarder.ViaParent || open.Rule.Origin != "*.azure.test" {
 			t.Errorf("open event %+v", open)
 		}
-		if open.Upstream.Port() != be.port() || open.HelloSize < 1400 {
+		if open.Upstream.Port() != be.Port() || open.HelloSize < 1400 {
 			t.Errorf("upstream %v, hello size %d (Go's default X25519MLKEM768 share alone is 1216 bytes)", open.Upstream, open.HelloSize)
 		}
 		closed := s.events.next(t, forwarder.EventClose)
@@ -298,7 +181,7 @@ func TestForwardThroughParent(t *testing.T) {
 		}
 	})
 	t.Run("not listed", func(t *testing.T) {
-		_, err := talk(t, s.addr(), "blocked.evil.test", pki, "x")
+		_, err := talk(t, s.addr(), "blocked.evil.test", ca, "x")
 		if err == nil || !strings.Contains(err.Error(), "access denied") {
 			t.Fatalf("want a TLS access_denied alert, got %v", err)
 		}
@@ -307,7 +190,7 @@ func TestForwardThroughParent(t *testing.T) {
 		}
 	})
 	t.Run("wrong port", func(t *testing.T) {
-		_, err := talk(t, s.addr(), "mqtt.vendor.test", pki, "x")
+		_, err := talk(t, s.addr(), "mqtt.vendor.test", ca, "x")
 		if err == nil || !strings.Contains(err.Error(), "access denied") {
 			t.Fatalf("want a TLS access_denied alert, got %v", err)
 		}
@@ -315,7 +198,7 @@ func TestForwardThroughParent(t *testing.T) {
 			t.Errorf("deny event %+v", ev)
 		}
 	})
-	for _, sni := range be.seen() {
+	for _, sni := range be.Seen() {
 		if sni != "api.azure.test" {
 			t.Errorf("backend saw a connection for %q, which the box should have stopped", sni)
 		}
@@ -323,10 +206,10 @@ func TestForwardThroughParent(t *testing.T) {
 }
 
 func TestClassicalHello(t *testing.T) {
-	pki := newPKI(t, "api.azure.test")
-	be := startTLSBackend(t, pki)
-	s := start(t, forwarder.Config{List: rules(t, "*.azure.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.port())
-	c, err := tls.Dial("tcp", s.addr(), &tls.Config{ServerName: "api.azure.test", RootCAs: pki.pool,
+	ca := testkit.NewCA(t)
+	be := testkit.TLSEcho(t, "127.0.0.1:0", ca.Issue(t, "api.azure.test"))
+	s := start(t, forwarder.Config{List: rules(t, "*.azure.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.Port())
+	c, err := tls.Dial("tcp", s.addr(), &tls.Config{ServerName: "api.azure.test", RootCAs: ca.Pool,
 		CurvePreferences: []tls.CurveID{tls.X25519}, MaxVersion: tls.VersionTLS12})
 	if err != nil {
 		t.Fatal(err)
@@ -383,27 +266,13 @@ func rawHello(t testing.TB, sni string) []byte {
 // plainBackend reads everything until EOF, then answers with what it read and closes.
 func plainBackend(t testing.TB) (port uint16, got chan []byte) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	got = make(chan []byte, 10)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				b, _ := io.ReadAll(c)
-				fmt.Fprintf(c, "read %d bytes", len(b))
-				got <- b
-			}()
-		}
-	}()
-	return uint16(ln.Addr().(*net.TCPAddr).Port), got
+	s := testkit.Serve(t, "127.0.0.1:0", func(c net.Conn) {
+		b, _ := io.ReadAll(c)
+		fmt.Fprintf(c, "read %d bytes", len(b))
+		got <- b
+	})
+	return s.Port(), got
 }
 
 func TestReplayByteAtATimeAndHalfClose(t *testing.T) {
@@ -485,33 +354,33 @@ type resolverFunc func(allowlist.Name) ([]netip.Addr, error)
 func (f resolverFunc) Lookup(_ context.Context, n allowlist.Name) ([]netip.Addr, error) { return f(n) }
 
 func TestDirectRefusesInsideAddresses(t *testing.T) {
-	pki := newPKI(t, "rebind.example.test", "gone.example.test", "fixed.example.test")
-	be := startTLSBackend(t, pki)
+	ca := testkit.NewCA(t)
+	be := testkit.TLSEcho(t, "127.0.0.1:0", ca.Issue(t, "rebind.example.test", "gone.example.test", "fixed.example.test"))
 	s := start(t, forwarder.Config{
 		List: rules(t, "rebind.example.test", "gone.example.test",
-			fmt.Sprintf("fixed.example.test to 127.0.0.1:%d", be.port())),
+			fmt.Sprintf("fixed.example.test to 127.0.0.1:%d", be.Port())),
 		Resolver: resolverFunc(func(n allowlist.Name) ([]netip.Addr, error) {
 			if n == "gone.example.test" {
 				return nil, errors.New("NXDOMAIN")
 			}
 			return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("169.254.169.254")}, nil
 		}),
-	}, be.port())
+	}, be.Port())
 
-	if _, err := talk(t, s.addr(), "rebind.example.test", pki, "x"); err == nil {
+	if _, err := talk(t, s.addr(), "rebind.example.test", ca, "x"); err == nil {
 		t.Fatal("a name resolving to loopback and link-local was forwarded")
 	}
 	if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != forwarder.ReasonPrivateTarget {
 		t.Errorf("deny event %+v", ev)
 	}
-	if _, err := talk(t, s.addr(), "gone.example.test", pki, "x"); err == nil {
+	if _, err := talk(t, s.addr(), "gone.example.test", ca, "x"); err == nil {
 		t.Fatal("an unresolvable name was forwarded")
 	}
 	if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != forwarder.ReasonResolveFailed {
 		t.Errorf("deny event %+v", ev)
 	}
 	// A rule's explicit `to` may point inside: the operator said so.
-	if got, err := talk(t, s.addr(), "fixed.example.test", pki, "hi"); err != nil || got != "fixed.example.test:hi" {
+	if got, err := talk(t, s.addr(), "fixed.example.test", ca, "hi"); err != nil || got != "fixed.example.test:hi" {
 		t.Fatalf("to-rule: %q, %v", got, err)
 	}
 	if ev := s.events.next(t, forwarder.EventOpen); ev.Via != forwarder.ViaTo {
@@ -520,9 +389,9 @@ func TestDirectRefusesInsideAddresses(t *testing.T) {
 }
 
 func TestParentDown(t *testing.T) {
-	s := start(t, forwarder.Config{List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, freePort(t))
-	pki := newPKI(t, "a.example.test")
-	if _, err := talk(t, s.addr(), "a.example.test", pki, "x"); err == nil {
+	s := start(t, forwarder.Config{List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, testkit.FreePort(t))
+	ca := testkit.NewCA(t)
+	if _, err := talk(t, s.addr(), "a.example.test", ca, "x"); err == nil {
 		t.Fatal("handshake succeeded with the parent down")
 	}
 	if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != forwarder.ReasonParentFailed {
@@ -532,7 +401,7 @@ func TestParentDown(t *testing.T) {
 
 func TestTCPRoute(t *testing.T) {
 	port, got := plainBackend(t)
-	routePort := freePort(t)
+	routePort := testkit.FreePort(t)
 	s := start(t, forwarder.Config{
 		Parent: netip.MustParseAddr("127.0.0.1"),
 		Routes: []forwarder.Route{{Port: routePort, To: allowlist.Target{Addr: netip.MustParseAddr("127.0.0.1"), Port: port}}},
@@ -554,13 +423,13 @@ func TestTCPRoute(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	pki := newPKI(t, "a.example.test")
-	be := startTLSBackend(t, pki)
+	ca := testkit.NewCA(t)
+	be := testkit.TLSEcho(t, "127.0.0.1:0", ca.Issue(t, "a.example.test"))
 	s := start(t, forwarder.Config{
 		List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1"),
 		IdleTimeout: 200 * time.Millisecond,
-	}, be.port())
-	c, err := tls.Dial("tcp", s.addr(), &tls.Config{ServerName: "a.example.test", RootCAs: pki.pool})
+	}, be.Port())
+	c, err := tls.Dial("tcp", s.addr(), &tls.Config{ServerName: "a.example.test", RootCAs: ca.Pool})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -581,13 +450,13 @@ func TestIdleTimeout(t *testing.T) {
 }
 
 func TestCloseDrainsThenCuts(t *testing.T) {
-	pki := newPKI(t, "a.example.test")
-	be := startTLSBackend(t, pki)
+	ca := testkit.NewCA(t)
+	be := testkit.TLSEcho(t, "127.0.0.1:0", ca.Issue(t, "a.example.test"))
 	s := start(t, forwarder.Config{
 		List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1"),
 		DrainTimeout: 200 * time.Millisecond,
-	}, be.port())
-	c, err := tls.Dial("tcp", s.addr(), &tls.Config{ServerName: "a.example.test", RootCAs: pki.pool})
+	}, be.Port())
+	c, err := tls.Dial("tcp", s.addr(), &tls.Config{ServerName: "a.example.test", RootCAs: ca.Pool})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -607,12 +476,12 @@ func TestCloseDrainsThenCuts(t *testing.T) {
 }
 
 func TestPendingCap(t *testing.T) {
-	pki := newPKI(t, "a.example.test")
-	be := startTLSBackend(t, pki)
+	ca := testkit.NewCA(t)
+	be := testkit.TLSEcho(t, "127.0.0.1:0", ca.Issue(t, "a.example.test"))
 	s := start(t, forwarder.Config{
 		List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1"),
 		MaxPendingPerSrc: 3,
-	}, be.port())
+	}, be.Port())
 	var silent []net.Conn
 	for range 3 {
 		c, err := net.Dial("tcp", s.addr())
@@ -634,7 +503,7 @@ func TestPendingCap(t *testing.T) {
 	silent[0].Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		got, err := talk(t, s.addr(), "a.example.test", pki, "hi")
+		got, err := talk(t, s.addr(), "a.example.test", ca, "hi")
 		if err == nil && got == "a.example.test:hi" {
 			break
 		}

@@ -12,12 +12,13 @@ import (
 
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/forwarder"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
 
 // openStream opens a TLS session through the forwarder and checks it works.
-func openStream(t *testing.T, s *setup, sni string, pki *testPKI) *tls.Conn {
+func openStream(t *testing.T, s *setup, sni string, ca *testkit.CA) *tls.Conn {
 	t.Helper()
-	c, err := tls.Dial("tcp", s.addr(), &tls.Config{ServerName: sni, RootCAs: pki.pool})
+	c, err := tls.Dial("tcp", s.addr(), ca.Client(sni))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,11 +61,11 @@ func noEvent(t *testing.T, s *setup) {
 }
 
 func TestReconfigureRevokes(t *testing.T) {
-	pki := newPKI(t, "keep.example.test", "gone.example.test")
-	be := startTLSBackend(t, pki)
-	s := start(t, forwarder.Config{List: rules(t, "keep.example.test", "gone.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.port())
-	keep := openStream(t, s, "keep.example.test", pki)
-	gone := openStream(t, s, "gone.example.test", pki)
+	ca := testkit.NewCA(t)
+	be := testkit.TLSEcho(t, "127.0.0.1:0", ca.Issue(t, "keep.example.test", "gone.example.test"))
+	s := start(t, forwarder.Config{List: rules(t, "keep.example.test", "gone.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.Port())
+	keep := openStream(t, s, "keep.example.test", ca)
+	gone := openStream(t, s, "gone.example.test", ca)
 
 	cfg := s.cfg
 	cfg.List = rules(t, "keep.example.test")
@@ -85,41 +86,41 @@ func TestReconfigureRevokes(t *testing.T) {
 		t.Error("the revoked stream still reads")
 	}
 	alive(t, keep, "keep.example.test") // untouched
-	if _, err := talk(t, s.addr(), "gone.example.test", pki, "x"); err == nil {
+	if _, err := talk(t, s.addr(), "gone.example.test", ca, "x"); err == nil {
 		t.Error("a new connection to the removed name got through")
 	}
 }
 
 func TestReconfigureDrains(t *testing.T) {
-	pki := newPKI(t, "gone.example.test")
-	be := startTLSBackend(t, pki)
-	s := start(t, forwarder.Config{List: rules(t, "gone.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.port())
-	gone := openStream(t, s, "gone.example.test", pki)
+	ca := testkit.NewCA(t)
+	be := testkit.TLSEcho(t, "127.0.0.1:0", ca.Issue(t, "gone.example.test"))
+	s := start(t, forwarder.Config{List: rules(t, "gone.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.Port())
+	gone := openStream(t, s, "gone.example.test", ca)
 	cfg := s.cfg
 	cfg.List, cfg.DrainRevoked = rules(t, "other.example.test"), true
 	if err := reconfigure(s.fwd, cfg); err != nil {
 		t.Fatal(err)
 	}
 	alive(t, gone, "gone.example.test") // left to finish
-	if _, err := talk(t, s.addr(), "gone.example.test", pki, "x"); err == nil {
+	if _, err := talk(t, s.addr(), "gone.example.test", ca, "x"); err == nil {
 		t.Error("a new connection to the removed name got through")
 	}
 }
 
 func TestReconfigurePorts(t *testing.T) {
-	pki := newPKI(t, "a.example.test")
-	be := startTLSBackend(t, pki)
-	s := start(t, forwarder.Config{List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.port())
-	live := openStream(t, s, "a.example.test", pki)
+	ca := testkit.NewCA(t)
+	be := testkit.TLSEcho(t, "127.0.0.1:0", ca.Issue(t, "a.example.test"))
+	s := start(t, forwarder.Config{List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.Port())
+	live := openStream(t, s, "a.example.test", ca)
 	before := s.fwd.Addrs()
 
-	extra := freePort(t)
+	extra := testkit.FreePort(t)
 	cfg := s.cfg
-	cfg.Ports = append(cfg.Ports, forwarder.PortMap{Listen: extra, Upstream: be.port()})
+	cfg.Ports = append(cfg.Ports, forwarder.PortMap{Listen: extra, Upstream: be.Port()})
 	if err := reconfigure(s.fwd, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := talk(t, fmt.Sprintf("127.0.0.1:%d", extra), "a.example.test", pki, "new"); err != nil || got != "a.example.test:new" {
+	if got, err := talk(t, fmt.Sprintf("127.0.0.1:%d", extra), "a.example.test", ca, "new"); err != nil || got != "a.example.test:new" {
 		t.Fatalf("the added port: %q, %v", got, err)
 	}
 	if after := s.fwd.Addrs(); after[0] != before[0] {
@@ -131,11 +132,11 @@ func TestReconfigurePorts(t *testing.T) {
 	busy, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer busy.Close()
 	bad := cfg
-	bad.Ports = append(bad.Ports, forwarder.PortMap{Listen: uint16(busy.Addr().(*net.TCPAddr).Port), Upstream: be.port()})
+	bad.Ports = append(bad.Ports, forwarder.PortMap{Listen: uint16(busy.Addr().(*net.TCPAddr).Port), Upstream: be.Port()})
 	if err := reconfigure(s.fwd, bad); err == nil {
 		t.Fatal("Prepare with a busy port succeeded")
 	}
-	if got, err := talk(t, fmt.Sprintf("127.0.0.1:%d", extra), "a.example.test", pki, "still"); err != nil || got != "a.example.test:still" {
+	if got, err := talk(t, fmt.Sprintf("127.0.0.1:%d", extra), "a.example.test", ca, "still"); err != nil || got != "a.example.test:still" {
 		t.Fatalf("after a failed change: %q, %v", got, err)
 	}
 
@@ -164,10 +165,10 @@ func TestReconfigurePorts(t *testing.T) {
 }
 
 func TestLearnMode(t *testing.T) {
-	pki := newPKI(t, "unlisted.example.test")
-	be := startTLSBackend(t, pki)
-	s := start(t, forwarder.Config{List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1"), Learn: true}, be.port())
-	if got, err := talk(t, s.addr(), "unlisted.example.test", pki, "hi"); err != nil || got != "unlisted.example.test:hi" {
+	ca := testkit.NewCA(t)
+	be := testkit.TLSEcho(t, "127.0.0.1:0", ca.Issue(t, "unlisted.example.test"))
+	s := start(t, forwarder.Config{List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1"), Learn: true}, be.Port())
+	if got, err := talk(t, s.addr(), "unlisted.example.test", ca, "hi"); err != nil || got != "unlisted.example.test:hi" {
 		t.Fatalf("learn mode blocked an unlisted name: %q, %v", got, err)
 	}
 	if ev := s.events.next(t, forwarder.EventOpen); ev.Verdict != forwarder.VerdictWouldDeny || ev.Reason != allowlist.ReasonNotListed || ev.Via != forwarder.ViaParent {
@@ -179,7 +180,7 @@ func TestLearnMode(t *testing.T) {
 	if err := reconfigure(s.fwd, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := talk(t, s.addr(), "unlisted.example.test", pki, "hi"); err == nil {
+	if _, err := talk(t, s.addr(), "unlisted.example.test", ca, "hi"); err == nil {
 		t.Error("enforce mode let an unlisted name through")
 	}
 }
@@ -187,15 +188,15 @@ func TestLearnMode(t *testing.T) {
 // An aborted config changes nothing: the stream it would revoke runs on, the port it bound
 // is released, the old list still decides, and the next config can be prepared.
 func TestPrepareAbort(t *testing.T) {
-	pki := newPKI(t, "gone.example.test")
-	be := startTLSBackend(t, pki)
-	s := start(t, forwarder.Config{List: rules(t, "gone.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.port())
-	gone := openStream(t, s, "gone.example.test", pki)
+	ca := testkit.NewCA(t)
+	be := testkit.TLSEcho(t, "127.0.0.1:0", ca.Issue(t, "gone.example.test"))
+	s := start(t, forwarder.Config{List: rules(t, "gone.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.Port())
+	gone := openStream(t, s, "gone.example.test", ca)
 
-	extra := freePort(t)
+	extra := testkit.FreePort(t)
 	cfg := s.cfg
 	cfg.List = rules(t, "other.example.test")
-	cfg.Ports = append(cfg.Ports, forwarder.PortMap{Listen: extra, Upstream: be.port()})
+	cfg.Ports = append(cfg.Ports, forwarder.PortMap{Listen: extra, Upstream: be.Port()})
 	p, err := s.fwd.Prepare(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +210,7 @@ func TestPrepareAbort(t *testing.T) {
 	}
 	noEvent(t, s)
 	alive(t, gone, "gone.example.test")
-	if got, err := talk(t, s.addr(), "gone.example.test", pki, "old"); err != nil || got != "gone.example.test:old" {
+	if got, err := talk(t, s.addr(), "gone.example.test", ca, "old"); err != nil || got != "gone.example.test:old" {
 		t.Errorf("the old list after an abort: %q, %v", got, err)
 	}
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", extra))
@@ -224,12 +225,12 @@ func TestPrepareAbort(t *testing.T) {
 
 // Close releases a config still prepared, and a Commit after Close changes nothing.
 func TestCloseAbortsPrepared(t *testing.T) {
-	pki := newPKI(t, "a.example.test")
-	be := startTLSBackend(t, pki)
-	s := start(t, forwarder.Config{List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.port())
-	extra := freePort(t)
+	ca := testkit.NewCA(t)
+	be := testkit.TLSEcho(t, "127.0.0.1:0", ca.Issue(t, "a.example.test"))
+	s := start(t, forwarder.Config{List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.Port())
+	extra := testkit.FreePort(t)
 	cfg := s.cfg
-	cfg.Ports = append(cfg.Ports, forwarder.PortMap{Listen: extra, Upstream: be.port()})
+	cfg.Ports = append(cfg.Ports, forwarder.PortMap{Listen: extra, Upstream: be.Port()})
 	p, err := s.fwd.Prepare(cfg)
 	if err != nil {
 		t.Fatal(err)

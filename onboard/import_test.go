@@ -1,16 +1,14 @@
 package onboard
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/import from the current output")
 
 // TestImportGolden imports every file in testdata/import by content (the format is detected)
 // and compares the rules, the unmapped fields and the warnings with FILE.golden. Adding a
@@ -33,20 +31,7 @@ func TestImportGolden(t *testing.T) {
 			}
 			res, err := Import(data, "")
 			got := renderImport(res, err)
-			golden := in + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to write it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("import %s:\n--- got\n%s--- want\n%s", in, got, want)
-			}
+			testkit.Golden(t, in+".golden", got)
 			if err == nil {
 				// What an import gives, the config accepts.
 				if _, err := allowlist.New(res.Rules); err != nil {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,7 +16,11 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
+
+// TestMain fails the package when any test leaves a goroutine running.
+func TestMain(m *testing.M) { testkit.Main(m) }
 
 var loopback = netip.MustParseAddrPort("127.0.0.1:0")
 
@@ -411,7 +414,7 @@ func TestServerPanickingOnQuery(t *testing.T) {
 // TestServerStartClose checks the lifecycle and that no goroutine outlives Close, even with a
 // client holding an idle TCP connection.
 func TestServerStartClose(t *testing.T) {
-	before := runtime.NumGoroutine()
+	before := testkit.Goroutines()
 	var started atomic.Bool
 	s, err := New(Config{Addr: loopback, NotifyStarted: func() { started.Store(true) }})
 	if err != nil {
@@ -448,19 +451,7 @@ func TestServerStartClose(t *testing.T) {
 	if err := s.Start(); err == nil {
 		t.Error("Start after Close succeeded")
 	}
-	waitGoroutines(t, before)
-}
-
-func waitGoroutines(t *testing.T, want int) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for runtime.NumGoroutine() > want {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines, want at most %d:\n%s", runtime.NumGoroutine(), want, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	before.NoneNew(t) // the idle client is still connected
 }
 
 func TestServerStartErrorNamesAddress(t *testing.T) {

@@ -7,7 +7,11 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
+
+// TestMain fails the package when any test leaves a goroutine running (a store's Run).
+func TestMain(m *testing.M) { testkit.Main(m) }
 
 // t0 is the fake clock's start.
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)

@@ -1,35 +1,20 @@
 package store
 
 import (
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/hashicorp/go-memdb"
-)
 
-var update = flag.Bool("update", false, "rewrite testdata/schema.golden")
+	"github.com/lnm-project/lnm/internal/testkit"
+)
 
 func TestSchemaGolden(t *testing.T) {
 	s := schema()
 	if _, err := memdb.NewMemDB(s); err != nil {
 		t.Fatalf("schema is invalid: %v", err)
 	}
-	got := dumpSchema(s)
-	path := filepath.Join("testdata", "schema.golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./store/ -run TestSchemaGolden -update)", err)
-	}
-	if got != string(want) {
-		t.Errorf("schema changed; if on purpose, run with -update\n--- got\n%s--- want\n%s", got, want)
-	}
+	testkit.Golden(t, filepath.Join("testdata", "schema.golden"), dumpSchema(s))
 }
 
 // Every index must be typed: the planner and the dump rely on indexInfo, and reflective

@@ -12,6 +12,7 @@ import (
 
 	"github.com/lnm-project/lnm/appliance"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
 
 // importCases are the documented custom resources appliance's import tests read.
@@ -33,7 +34,7 @@ func TestAllowImportDryRun(t *testing.T) {
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
-	golden(t, "allow_import_dry.golden", strings.ReplaceAll(stdout, conf, "CONF"))
+	testkit.Golden(t, "testdata/allow_import_dry.golden", strings.ReplaceAll(stdout, conf, "CONF"))
 	if _, err := os.Stat(config.ManagedPath(conf)); !os.IsNotExist(err) {
 		t.Errorf("a dry run wrote the managed file: %v", err)
 	}
@@ -105,7 +106,7 @@ func TestAllowImportFiles(t *testing.T) {
 
 // TestAllowImportBox imports through a running box: the rules apply at once.
 func TestAllowImportBox(t *testing.T) {
-	dnsPort := freePort(t)
+	dnsPort := testkit.FreePort(t)
 	socket := filepath.Join(socketDir(t), "admin.sock")
 	conf := writeConfig(t, socket, "off", fmt.Sprintf("dns %d", dnsPort), "proxy 443 8883", "parent 127.0.0.2",
 		"allow {", "    *.azure.test", "}")
@@ -136,7 +137,7 @@ func TestAllowPresets(t *testing.T) {
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
-	golden(t, "allow_presets.golden", stdout)
+	testkit.Golden(t, "testdata/allow_presets.golden", stdout)
 	code, stdout, _ = runCLI(t, "allow", "presets", "--json")
 	var got []struct {
 		Name     string   `json:"name"`

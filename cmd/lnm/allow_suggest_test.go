@@ -11,6 +11,7 @@ import (
 	"github.com/lnm-project/lnm/appliance"
 	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
 
 // learnRecords are a morning of learn mode at a level-3 box, relative to testNow, with one
@@ -50,7 +51,7 @@ func TestAllowSuggestDir(t *testing.T) {
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
-	golden(t, "allow_suggest.golden", stdout)
+	testkit.Golden(t, "testdata/allow_suggest.golden", stdout)
 
 	code, stdout, stderr = runCLI(t, "allow", "suggest", "--dir", dir, "--json", "--client", device2.String())
 	if code != 0 || stderr != "" {

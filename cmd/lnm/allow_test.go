@@ -18,6 +18,7 @@ import (
 
 	"github.com/lnm-project/lnm/appliance"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/internal/testkit"
 	"github.com/lnm-project/lnm/onboard"
 )
 
@@ -150,7 +151,7 @@ func TestAllowTest(t *testing.T) {
 // and the list has hits.
 func TestAllowBox(t *testing.T) {
 	fixClock(t)
-	dnsPort := freePort(t)
+	dnsPort := testkit.FreePort(t)
 	socket := filepath.Join(socketDir(t), "admin.sock")
 	conf := writeConfig(t, socket, "off", fmt.Sprintf("dns %d", dnsPort), "proxy 443", "parent 127.0.0.2",
 		"allow {", "    *.azure.test", "}")

@@ -4,16 +4,10 @@ package main
 // socket and audit log in temporary directories, its parent a TLS echo server on 127.0.0.2.
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,64 +20,8 @@ import (
 	"github.com/lnm-project/lnm/appliance"
 	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
-
-// boxCert is a self-signed certificate for names, and a pool that trusts it.
-func boxCert(t *testing.T, names ...string) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), DNSNames: names, IsCA: true, BasicConstraintsValid: true,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
-}
-
-// boxParent serves TLS on 127.0.0.2 and echoes one read; it returns the port.
-func boxParent(t *testing.T, cert tls.Certificate) int {
-	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.2:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 1024)
-				n, _ := c.Read(buf)
-				c.Write(buf[:n])
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // lineWith returns the first line of out containing every one of subs.
 func lineWith(out string, subs ...string) string {
@@ -100,9 +38,9 @@ next:
 }
 
 func TestAuditBox(t *testing.T) {
-	cert, pool := boxCert(t, "api.azure.test", "other.azure.test")
-	parentPort := boxParent(t, cert)
-	dnsPort, proxyPort := freePort(t), freePort(t)
+	ca := testkit.NewCA(t)
+	parentPort := testkit.TLSEcho(t, "127.0.0.2:0", ca.Issue(t, "api.azure.test", "other.azure.test")).Port()
+	dnsPort, proxyPort := testkit.FreePort(t), testkit.FreePort(t)
 	socket := filepath.Join(socketDir(t), "admin.sock")
 	auditDir := filepath.Join(t.TempDir(), "audit")
 	conf := writeConfig(t, socket, auditDir,
@@ -136,13 +74,17 @@ func TestAuditBox(t *testing.T) {
 	}
 	talk := func(sni string) {
 		t.Helper()
-		c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", proxyPort), &tls.Config{ServerName: sni, RootCAs: pool})
+		c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", proxyPort), ca.Client(sni))
 		if err != nil {
 			t.Fatalf("%s: %v", sni, err)
 		}
+		defer c.Close()
 		io.WriteString(c, "ping")
-		io.ReadFull(c, make([]byte, 4))
-		c.Close()
+		want := sni + ":ping" // the parent's echo names the SNI it saw
+		buf := make([]byte, len(want))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != want {
+			t.Fatalf("%s: reply %q, %v; want %q", sni, buf, err, want)
+		}
 	}
 	ask("api.azure.test")
 	talk("api.azure.test")   // follows the query: linked

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
 
 // syncBuffer is an output a test reads while the command still writes to it.
@@ -54,7 +55,7 @@ func TestAuditFollowBoxStops(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "the box at "+fb.socket+" closed the stream") {
 		t.Fatalf("exit %d, want 1 when the box goes away\n%s", code, stderr)
 	}
-	golden(t, "audit_follow.golden", stdout)
+	testkit.Golden(t, "testdata/audit_follow.golden", stdout)
 	// Every query a conn links to came earlier in the stream, except the evicted seq 2.
 	if reqs := fb.requests(); len(reqs) != 2 || !strings.Contains(reqs[1], "seq=2") {
 		t.Errorf("requests %q, want the follow and one lookup of seq 2", reqs)

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lnm-project/lnm/internal/testkit"
 )
 
 // oldLog is a log the box wrote before the DNS and connection paths shared one vocabulary:
@@ -61,7 +63,7 @@ func TestAuditQueryOldLog(t *testing.T) {
 		if code != 0 || stderr != "" {
 			t.Fatalf("exit %d\n%s", code, stderr)
 		}
-		golden(t, "audit_query_old_log.golden", stdout)
+		testkit.Golden(t, "testdata/audit_query_old_log.golden", stdout)
 	})
 	for _, tc := range []struct {
 		name string

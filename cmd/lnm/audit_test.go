@@ -13,6 +13,7 @@ import (
 
 	"github.com/lnm-project/lnm/adminapi"
 	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
 
 func TestRenderTable(t *testing.T) {
@@ -31,7 +32,7 @@ func TestRenderTable(t *testing.T) {
 	if err := writeTable(&b, rows); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "audit_table.golden", b.String())
+	testkit.Golden(t, "testdata/audit_table.golden", b.String())
 	if strings.ContainsAny(b.String(), "\x1b\r") {
 		t.Error("a control character from a record reached the table")
 	}
@@ -86,7 +87,7 @@ func TestAuditQueryTableFromBox(t *testing.T) {
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
-	golden(t, "audit_query_table.golden", stdout)
+	testkit.Golden(t, "testdata/audit_query_table.golden", stdout)
 	reqs := fb.requests()
 	if len(reqs) != 2 {
 		t.Fatalf("requests %q, want the query and one lookup of linked queries", reqs)
@@ -110,7 +111,7 @@ func TestAuditQueryJSON(t *testing.T) {
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
-	golden(t, "audit_query.jsonl.golden", stdout)
+	testkit.Golden(t, "testdata/audit_query.jsonl.golden", stdout)
 	var want bytes.Buffer
 	for _, r := range boxRecords() {
 		want.Write(append(r.AppendJSON(nil), '\n'))
@@ -314,7 +315,7 @@ func TestAuditQueryDir(t *testing.T) {
 		if code != 0 || stderr != "" {
 			t.Fatalf("exit %d\n%s", code, stderr)
 		}
-		golden(t, "audit_query_dir.golden", stdout)
+		testkit.Golden(t, "testdata/audit_query_dir.golden", stdout)
 		if !strings.Contains(stdout, "query #1 A NOERROR -> 198.18.3.1 at 10:08:00.000 (7m5.25s before)") {
 			t.Error("the linked query outside --since was not found in the files")
 		}

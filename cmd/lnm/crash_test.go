@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
 
 // TestKillNineUnderLoad runs the real lnm, sends it DNS queries with unique names, kills it
@@ -27,7 +27,7 @@ func TestKillNineUnderLoad(t *testing.T) {
 	}
 	bin := buildLNM(t)
 	dir := t.TempDir()
-	port := freeUDPPort(t)
+	port := testkit.FreePort(t)
 	conf := filepath.Join(dir, "lnm.conf")
 	os.WriteFile(conf, []byte(fmt.Sprintf(`lnm {
     listen 127.0.0.1
@@ -116,14 +116,4 @@ func TestKillNineUnderLoad(t *testing.T) {
 	if again == nil || again.Seq <= last {
 		t.Fatalf("after restart: %+v, want a record after seq %d", again, last)
 	}
-}
-
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }

@@ -20,8 +20,8 @@ func TestDemo(t *testing.T) {
 	l := newLab(t)
 	l.dumpLogsOnFailure()
 	l.startInet()
-	l.startBox(bin, "l4", addDirectives(t, exampleConfig(t, "level4.conf", fallbackLevel4), "children "+l3UpAddr), l4DownAddr)
-	l.startBox(bin, "l3", exampleConfig(t, "level3.conf", fallbackLevel3), l3DownAddr)
+	l.startBox(bin, "l4", addDirectives(t, exampleConfig(t, "level4.conf"), "children "+l3UpAddr), l4DownAddr)
+	l.startBox(bin, "l3", exampleConfig(t, "level3.conf"), l3DownAddr)
 
 	say := func(format string, args ...any) { fmt.Printf(format+"\n", args...) }
 	show := func(title, host, name string, args ...string) {

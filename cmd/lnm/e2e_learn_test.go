@@ -19,8 +19,8 @@ func TestE2ELearn(t *testing.T) {
 	l := newLab(t)
 	l.dumpLogsOnFailure()
 	l.startInet()
-	l.startBox(bin, "l4", exampleConfig(t, "level4.conf", fallbackLevel4), l4DownAddr)
-	l.startBox(bin, "l3", exampleConfig(t, "level3.conf", fallbackLevel3), l3DownAddr)
+	l.startBox(bin, "l4", exampleConfig(t, "level4.conf"), l4DownAddr)
+	l.startBox(bin, "l3", exampleConfig(t, "level3.conf"), l3DownAddr)
 	lnm := func(host string, args ...string) string {
 		t.Helper()
 		args = append(args, "--config", filepath.Join(l.dir, host+".conf"))

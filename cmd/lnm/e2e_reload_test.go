@@ -89,8 +89,8 @@ func TestE2EReload(t *testing.T) {
 	l := newLab(t)
 	l.dumpLogsOnFailure()
 	l.startInet()
-	l4 := l.startBox(bin, "l4", exampleConfig(t, "level4.conf", fallbackLevel4), l4DownAddr)
-	l.startBox(bin, "l3", exampleConfig(t, "level3.conf", fallbackLevel3), l3DownAddr)
+	l4 := l.startBox(bin, "l4", exampleConfig(t, "level4.conf"), l4DownAddr)
+	l.startBox(bin, "l3", exampleConfig(t, "level3.conf"), l3DownAddr)
 	l3conf := filepath.Join(l.dir, "l3.conf")
 
 	t.Run("download_survives_20_reloads", func(t *testing.T) {
@@ -209,7 +209,7 @@ func TestE2EReload(t *testing.T) {
 
 	t.Run("drain_lets_it_finish", func(t *testing.T) {
 		l.rewriteConfig(bin, "l3", func(s string) string {
-			return strings.Replace(s, "lnm {\n", "lnm {\n    on_revoke drain\n", 1)
+			return addDirectives(t, s, "on_revoke drain")
 		})
 		const size = 64 << 20
 		d := l.startDownload("api.azure.test", size, "20M")

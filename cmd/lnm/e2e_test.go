@@ -17,45 +17,6 @@ import (
 	"github.com/lnm-project/lnm/audit"
 )
 
-// Fallbacks used only while the examples are not in the repository yet; they are the
-// configs of issue 2 as written.
-const (
-	fallbackLevel3 = `lnm {
-    level     3
-    listen    198.18.3.1
-    dns       53
-    proxy     443 8883
-    parent    198.18.4.1
-    sources   198.18.3.0/24
-    ttl       30s
-    allow {
-        .contoso.test
-        *.azure.test
-        mqtt.vendor.test  8883
-        opcua.vendor.test 443 from 198.18.3.20/32
-        historian.plant.test 443 to 198.18.4.20:443
-    }
-    zone plant.internal {
-        forward 198.18.3.2
-    }
-    tcp 1883 broker.plant.internal:1883
-}
-`
-	fallbackLevel4 = `lnm {
-    level     4
-    listen    198.18.4.1
-    dns       53
-    proxy     443 8883
-    upstream  198.18.5.53
-    allow {
-        .contoso.test
-        *.azure.test
-        mqtt.vendor.test 8883
-    }
-}
-`
-)
-
 // raceEnabled is set by race_test.go when the tests are built with -race.
 var raceEnabled bool
 
@@ -86,14 +47,13 @@ func moduleRoot(t *testing.T) string {
 	return filepath.Dir(strings.TrimSpace(string(gomod)))
 }
 
-// exampleConfig returns examples/NAME from the module root, or the fallback.
-func exampleConfig(t *testing.T, name, fallback string) string {
+// exampleConfig returns examples/NAME from the module root: the boxes run the configs the
+// repository ships, and a test states in code what it changes (addRule, addDirectives).
+func exampleConfig(t *testing.T, name string) string {
 	t.Helper()
-	path := filepath.Join(moduleRoot(t), "examples", name)
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(filepath.Join(moduleRoot(t), "examples", name))
 	if err != nil {
-		t.Logf("%s not readable (%v); using issue 2's text", path, err)
-		return fallback
+		t.Fatal(err)
 	}
 	return string(b)
 }
@@ -202,9 +162,9 @@ func TestE2E(t *testing.T) {
 	l.dumpLogsOnFailure()
 	l.startInet()
 
-	level3 := exampleConfig(t, "level3.conf", fallbackLevel3)
+	level3 := exampleConfig(t, "level3.conf")
 	// L4 decides again: the from-rule's name must be on its list too.
-	level4 := addRule(t, exampleConfig(t, "level4.conf", fallbackLevel4), "opcua.vendor.test 443")
+	level4 := addRule(t, exampleConfig(t, "level4.conf"), "opcua.vendor.test 443")
 	// The level-3 box is level 4's child: its connections are linked at level 3.
 	level4 = addDirectives(t, level4, "children "+l3UpAddr)
 	l4 := l.startBox(bin, "l4", level4, l4DownAddr)

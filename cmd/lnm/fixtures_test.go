@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -21,8 +20,6 @@ import (
 	"github.com/lnm-project/lnm/audit"
 )
 
-var update = flag.Bool("update", false, "rewrite the cmd/lnm/testdata/*.golden files")
-
 // testZone is the "local" zone of every golden file: fixed, with a name, unlike the machine's.
 var testZone = time.FixedZone("CET", 3600)
 
@@ -36,24 +33,6 @@ func fixClock(t *testing.T) {
 	clock.now = func() time.Time { return testNow }
 	clock.loc = testZone
 	t.Cleanup(func() { clock = saved })
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (go test -update rewrites it)\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
 }
 
 func at(hms string) time.Time {

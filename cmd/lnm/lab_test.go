@@ -17,17 +17,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -44,6 +37,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/lnm-project/lnm/internal/testkit"
 )
 
 // Addresses of the lab. They are fixed: the example configs name them.
@@ -429,59 +424,24 @@ func (l *lab) listening(host string, tcp, udp []string) bool {
 
 // ---- the internet: certificates, DNS, TLS servers ----
 
+// writeCerts writes the test CA (for the clients' --cacert) and a certificate and key for
+// each internet name, which the inet helper loads in its own process.
 func (l *lab) writeCerts() {
 	l.t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "lnm lab test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
+	ca := testkit.NewCA(l.t)
 	l.caFile = filepath.Join(l.dir, "ca.pem")
-	writePEM(l.t, l.caFile, "CERTIFICATE", caDER)
-	for i, n := range inetNames {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			l.t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(int64(100 + i)),
-			Subject:      pkix.Name{CommonName: n.name},
-			DNSNames:     []string{n.name},
-			NotBefore:    now.Add(-time.Hour),
-			NotAfter:     now.Add(24 * time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			l.t.Fatal(err)
-		}
-		keyDER, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			l.t.Fatal(err)
-		}
-		writePEM(l.t, filepath.Join(l.dir, n.name+".pem"), "CERTIFICATE", der)
-		writePEM(l.t, filepath.Join(l.dir, n.name+"-key.pem"), "EC PRIVATE KEY", keyDER)
+	writePEM(l.t, l.caFile, ca.CertPEM())
+	for _, n := range inetNames {
+		certPEM, keyPEM := testkit.PEM(l.t, ca.Issue(l.t, n.name))
+		writePEM(l.t, filepath.Join(l.dir, n.name+".pem"), certPEM)
+		writePEM(l.t, filepath.Join(l.dir, n.name+"-key.pem"), keyPEM)
 	}
 }
 
-func writePEM(t *testing.T, path, typ string, der []byte) {
+// writePEM writes PEM data that only its owner (root: the lab and its processes) may read.
+func writePEM(t *testing.T, path string, data []byte) {
 	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -7,7 +7,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lnm-project/lnm/internal/testkit"
 )
+
+// TestMain fails the package when any test leaves a goroutine running: the CLI runs in
+// this process, and so do the boxes of audit_box_test.go.
+func TestMain(m *testing.M) { testkit.Main(m) }
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()

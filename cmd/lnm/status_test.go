@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/adminapi"
+	"github.com/lnm-project/lnm/internal/testkit"
 )
 
 func TestStatusFromBox(t *testing.T) {
@@ -20,7 +21,7 @@ func TestStatusFromBox(t *testing.T) {
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
-	golden(t, "status.golden", stdout)
+	testkit.Golden(t, "testdata/status.golden", stdout)
 
 	code, stdout, stderr = runCLI(t, "status", "--config", conf, "--json")
 	if code != 0 || stderr != "" {
@@ -45,12 +46,12 @@ func TestStatusRenderFailing(t *testing.T) {
 	if err := writeStatus(&b, &st, testZone); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "status_failing.golden", b.String())
+	testkit.Golden(t, "testdata/status_failing.golden", b.String())
 
 	st.Parent, st.Audit = nil, adminapi.AuditStatus{}
 	b.Reset()
 	writeStatus(&b, &st, testZone)
-	golden(t, "status_top_level.golden", b.String())
+	testkit.Golden(t, "testdata/status_top_level.golden", b.String())
 }
 
 func TestStatusUptime(t *testing.T) {
