@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/lnm-project/lnm/forwarder"
 )
 
 // metrics holds the box's counters in Prometheus' text exposition format (version 0.0.4).
@@ -229,4 +231,59 @@ func newBoxMetrics(started time.Time) *boxMetrics {
 	m.rxBytes = m.counter("tcp_downstream_cx_rx_bytes_total", "Bytes received from devices (sent to the upper level).")
 	m.txBytes = m.counter("tcp_downstream_cx_tx_bytes_total", "Bytes sent to devices (received from the upper level).")
 	return m
+}
+
+// query counts one answered DNS question: the resolver's OnQuery runs it for every query.
+func (m *boxMetrics) query(qtype, verdict string) {
+	m.add(m.dnsQueries, 1, qtype, verdict)
+}
+
+// limited counts the queries a client sent over its rate limit in one period.
+func (m *boxMetrics) limited(slipped, dropped uint64) {
+	m.add(m.dnsLimited, slipped, "slip")
+	m.add(m.dnsLimited, dropped, "drop")
+}
+
+// conn counts one forwarder event: the forwarder's OnEvent runs it for every connection's
+// open or deny and every stream's close.
+func (m *boxMetrics) conn(ev forwarder.Event) {
+	port := strconv.Itoa(int(ev.Port))
+	switch ev.Kind {
+	case forwarder.EventOpen:
+		m.active.Add(1)
+		m.add(m.conns, 1, port, ev.Verdict, ev.Reason)
+		m.observeConnect(ev)
+	case forwarder.EventClose:
+		m.active.Add(-1)
+		m.add(m.bytes, uint64(ev.BytesUp), "up")
+		m.add(m.bytes, uint64(ev.BytesDown), "down")
+		m.add(m.rxBytes, uint64(ev.BytesUp))
+		m.add(m.txBytes, uint64(ev.BytesDown))
+	case forwarder.EventDeny:
+		m.add(m.conns, 1, port, ev.Verdict, ev.Reason)
+		m.observeConnect(ev)
+	}
+	if ev.Kind != forwarder.EventClose && ev.Via != forwarder.ViaTCP {
+		m.add(m.serverTotalConns, 1)
+		if ev.SNI != "" {
+			m.add(m.sniFound, 1)
+		} else if ev.Reason != "source_not_allowed" && ev.Reason != forwarder.ReasonTooManyPending {
+			m.add(m.sniNotFound, 1)
+		}
+		if ev.HelloSize > 0 {
+			m.observe(m.helloSize, float64(ev.HelloSize))
+		}
+	}
+}
+
+// observeConnect records how long finding and connecting the destination took. The way to
+// a parent is its configured address, nothing is looked up, so that time is no resolve
+// latency.
+func (m *boxMetrics) observeConnect(ev forwarder.Event) {
+	if ev.Resolve > 0 && ev.Via != forwarder.ViaParent {
+		m.observe(m.resolveLatency, ev.Resolve.Seconds())
+	}
+	if ev.Dial > 0 {
+		m.observe(m.dialLatency, ev.Dial.Seconds())
+	}
 }
