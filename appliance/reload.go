@@ -46,11 +46,11 @@ func (rt *Runtime) Reload(next *Config, uid *int) error {
 	}
 	err := rt.apply(cur, next, learn)
 	if err != nil {
-		rt.metrics.add(rt.metrics.reloads, 1, "error")
+		rt.metrics.reloaded(false)
 		rt.slog.Error("reload refused; the running configuration keeps serving", "config", next.File, "err", err)
 		return err
 	}
-	rt.metrics.add(rt.metrics.reloads, 1, "ok")
+	rt.metrics.reloaded(true)
 	list := rt.currentList()
 	change := "reload " + next.File + " " + ruleDiff(cur, next)
 	rt.slog.Info("reloaded", "config", next.File, "rules", list.Len(), "hash", listHash(list), "change", change)
