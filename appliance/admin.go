@@ -372,12 +372,11 @@ func topN(m map[string]int, n int) []Count {
 	return out
 }
 
-// serveMetrics serves GET /metrics from m's registry, in Prometheus' text format (or in
-// its protobuf format, gzipped, to scrapers that ask for it). OpenMetrics stays off: its
-// encoder gives counters named without _total, as the retired product's
-// server_total_connections and tls_inspector_sni_* are, the type unknown.
-// A collector that fails (the process collector reads /proc) loses its series, not the
-// scrape.
+// serveMetrics serves GET /metrics from m's registry in Prometheus' text format, or in its
+// protobuf format to scrapers that ask for it, gzipped when they accept gzip. OpenMetrics
+// stays off: its encoder types a counter whose name lacks _total as unknown, and the
+// retired product's server_total_connections and tls_inspector_sni_* lack it. A collector
+// that fails (the process collector reads /proc) loses its series, not the scrape.
 func serveMetrics(ln net.Listener, m *boxMetrics, log *slog.Logger) *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
