@@ -15,6 +15,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sys/unix"
 
 	"github.com/lnm-project/lnm/adminapi"
@@ -373,14 +374,17 @@ func topN(m map[string]int, n int) []adminapi.Count {
 	return out
 }
 
-// serveMetrics serves GET /metrics in Prometheus' text format.
-func serveMetrics(ln net.Listener, m *boxMetrics, extra func(), log *slog.Logger) *http.Server {
+// serveMetrics serves GET /metrics from m's registry in Prometheus' text format, or in its
+// protobuf format to scrapers that ask for it, gzipped when they accept gzip. OpenMetrics
+// stays off: its encoder types a counter whose name lacks _total as unknown, and the
+// retired product's server_total_connections and tls_inspector_sni_* lack it. A collector
+// that fails (the process collector reads /proc) loses its series, not the scrape.
+func serveMetrics(ln net.Listener, m *boxMetrics, log *slog.Logger) *http.Server {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		extra()
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		m.WriteTo(w)
-	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelError),
+		ErrorHandling: promhttp.ContinueOnError,
+	}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

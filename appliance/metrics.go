@@ -1,196 +1,16 @@
 package appliance
 
 import (
-	"fmt"
-	"io"
-	"math"
-	"slices"
 	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/forwarder"
 )
-
-// metrics holds the box's counters in Prometheus' text exposition format (version 0.0.4).
-// It is small on purpose: counters and histograms with fixed label sets, registered once, so
-// the hot paths do one map lookup under a short lock or a single atomic add.
-type metrics struct {
-	mu     sync.RWMutex // guards family and every family's series map
-	order  []string     // metric names in registration order, for stable output
-	family map[string]*family
-}
-
-type family struct {
-	name, help, kind string // kind: counter, gauge, histogram
-	labels           []string
-	buckets          []float64 // histograms only
-	series           map[labelKey]*series
-	// gauge, when set, computes the value at scrape time (gauges without labels).
-	gauge func() float64
-}
-
-type series struct {
-	labelValues []string
-	value       atomic.Uint64 // counters: the count; stored as float64 bits for gauges
-	mu          sync.Mutex    // histograms
-	counts      []uint64
-	sum         float64
-	total       uint64
-}
-
-func newMetrics() *metrics { return &metrics{family: map[string]*family{}} }
-
-func (m *metrics) register(name, kind, help string, labels []string, buckets []float64) *family {
-	if len(labels) > maxLabels {
-		panic("appliance: metric " + name + " has more than maxLabels labels")
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	f := &family{name: name, help: help, kind: kind, labels: labels, buckets: buckets, series: map[labelKey]*series{}}
-	m.family[name] = f
-	m.order = append(m.order, name)
-	return f
-}
-
-func (m *metrics) counter(name, help string, labels ...string) *family {
-	return m.register(name, "counter", help, labels, nil)
-}
-
-func (m *metrics) histogram(name, help string, buckets []float64, labels ...string) *family {
-	return m.register(name, "histogram", help, labels, buckets)
-}
-
-// gaugeFunc registers a gauge computed at scrape time.
-func (m *metrics) gaugeFunc(name, help string, fn func() float64) {
-	m.register(name, "gauge", help, nil, nil).gauge = fn
-}
-
-// counterFunc registers a counter kept elsewhere and read at scrape time.
-func (m *metrics) counterFunc(name, help string, fn func() float64) {
-	m.register(name, "counter", help, nil, nil).gauge = fn
-}
-
-// labelKey identifies a series by its label values; families have at most maxLabels labels.
-// An array key costs no allocation per lookup, which matters on the per-query path.
-type labelKey [maxLabels]string
-
-const maxLabels = 4
-
-// series finds or creates the series of f with these label values. Lookups of existing
-// series, all but the first of each, share a read lock.
-func (m *metrics) series(f *family, values []string) *series {
-	var key labelKey
-	copy(key[:], values)
-	m.mu.RLock()
-	s := f.series[key]
-	m.mu.RUnlock()
-	if s != nil {
-		return s
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if s = f.series[key]; s == nil {
-		s = &series{labelValues: slices.Clone(values)}
-		if f.kind == "histogram" {
-			s.counts = make([]uint64, len(f.buckets))
-		}
-		f.series[key] = s
-	}
-	return s
-}
-
-// add increases a counter by n.
-func (m *metrics) add(f *family, n uint64, values ...string) {
-	m.series(f, values).value.Add(n)
-}
-
-// observe records one histogram sample.
-func (m *metrics) observe(f *family, v float64, values ...string) {
-	s := m.series(f, values)
-	s.mu.Lock()
-	for i, le := range f.buckets {
-		if v <= le {
-			s.counts[i]++
-		}
-	}
-	s.sum += v
-	s.total++
-	s.mu.Unlock()
-}
-
-// WriteTo writes every family in the text exposition format.
-func (m *metrics) WriteTo(w io.Writer) (int64, error) {
-	var b strings.Builder
-	m.mu.Lock()
-	for _, name := range m.order {
-		f := m.family[name]
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", f.name, f.help, f.name, f.kind)
-		if f.gauge != nil {
-			fmt.Fprintf(&b, "%s %s\n", f.name, formatFloat(f.gauge()))
-			continue
-		}
-		keys := make([]labelKey, 0, len(f.series))
-		for k := range f.series {
-			keys = append(keys, k)
-		}
-		slices.SortFunc(keys, func(a, b labelKey) int { return slices.Compare(a[:], b[:]) })
-		for _, k := range keys {
-			s := f.series[k]
-			if f.kind != "histogram" {
-				fmt.Fprintf(&b, "%s%s %d\n", f.name, labelText(f.labels, s.labelValues, "", ""), s.value.Load())
-				continue
-			}
-			s.mu.Lock()
-			for i, le := range f.buckets {
-				fmt.Fprintf(&b, "%s_bucket%s %d\n", f.name, labelText(f.labels, s.labelValues, "le", formatFloat(le)), s.counts[i])
-			}
-			fmt.Fprintf(&b, "%s_bucket%s %d\n", f.name, labelText(f.labels, s.labelValues, "le", "+Inf"), s.total)
-			fmt.Fprintf(&b, "%s_sum%s %s\n", f.name, labelText(f.labels, s.labelValues, "", ""), formatFloat(s.sum))
-			fmt.Fprintf(&b, "%s_count%s %d\n", f.name, labelText(f.labels, s.labelValues, "", ""), s.total)
-			s.mu.Unlock()
-		}
-	}
-	m.mu.Unlock()
-	n, err := io.WriteString(w, b.String())
-	return int64(n), err
-}
-
-func labelText(names, values []string, extraName, extraValue string) string {
-	if len(names) == 0 && extraName == "" {
-		return ""
-	}
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, n := range names {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(n)
-		b.WriteString(`="`)
-		b.WriteString(escapeLabel(values[i]))
-		b.WriteByte('"')
-	}
-	if extraName != "" {
-		if len(names) > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(extraName + `="` + extraValue + `"`)
-	}
-	b.WriteByte('}')
-	return b.String()
-}
-
-func escapeLabel(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
-}
-
-func formatFloat(v float64) string {
-	if math.IsInf(v, +1) {
-		return "+Inf"
-	}
-	return strconv.FormatFloat(v, 'g', -1, 64)
-}
 
 // Buckets for the histograms: ClientHello sizes in bytes (classical hellos are ~300 bytes,
 // post-quantum ones ~1.5–2 KiB), and latencies in seconds.
@@ -199,28 +19,49 @@ var (
 	latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
 )
 
-// boxMetrics are the families lnm exports. The names of the retired Azure IoT Layered
-// Network Management product's Grafana board (server_uptime, server_total_connections,
-// tcp_downstream_cx_*_bytes_total, tls_inspector_sni_*) are kept so existing dashboards work.
+// boxMetrics are the series lnm exports, in a registry of their own (never the library's
+// global one, so two runtimes in one process, as in tests, count apart). The names of the
+// retired Azure IoT Layered Network Management product's Grafana board (server_uptime,
+// server_total_connections, tcp_downstream_cx_*_bytes_total, tls_inspector_sni_*) are kept
+// so existing dashboards work.
+//
+// The hot paths (query, conn) only add to counters held here: series whose label values
+// are known up front are fields, the others are found in a counterVec's cache.
 type boxMetrics struct {
-	*metrics
-	dnsQueries, dnsLimited, conns, bytes, reloads             *family
-	serverTotalConns, sniFound, sniNotFound, rxBytes, txBytes *family
-	helloSize, resolveLatency, dialLatency                    *family
-	active                                                    atomic.Int64
+	reg *prometheus.Registry
+
+	dnsQueries             *counterVec // qtype, verdict
+	dnsSlipped, dnsDropped prometheus.Counter
+	conns                  *counterVec // port, verdict, reason
+	bytesUp, bytesDown     prometheus.Counter
+	reloadsOK, reloadsErr  prometheus.Counter
+	active                 atomic.Int64
+
+	helloSize, resolveLatency, dialLatency prometheus.Histogram
+
+	serverTotalConns, sniFound, sniNotFound, rxBytes, txBytes prometheus.Counter
 }
 
+// newBoxMetrics registers every series but the runtime's gauges (registerGauges), and Go's
+// and the process's own (goroutines, heap, GC pauses, CPU, memory, open files): they are
+// what tells a leak or a stall from load, and every exporter's scrapers expect them.
 func newBoxMetrics(started time.Time) *boxMetrics {
-	m := &boxMetrics{metrics: newMetrics()}
-	m.dnsQueries = m.counter("lnm_dns_queries_total", "DNS questions answered, by type and verdict.", "qtype", "verdict")
-	m.dnsLimited = m.counter("lnm_dns_rate_limited_total", "UDP queries over a client's rate limit, by action: slip (a truncated reply) or drop.", "action")
-	m.conns = m.counter("lnm_connections_total", "Connections by port, verdict and reason.", "port", "verdict", "reason")
-	m.bytes = m.counter("lnm_bytes_total", "Bytes spliced; up is from devices, down is to devices.", "direction")
-	m.reloads = m.counter("lnm_reloads_total", "Configuration loads and reloads, by result.", "result")
+	m := &boxMetrics{reg: prometheus.NewRegistry()}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	m.dnsQueries = m.counterVec("lnm_dns_queries_total", "DNS questions answered, by type and verdict.", "qtype", "verdict")
+	limited := m.counterVec("lnm_dns_rate_limited_total", "UDP queries over a client's rate limit, by action: slip (a truncated reply) or drop.", "action")
+	m.dnsSlipped, m.dnsDropped = limited.child("slip"), limited.child("drop")
+	m.conns = m.counterVec("lnm_connections_total", "Connections by port, verdict and reason.", "port", "verdict", "reason")
+	bytes := m.counterVec("lnm_bytes_total", "Bytes spliced; up is from devices, down is to devices.", "direction")
+	m.bytesUp, m.bytesDown = bytes.child("up"), bytes.child("down")
+	reloads := m.counterVec("lnm_reloads_total", "Configuration loads and reloads, by result.", "result")
+	m.reloadsOK, m.reloadsErr = reloads.child("ok"), reloads.child("error")
 	m.gaugeFunc("lnm_active_connections", "Streams being spliced now.", func() float64 { return float64(m.active.Load()) })
 	m.helloSize = m.histogram("lnm_client_hello_bytes", "ClientHello handshake message sizes.", helloBuckets)
 	m.resolveLatency = m.histogram("lnm_upstream_resolve_seconds", "Time to resolve a destination name.", latencyBuckets)
 	m.dialLatency = m.histogram("lnm_upstream_dial_seconds", "Time to connect upstream.", latencyBuckets)
+
 	// The retired product's names.
 	m.gaugeFunc("server_uptime", "Seconds since the box started.", func() float64 { return time.Since(started).Seconds() })
 	m.serverTotalConns = m.counter("server_total_connections", "Connections accepted on proxy ports.")
@@ -229,4 +70,95 @@ func newBoxMetrics(started time.Time) *boxMetrics {
 	m.rxBytes = m.counter("tcp_downstream_cx_rx_bytes_total", "Bytes received from devices (sent to the upper level).")
 	m.txBytes = m.counter("tcp_downstream_cx_tx_bytes_total", "Bytes sent to devices (received from the upper level).")
 	return m
+}
+
+func (m *boxMetrics) counter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	m.reg.MustRegister(c)
+	return c
+}
+
+func (m *boxMetrics) counterVec(name, help string, labels ...string) *counterVec {
+	c := newCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels...)
+	m.reg.MustRegister(c.vec)
+	return c
+}
+
+func (m *boxMetrics) histogram(name, help string, buckets []float64) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
+	m.reg.MustRegister(h)
+	return h
+}
+
+// gaugeFunc registers a gauge computed at scrape time.
+func (m *boxMetrics) gaugeFunc(name, help string, fn func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
+}
+
+// counterFunc registers a counter kept elsewhere and read at scrape time.
+func (m *boxMetrics) counterFunc(name, help string, fn func() float64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, fn))
+}
+
+// query counts one answered DNS question: the resolver's OnQuery runs it for every query.
+func (m *boxMetrics) query(qtype, verdict string) {
+	m.dnsQueries.add(1, qtype, verdict)
+}
+
+// limited counts the queries a client sent over its rate limit in one period.
+func (m *boxMetrics) limited(slipped, dropped uint64) {
+	m.dnsSlipped.Add(float64(slipped))
+	m.dnsDropped.Add(float64(dropped))
+}
+
+// reloaded counts a configuration load or reload.
+func (m *boxMetrics) reloaded(ok bool) {
+	if ok {
+		m.reloadsOK.Inc()
+	} else {
+		m.reloadsErr.Inc()
+	}
+}
+
+// conn counts one forwarder event: the forwarder's OnEvent runs it for every connection's
+// open or deny and every stream's close.
+func (m *boxMetrics) conn(ev forwarder.Event) {
+	switch ev.Kind {
+	case forwarder.EventOpen:
+		m.active.Add(1)
+		m.conns.add(1, strconv.Itoa(int(ev.Port)), ev.Verdict.String(), string(ev.Reason))
+		m.observeConnect(ev)
+	case forwarder.EventClose:
+		m.active.Add(-1)
+		m.bytesUp.Add(float64(ev.BytesUp))
+		m.bytesDown.Add(float64(ev.BytesDown))
+		m.rxBytes.Add(float64(ev.BytesUp))
+		m.txBytes.Add(float64(ev.BytesDown))
+	case forwarder.EventDeny:
+		m.conns.add(1, strconv.Itoa(int(ev.Port)), ev.Verdict.String(), string(ev.Reason))
+		m.observeConnect(ev)
+	}
+	if ev.Kind != forwarder.EventClose && ev.Via != forwarder.ViaTCP {
+		m.serverTotalConns.Inc()
+		if ev.SNI != "" {
+			m.sniFound.Inc()
+		} else if ev.Reason != allowlist.ReasonSourceNotAllowed && ev.Reason != forwarder.ReasonTooManyPending {
+			m.sniNotFound.Inc()
+		}
+		if ev.HelloSize > 0 {
+			m.helloSize.Observe(float64(ev.HelloSize))
+		}
+	}
+}
+
+// observeConnect records how long finding and connecting the destination took. The way to
+// a parent is its configured address, nothing is looked up, so that time is no resolve
+// latency.
+func (m *boxMetrics) observeConnect(ev forwarder.Event) {
+	if ev.Resolve > 0 && ev.Via != forwarder.ViaParent {
+		m.resolveLatency.Observe(ev.Resolve.Seconds())
+	}
+	if ev.Dial > 0 {
+		m.dialLatency.Observe(ev.Dial.Seconds())
+	}
 }

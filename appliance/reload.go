@@ -52,12 +52,12 @@ func (rt *Runtime) Reload(next *config.Config, uid *int) error {
 	}
 	res, err := rt.apply(cur, next, learn)
 	if err != nil {
-		rt.metrics.add(rt.metrics.reloads, 1, "error")
+		rt.metrics.reloaded(false)
 		rt.slog.Error("reload refused; the running configuration keeps serving", "config", next.File, "err", err)
 		rt.recordRefusal("reload-failed "+next.File+": "+err.Error(), uid)
 		return err
 	}
-	rt.metrics.add(rt.metrics.reloads, 1, "ok")
+	rt.metrics.reloaded(true)
 	list := rt.currentList()
 	if res.unchanged {
 		rt.slog.Info("reload: configuration unchanged; nothing touched", "config", next.File, "rules", list.Len(), "hash", listHash(list))

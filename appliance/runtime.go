@@ -139,10 +139,10 @@ func (rt *Runtime) start() error {
 		if err != nil {
 			return fmt.Errorf("appliance: metrics: %w", err)
 		}
-		rt.metricsS = serveMetrics(ln, rt.metrics, func() {}, rt.slog)
+		rt.metricsS = serveMetrics(ln, rt.metrics, rt.slog)
 		rt.slog.Info("metrics listening", "addr", ln.Addr().String())
 	}
-	rt.metrics.add(rt.metrics.reloads, 1, "ok")
+	rt.metrics.reloaded(true)
 	return rt.trail.configChange("start "+rt.version+" "+cfg.File, listHash(rt.current.list), nil)
 }
 
@@ -377,32 +377,20 @@ func (rt *Runtime) listeners() []adminapi.Listener {
 func (rt *Runtime) counters() adminapi.Counters {
 	var c adminapi.Counters
 	m := rt.metrics
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, s := range m.dnsQueries.series {
-		n := s.value.Load()
+	m.dnsQueries.each(func(values labelKey, n uint64) { // qtype, verdict
 		c.DNSQueries += n
-		if s.labelValues[1] != audit.VerdictAllow {
+		if values[1] != audit.VerdictAllow {
 			c.DNSDenied += n
 		}
-	}
-	for _, s := range m.dnsLimited.series {
-		c.DNSRateLimited += s.value.Load()
-	}
-	for _, s := range m.conns.series {
-		n := s.value.Load()
+	})
+	c.DNSRateLimited = counterValue(m.dnsSlipped) + counterValue(m.dnsDropped)
+	m.conns.each(func(values labelKey, n uint64) { // port, verdict, reason
 		c.Conns += n
-		if s.labelValues[1] != audit.VerdictAllow {
+		if values[1] != audit.VerdictAllow {
 			c.ConnsDenied += n
 		}
-	}
-	for _, s := range m.bytes.series {
-		if s.labelValues[0] == "up" {
-			c.BytesUp += s.value.Load()
-		} else {
-			c.BytesDown += s.value.Load()
-		}
-	}
+	})
+	c.BytesUp, c.BytesDown = counterValue(m.bytesUp), counterValue(m.bytesDown)
 	return c
 }
 

@@ -117,7 +117,7 @@ func (t *trail) onQuery(ev resolver.QueryEvent) error {
 	if r.Name == "" {
 		r.Name = strings.TrimSuffix(ev.QName, ".") // not a host name: kept as sent, escaped on output
 	}
-	t.metrics.add(t.metrics.dnsQueries, 1, r.QType, r.Verdict)
+	t.metrics.query(r.QType, r.Verdict)
 	return t.record(r)
 }
 
@@ -129,8 +129,7 @@ const ReasonDNSRateLimited = "dns_rate_limited"
 // onLimited is the resolver's OnLimited hook: one summary record per client and period,
 // never one per packet.
 func (t *trail) onLimited(ev resolver.LimitEvent) {
-	t.metrics.add(t.metrics.dnsLimited, ev.Slipped, "slip")
-	t.metrics.add(t.metrics.dnsLimited, ev.Dropped, "drop")
+	t.metrics.limited(ev.Slipped, ev.Dropped)
 	r := &audit.Record{
 		Time:   ev.Until,
 		Kind:   audit.KindSummary,
@@ -159,45 +158,11 @@ func (t *trail) onConn(ev forwarder.Event) error {
 		Upstream: ev.Upstream,
 		Via:      string(ev.Via),
 	}
-	m := t.metrics
-	port := strconv.Itoa(int(ev.Port))
-	switch ev.Kind {
-	case forwarder.EventOpen:
-		m.active.Add(1)
-		m.add(m.conns, 1, port, r.Verdict, r.Reason)
-		t.observeConnect(ev)
-	case forwarder.EventClose:
-		m.active.Add(-1)
+	if ev.Kind == forwarder.EventClose {
 		r.BytesUp, r.BytesDown, r.DurationMS = ev.BytesUp, ev.BytesDown, ev.Duration.Milliseconds()
-		m.add(m.bytes, uint64(ev.BytesUp), "up")
-		m.add(m.bytes, uint64(ev.BytesDown), "down")
-		m.add(m.rxBytes, uint64(ev.BytesUp))
-		m.add(m.txBytes, uint64(ev.BytesDown))
-	case forwarder.EventDeny:
-		m.add(m.conns, 1, port, r.Verdict, r.Reason)
-		t.observeConnect(ev)
 	}
-	if ev.Kind != forwarder.EventClose && ev.Via != forwarder.ViaTCP {
-		m.add(m.serverTotalConns, 1)
-		if ev.SNI != "" {
-			m.add(m.sniFound, 1)
-		} else if ev.Reason != allowlist.ReasonSourceNotAllowed && ev.Reason != forwarder.ReasonTooManyPending {
-			m.add(m.sniNotFound, 1)
-		}
-		if ev.HelloSize > 0 {
-			m.observe(m.helloSize, float64(ev.HelloSize))
-		}
-	}
+	t.metrics.conn(ev)
 	return t.record(r)
-}
-
-func (t *trail) observeConnect(ev forwarder.Event) {
-	if ev.Resolve > 0 && ev.Via != forwarder.ViaParent {
-		t.metrics.observe(t.metrics.resolveLatency, ev.Resolve.Seconds())
-	}
-	if ev.Dial > 0 {
-		t.metrics.observe(t.metrics.dialLatency, ev.Dial.Seconds())
-	}
 }
 
 // configChange records a change of the running configuration.

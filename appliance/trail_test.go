@@ -145,26 +145,28 @@ func TestTrailLinksQueryToConnection(t *testing.T) {
 		t.Errorf("other.azure.test open: %+v, want unlinked and sni_mismatch", o)
 	}
 
-	// Metrics, with the retired product's names.
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
-		`lnm_dns_queries_total{qtype="A",verdict="allow"} 1`,
-		`lnm_connections_total{port="` + fmt.Sprint(proxyPort) + `",verdict="allow",reason="listed"} 2`,
-		"tls_inspector_sni_found 2", "server_total_connections 2", "lnm_audit_healthy 1",
-		"# TYPE server_uptime gauge", `lnm_client_hello_bytes_bucket{le="+Inf"} 2`,
+	// Metrics, with the retired product's names, as a scraper reads them.
+	fams := scrapeMetrics(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+	checkMetricTypes(t, fams, true)
+	for s, want := range map[series]float64{
+		{"lnm_dns_queries_total", "qtype=A,verdict=allow"}:                                       1,
+		{"lnm_connections_total", fmt.Sprintf("port=%d,reason=listed,verdict=allow", proxyPort)}: 2,
+		{"tls_inspector_sni_found", ""}:                                                          2,
+		{"server_total_connections", ""}:                                                         2,
+		{"lnm_client_hello_bytes", ""}:                                                           2,
+		{"lnm_reloads_total", "result=ok"}:                                                       1,
+		{"lnm_audit_healthy", ""}:                                                                1,
 	} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("metrics lack %q:\n%s", want, body)
+		if v, ok := metricValue(fams, s); v != want {
+			t.Errorf("%s{%s} = %v (exported %v), want %v", s.family, s.labels, v, ok, want)
 		}
 	}
+	if v, _ := metricValue(fams, series{"tcp_downstream_cx_rx_bytes_total", ""}); v < 100 {
+		t.Errorf("tcp_downstream_cx_rx_bytes_total = %v, want the bytes of two streams", v)
+	}
 
-	// adminapi.Status.
-	resp, err = api.Get("http://lnm" + adminapi.PathStatus)
+	// Status.
+	resp, err := api.Get("http://lnm" + adminapi.PathStatus)
 	if err != nil {
 		t.Fatal(err)
 	}
