@@ -158,6 +158,9 @@ type Decision struct {
 	Verdict Verdict
 	Reason  Reason
 	Rule    *Rule
+	// Learned is set when the list denied the query and a Policy in learn mode let it
+	// through: Verdict is Allow, Reason and Rule are the denial's.
+	Learned bool
 }
 
 // Decide finds the most specific rule that matches the query: the deepest base first, an exact

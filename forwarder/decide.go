@@ -31,32 +31,23 @@ type Decision struct {
 	To  allowlist.Target
 }
 
-// Decide is the forwarder's policy: the SNI, the port the device connected to and its address
-// must match a rule. An allowed stream goes to the rule's fixed destination if it has one,
-// else to the parent if there is one, else to the name itself.
-func Decide(list *allowlist.List, sni allowlist.Name, port uint16, src netip.Addr, hasParent bool) Decision {
-	ad := list.Decide(allowlist.Query{Name: sni, Port: port, Source: src})
-	d := Decision{Verdict: ad.Verdict, Reason: ad.Reason, Rule: ad.Rule}
-	if ad.Verdict != allowlist.Allow {
-		return d
-	}
+// Decide is the forwarder's decision on one ClientHello, made with the box's one policy
+// (allowlist.Policy: sources, list, mode): the SNI, the port the device connected to and its
+// address must match a rule. An allowed stream goes to the rule's fixed destination if it has
+// one, else to the parent if there is one, else to the name itself; one that learn mode lets
+// through (Learned, recorded VerdictWouldDeny with the list's reason) goes to the parent or
+// the name.
+func Decide(pol *allowlist.Policy, sni allowlist.Name, port uint16, src netip.Addr, hasParent bool) Decision {
+	ad := pol.Decide(allowlist.Query{Name: sni, Port: port, Source: src})
+	d := Decision{Verdict: ad.Verdict, Learned: ad.Learned, Reason: ad.Reason, Rule: ad.Rule}
 	switch {
-	case !ad.Rule.To.IsZero():
+	case ad.Verdict != allowlist.Allow:
+	case !ad.Learned && !ad.Rule.To.IsZero():
 		d.Via, d.To = ViaTo, ad.Rule.To
 	case hasParent:
 		d.Via = ViaParent
 	default:
 		d.Via = ViaDirect
-	}
-	return d
-}
-
-// learned turns a denial into learn mode's pass: the stream goes where an allowed one would,
-// and is recorded as VerdictWouldDeny with the list's reason.
-func learned(d Decision, hasParent bool) Decision {
-	d.Verdict, d.Learned, d.Via = allowlist.Allow, true, ViaDirect
-	if hasParent {
-		d.Via = ViaParent
 	}
 	return d
 }

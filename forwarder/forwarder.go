@@ -342,16 +342,7 @@ func (f *Forwarder) acceptLoop(ln net.Listener, port uint16) {
 	}
 }
 
-// sourceAllowed reports whether the device address may use the box at all.
-func sourceAllowed(sources []netip.Prefix, a netip.Addr) bool {
-	if len(sources) == 0 {
-		return true
-	}
-	a = a.Unmap()
-	for _, p := range sources {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+// policy is the decision part of the config.
+func (c *Config) policy() allowlist.Policy {
+	return allowlist.Policy{List: c.List, Sources: c.Sources, Learn: c.Learn}
 }

@@ -27,28 +27,11 @@ func rules(t testing.TB, lines ...string) *allowlist.List {
 	var rs []allowlist.Rule
 	for _, l := range lines {
 		f := strings.Fields(l)
-		p, err := allowlist.ParsePattern(f[0])
+		r, err := allowlist.ParseRule(f[0], f[1:])
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := allowlist.Rule{Pattern: p, Origin: l}
-		for i := 1; i < len(f); i++ {
-			switch f[i] {
-			case "from":
-				i++
-				r.From = append(r.From, netip.MustParsePrefix(f[i]))
-			case "to":
-				i++
-				r.To, err = allowlist.ParseTarget(f[i])
-				if err != nil {
-					t.Fatal(err)
-				}
-			default:
-				var port uint16
-				fmt.Sscan(f[i], &port)
-				r.Ports = append(r.Ports, port)
-			}
-		}
+		r.Origin = l
 		rs = append(rs, r)
 	}
 	l, err := allowlist.New(rs)

@@ -129,13 +129,18 @@ func (p *Prepared) release() {
 	}
 }
 
-// stillAllowed decides a live stream again under cfg.
+// stillAllowed decides a live stream again under cfg, as a new one would be: its source
+// first (a route's too), then its port, then the policy.
 func stillAllowed(cfg *Config, s *stream) bool {
+	pol := cfg.policy()
+	if !pol.Admits(s.src) {
+		return false
+	}
 	if s.via == ViaTCP {
 		return slices.ContainsFunc(cfg.Routes, func(r Route) bool { return r.Port == s.port })
 	}
-	if !sourceAllowed(cfg.Sources, s.src) || !slices.ContainsFunc(cfg.Ports, func(p PortMap) bool { return p.Listen == s.port }) {
+	if !slices.ContainsFunc(cfg.Ports, func(p PortMap) bool { return p.Listen == s.port }) {
 		return false
 	}
-	return cfg.Learn || Decide(cfg.List, s.sni, s.port, s.src, cfg.Parent.IsValid()).Verdict == allowlist.Allow
+	return Decide(&pol, s.sni, s.port, s.src, cfg.Parent.IsValid()).Verdict == allowlist.Allow
 }

@@ -76,7 +76,8 @@ func (f *Forwarder) serveTLS(c net.Conn, cfg *Config, pm PortMap) {
 	f.track(s)
 	defer f.untrack(s)
 
-	if !sourceAllowed(cfg.Sources, ev.Client.Addr()) {
+	pol := cfg.policy()
+	if !pol.Admits(ev.Client.Addr()) {
 		f.deny(c, ev, allowlist.ReasonSourceNotAllowed, nil)
 		return
 	}
@@ -106,10 +107,7 @@ func (f *Forwarder) serveTLS(c net.Conn, cfg *Config, pm PortMap) {
 		return
 	}
 
-	d := Decide(cfg.List, hello.SNI, pm.Listen, ev.Client.Addr(), cfg.Parent.IsValid())
-	if d.Verdict != allowlist.Allow && cfg.Learn {
-		d = learned(d, cfg.Parent.IsValid())
-	}
+	d := Decide(&pol, hello.SNI, pm.Listen, ev.Client.Addr(), cfg.Parent.IsValid())
 	ev.Rule, ev.Via = d.Rule, d.Via
 	if d.Verdict != allowlist.Allow {
 		f.deny(c, ev, d.Reason, alertAccessDenied)
@@ -148,7 +146,7 @@ func (f *Forwarder) serveRoute(c net.Conn, cfg *Config, r Route) {
 	s := &stream{client: c, port: r.Port, src: ev.Client.Addr(), via: ViaTCP}
 	f.track(s)
 	defer f.untrack(s)
-	if !sourceAllowed(cfg.Sources, ev.Client.Addr()) {
+	if pol := cfg.policy(); !pol.Admits(ev.Client.Addr()) {
 		f.deny(c, ev, allowlist.ReasonSourceNotAllowed, nil)
 		return
 	}

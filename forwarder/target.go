@@ -5,29 +5,68 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/lnm-project/lnm/allowlist"
 )
 
+// AddrClass names why a resolved address is inside the plant or the box rather than out on
+// the internet; the zero value is an ordinary public address.
+type AddrClass string
+
+const (
+	AddrPublic      AddrClass = ""
+	AddrInvalid     AddrClass = "invalid"
+	AddrUnspecified AddrClass = "unspecified"  // 0.0.0.0, ::
+	AddrThisNetwork AddrClass = "this_network" // 0.0.0.0/8 (RFC 1122)
+	AddrLoopback    AddrClass = "loopback"     // 127.0.0.0/8, ::1
+	AddrLinkLocal   AddrClass = "link_local"   // 169.254.0.0/16 (cloud metadata too), fe80::/10
+	AddrPrivate     AddrClass = "private"      // RFC 1918
+	AddrULA         AddrClass = "ula"          // fc00::/7 (RFC 4193)
+	AddrCGNAT       AddrClass = "cgnat"        // 100.64.0.0/10 (RFC 6598)
+	AddrMulticast   AddrClass = "multicast"
+	AddrBroadcast   AddrClass = "broadcast" // 255.255.255.255
+	AddrSelf        AddrClass = "self"      // one of the box's own addresses
+)
+
 var (
-	thisNetwork = netip.MustParsePrefix("0.0.0.0/8")     // RFC 1122 "this host on this network"
-	sharedSpace = netip.MustParsePrefix("100.64.0.0/10") // RFC 6598 carrier-grade NAT
+	thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
+	sharedSpace = netip.MustParsePrefix("100.64.0.0/10")
 	broadcast   = netip.MustParseAddr("255.255.255.255")
 )
 
 // classify says why a resolved address must not be dialed for a name that came from a device,
-// or "" if it may be. A public name that resolves to loopback, link-local (including cloud
-// metadata at 169.254.169.254), private or shared address space, multicast or the box itself
-// is a rebinding or pivot attempt: only a rule's explicit `to` may send streams inside.
-func classify(a netip.Addr, self []netip.Addr) allowlist.Reason {
+// or AddrPublic if it may be. A public name that resolves to loopback, link-local, private or
+// shared address space, multicast or the box itself is a rebinding or pivot attempt: only a
+// rule's explicit `to` may send streams inside. IPv4-mapped IPv6 addresses are judged as the
+// IPv4 address they carry.
+func classify(a netip.Addr, self []netip.Addr) AddrClass {
 	a = a.Unmap()
 	switch {
-	case !a.IsValid(), a.IsUnspecified(), a.IsLoopback(), a.IsLinkLocalUnicast(),
-		a.IsMulticast(), a.IsPrivate(), thisNetwork.Contains(a), sharedSpace.Contains(a),
-		a == broadcast, slices.Contains(self, a):
-		return ReasonPrivateTarget
+	case !a.IsValid():
+		return AddrInvalid
+	case slices.Contains(self, a):
+		return AddrSelf
+	case a.IsUnspecified():
+		return AddrUnspecified
+	case thisNetwork.Contains(a):
+		return AddrThisNetwork
+	case a.IsLoopback():
+		return AddrLoopback
+	case a.IsLinkLocalUnicast():
+		return AddrLinkLocal
+	case a.IsPrivate() && a.Is4():
+		return AddrPrivate
+	case a.IsPrivate():
+		return AddrULA
+	case sharedSpace.Contains(a):
+		return AddrCGNAT
+	case a.IsMulticast():
+		return AddrMulticast
+	case a == broadcast:
+		return AddrBroadcast
 	}
-	return ""
+	return AddrPublic
 }
 
 // destinations lists the addresses to try for an allowed stream, in order, and the reason
@@ -45,16 +84,16 @@ func (f *Forwarder) destinations(ctx context.Context, cfg *Config, d Decision, s
 		return nil, ReasonResolveFailed, err
 	}
 	var out []netip.AddrPort
-	var refused []netip.Addr
+	var refused []string
 	for _, a := range addrs {
-		if classify(a, cfg.Self) != "" {
-			refused = append(refused, a)
+		if class := classify(a, cfg.Self); class != AddrPublic {
+			refused = append(refused, a.String()+" ("+string(class)+")")
 			continue
 		}
 		out = append(out, netip.AddrPortFrom(a.Unmap(), upstreamPort))
 	}
 	if len(out) == 0 {
-		return nil, ReasonPrivateTarget, fmt.Errorf("%s resolves only to addresses the box refuses to dial: %v", sni, refused)
+		return nil, ReasonPrivateTarget, fmt.Errorf("%s resolves only to addresses the box refuses to dial: %s", sni, strings.Join(refused, ", "))
 	}
 	return out, ReasonUpstreamFailed, nil
 }

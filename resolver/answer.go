@@ -127,18 +127,13 @@ func (p *policy) answer(req *dns.Msg, q query) (*dns.Msg, outcome) {
 		return nil, out
 	}
 
-	d := q.list.Decide(allowlist.Query{Name: out.name, Source: q.client})
-	out.reason, out.rule = d.Reason, d.Rule
+	pol := p.decisionPolicy(q.list)
+	out.verdict, out.reason, out.rule = Decide(&pol, out.name, q.client)
 	m.Authoritative = true
 	switch {
-	case d.Verdict == allowlist.Allow:
-		out.verdict = VerdictAllow
+	case out.verdict == VerdictAllow, out.verdict == VerdictWouldDeny:
 		return p.allowed(m, req, q), out
-	case p.learn:
-		out.verdict = VerdictWouldDeny
-		return p.allowed(m, req, q), out
-	case q.list.HasNamesBelow(out.name):
-		out.reason = ReasonEmptyNonTerminal
+	case out.reason == ReasonEmptyNonTerminal:
 		return p.nodata(m, req, q), out
 	}
 	return p.denied(m, req, q), out
@@ -316,16 +311,35 @@ func readEDNS(req *dns.Msg) edns {
 	return edns{present: true, do: opt.Do(), size: size}
 }
 
+// decisionPolicy is the box's one policy (allowlist.Policy) with the list of this query.
+func (p *policy) decisionPolicy(list *allowlist.List) allowlist.Policy {
+	return allowlist.Policy{List: list, Sources: p.sources, Learn: p.learn}
+}
+
 // serves reports whether client may query the box.
 func (p *policy) serves(client netip.Addr) bool {
-	if len(p.sources) == 0 {
-		return true
+	pol := p.decisionPolicy(nil)
+	return pol.Admits(client)
+}
+
+// Decide is the resolver's decision on a question for name (a host name, not in a stub
+// zone) from client, made with the box's one policy: VerdictAllow for a listed name,
+// VerdictWouldDeny for one that learn mode answers though the list denies it, else
+// VerdictDeny with the list's reason, or ReasonEmptyNonTerminal when allowed names lie below
+// name (answered NODATA, not NXDOMAIN: RFC 8020). A client outside the policy's sources is
+// VerdictRefused with allowlist.ReasonSourceNotAllowed. rule is the deciding rule, or the
+// nearest one for a denial. It does not allocate.
+func Decide(pol *allowlist.Policy, name allowlist.Name, client netip.Addr) (v Verdict, reason allowlist.Reason, rule *allowlist.Rule) {
+	d := pol.Decide(allowlist.Query{Name: name, Source: client})
+	switch {
+	case d.Reason == allowlist.ReasonSourceNotAllowed:
+		return VerdictRefused, d.Reason, nil
+	case d.Learned:
+		return VerdictWouldDeny, d.Reason, d.Rule
+	case d.Verdict == allowlist.Allow:
+		return VerdictAllow, d.Reason, d.Rule
+	case pol.List.HasNamesBelow(name):
+		return VerdictDeny, ReasonEmptyNonTerminal, d.Rule
 	}
-	client = client.Unmap()
-	for _, s := range p.sources {
-		if s.Contains(client) {
-			return true
-		}
-	}
-	return false
+	return VerdictDeny, d.Reason, d.Rule
 }

@@ -17,14 +17,11 @@ func mustList(t testing.TB, lines ...string) *allowlist.List {
 	var rules []allowlist.Rule
 	for _, line := range lines {
 		f := strings.Fields(line)
-		p, err := allowlist.ParsePattern(f[0])
+		r, err := allowlist.ParseRule(f[0], f[1:])
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := allowlist.Rule{Pattern: p, Origin: fmt.Sprintf("test:%d", len(rules)+1)}
-		if len(f) == 3 && f[1] == "from" {
-			r.From = []netip.Prefix{netip.MustParsePrefix(f[2])}
-		}
+		r.Origin = fmt.Sprintf("test:%d", len(rules)+1)
 		rules = append(rules, r)
 	}
 	l, err := allowlist.New(rules)

@@ -370,8 +370,8 @@ func testQuery(arg, from string) (allowlist.Query, error) {
 	return q, nil
 }
 
-// allowTest decides q as the box would with cfg and explains it. The text ends with a
-// newline.
+// allowTest decides q as a box running cfg would (appliance.Decide, which asks the resolver's
+// and the forwarder's own decision functions) and explains it. The text ends with a newline.
 func allowTest(cfg *config.Config, q allowlist.Query) (bool, string) {
 	var b strings.Builder
 	what := string(q.Name) + " (DNS)"
@@ -381,54 +381,42 @@ func allowTest(cfg *config.Config, q allowlist.Query) (bool, string) {
 	if q.Source.IsValid() {
 		what += " from " + q.Source.String()
 	}
-	learn := ""
-	if cfg.Learn {
-		learn = "  mode     learn: the box lets it through and records it as would-deny\n"
-	}
-	if q.Source.IsValid() && len(cfg.Sources) > 0 && !allowlist.Prefixes(cfg.Sources).Contains(q.Source) {
-		fmt.Fprintf(&b, "deny  %s\n  why      %s is outside sources; the box refuses it whatever the name\n", what, q.Source)
-		return false, b.String()
-	}
-	for _, z := range cfg.Zones {
-		if q.Name == z.Name || q.Name.IsBelow(z.Name) {
-			fmt.Fprintf(&b, "note  %s is in zone %s (%s): DNS answers come from the zone's servers\n", q.Name, z.Name, z.Origin)
-		}
-	}
-	if q.Port != 0 && !proxyPort(cfg, q.Port) {
-		for _, r := range cfg.Routes {
-			if r.Port == q.Port {
-				fmt.Fprintf(&b, "allow %s\n  route    tcp %d to %s (%s): every connection is forwarded, whatever the name\n", what, r.Port, r.To, r.Origin)
-				return true, b.String()
-			}
-		}
-		fmt.Fprintf(&b, "deny  %s\n  why      no proxy listens on port %d\n", what, q.Port)
-		return false, b.String()
-	}
-	l, err := cfg.List()
+	a, err := appliance.Decide(cfg, q)
 	if err != nil { // Load validated the rules
 		fmt.Fprintf(&b, "deny  %s\n  why      %v\n", what, err)
 		return false, b.String()
 	}
-	e := allowlist.Explain(l, q)
-	if e.Verdict == allowlist.Allow {
-		fmt.Fprintf(&b, "allow %s\n  rule     %s (%s)\n", what, e.Rule.String(), e.Rule.Origin)
+	if a.Reason == allowlist.ReasonSourceNotAllowed {
+		fmt.Fprintf(&b, "deny  %s\n  why      %s is outside sources; the box refuses it whatever the name\n", what, q.Source)
+		return false, b.String()
+	}
+	for _, z := range a.Zones {
+		fmt.Fprintf(&b, "note  %s is in zone %s (%s): DNS answers come from the zone's servers\n", q.Name, z.Name, z.Origin)
+	}
+	switch {
+	case a.Route != nil:
+		fmt.Fprintf(&b, "allow %s\n  route    tcp %d to %s (%s): every connection is forwarded, whatever the name\n", what, a.Route.Port, a.Route.To, a.Route.Origin)
+		return true, b.String()
+	case a.NoProxy:
+		fmt.Fprintf(&b, "deny  %s\n  why      no proxy listens on port %d\n", what, q.Port)
+		return false, b.String()
+	case a.Allowed && !a.Learned:
+		fmt.Fprintf(&b, "allow %s\n  rule     %s (%s)\n", what, a.Rule.String(), a.Rule.Origin)
 		return true, b.String()
 	}
-	fmt.Fprintf(&b, "deny  %s: %s\n", what, e.Reason)
+	// Denied by the list (learn mode lets it through, but it is what enforce would deny):
+	// the nearest rule and what to write instead.
+	l, _ := cfg.List()
+	e := allowlist.Explain(l, q)
+	fmt.Fprintf(&b, "deny  %s: %s\n", what, a.Reason)
 	if e.Near != nil {
 		fmt.Fprintf(&b, "  nearest  %s (%s)\n", e.Near.String(), e.Near.Origin)
 	}
-	fmt.Fprintf(&b, "  why      %s\n%s", e.Why, learn)
-	return false, b.String()
-}
-
-func proxyPort(cfg *config.Config, port uint16) bool {
-	for _, m := range cfg.Proxies {
-		if m.Listen == port {
-			return true
-		}
+	fmt.Fprintf(&b, "  why      %s\n", e.Why)
+	if a.Learned {
+		b.WriteString("  mode     learn: the box lets it through and records it as would-deny\n")
 	}
-	return false
+	return false, b.String()
 }
 
 // positionals returns the command's positional arguments, between min and max of them, and

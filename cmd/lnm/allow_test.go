@@ -120,7 +120,7 @@ func TestAllowTest(t *testing.T) {
 	}{
 		{[]string{"api.azure.test:443"}, 0, "allow api.azure.test:443\n  rule     *.azure.test (" + conf + ":7)\n"},
 		{[]string{"Api.Azure.Test"}, 0, "allow api.azure.test (DNS)\n"},
-		{[]string{"azure.test"}, 1, "deny  azure.test (DNS): not_listed\n  nearest  *.azure.test (" + conf + ":7)\n" +
+		{[]string{"azure.test"}, 1, "deny  azure.test (DNS): empty_non_terminal\n  nearest  *.azure.test (" + conf + ":7)\n" +
 			"  why      *.azure.test does not match azure.test itself; write .azure.test to allow both\n"},
 		{[]string{"mqtt.vendor.test:443"}, 1, "  why      mqtt.vendor.test is allowed only on 8883, not 443\n"},
 		{[]string{"opcua.vendor.test:443", "--from", "198.18.3.21"}, 1,
@@ -137,6 +137,30 @@ func TestAllowTest(t *testing.T) {
 		{[]string{"a..test"}, 2, ""},
 		{[]string{"a.test", "--from", "host"}, 2, ""},
 		{[]string{}, 2, ""},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, append([]string{"allow", "test", "--config", conf}, tc.args...)...)
+			if code != tc.code || !strings.Contains(stdout, tc.out) {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nwant:   %s\nstderr: %s", code, tc.code, stdout, tc.out, stderr)
+			}
+		})
+	}
+}
+
+// TestAllowTestLearn: in learn mode a name the list denies is explained as enforce would deny
+// it, with a note that the box lets it through; strangers are still refused.
+func TestAllowTestLearn(t *testing.T) {
+	conf := allowConfig(t, "mode learn", "sources 198.18.3.0/24")
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"evil.test:443", "--from", "198.18.3.20"}, 1, "deny  evil.test:443 from 198.18.3.20: not_listed\n  why      "},
+		{[]string{"evil.test:443", "--from", "198.18.3.20"}, 1, "  mode     learn: the box lets it through and records it as would-deny\n"},
+		{[]string{"evil.test"}, 1, "  mode     learn: the box lets it through"},
+		{[]string{"iot.azure.test:8883", "--from", "198.18.3.20"}, 0, "allow iot.azure.test:8883 from 198.18.3.20\n"},
+		{[]string{"evil.test:443", "--from", "10.9.9.9"}, 1, "10.9.9.9 is outside sources; the box refuses it whatever the name"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			code, stdout, stderr := runCLI(t, append([]string{"allow", "test", "--config", conf}, tc.args...)...)
