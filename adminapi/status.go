@@ -10,7 +10,7 @@ type Status struct {
 	Config    string        `json:"config"`
 	Started   time.Time     `json:"started"`
 	UptimeS   int64         `json:"uptime_s"`
-	Mode      string        `json:"mode"` // enforce (learn mode comes with allow-list operations)
+	Mode      string        `json:"mode"` // enforce or learn
 	Parent    *ParentStatus `json:"parent,omitempty"`
 	Listeners []Listener    `json:"listeners"`
 	Rules     int           `json:"rules"`
@@ -33,7 +33,7 @@ type ParentStatus struct {
 
 // Listener is one bound socket.
 type Listener struct {
-	Proto string `json:"proto"` // dns/udp, dns/tcp, proxy, tcp-route
+	Proto string `json:"proto"` // dns/udp+tcp, proxy, tcp-route, admin, metrics
 	Addr  string `json:"addr"`
 }
 

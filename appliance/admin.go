@@ -66,7 +66,7 @@ func newAdminServer(rt *Runtime, ln net.Listener, path string) *adminServer {
 	a.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          slog.NewLogLogger(rt.slog.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn),
 		ConnContext:       withPeerUID,
 	}
 	return a
@@ -140,7 +140,7 @@ func (a *adminServer) mode(w http.ResponseWriter, r *http.Request) {
 
 func (a *adminServer) serve() {
 	if err := a.srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		a.rt.slog.Error("admin API stopped", "err", err)
+		a.rt.log.Error("admin API stopped", "err", err)
 	}
 }
 
@@ -250,11 +250,11 @@ func (a *adminServer) follow(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, err)
 		return
 	}
-	if a.rt.log == nil {
+	if a.rt.auditLog == nil {
 		apiError(w, http.StatusConflict, errors.New("audit is off: follow streams the audit log, which this box does not keep"))
 		return
 	}
-	ch, stop := a.rt.log.Follow(q.Filter)
+	ch, stop := a.rt.auditLog.Follow(q.Filter)
 	defer stop()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
@@ -307,10 +307,10 @@ func (rt *Runtime) Status(ctx context.Context) adminapi.Status {
 	st.Counters = rt.counters()
 	st.TopClients, st.TopNames = rt.top(now.Add(-time.Hour), 5)
 	st.Audit = adminapi.AuditStatus{Dir: cfg.AuditDir, Healthy: true, FailOpen: cfg.AuditFailOpen, LastSeq: rt.trail.seq.Load()}
-	if rt.log != nil {
-		ls := rt.log.Stats()
+	if rt.auditLog != nil {
+		ls := rt.auditLog.Stats()
 		st.Audit.Queue, st.Audit.LastSeq, st.Audit.Written, st.Audit.Refused = ls.QueueDepth, ls.LastSeq, ls.Records, ls.RefusedFailing+ls.RefusedFull
-		if err := rt.log.Healthy(); err != nil {
+		if err := rt.auditLog.Healthy(); err != nil {
 			st.Audit.Healthy, st.Audit.Error = false, err.Error()
 		}
 	}

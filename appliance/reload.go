@@ -53,18 +53,18 @@ func (rt *Runtime) Reload(next *config.Config, uid *int) error {
 	res, err := rt.apply(cur, next, learn)
 	if err != nil {
 		rt.metrics.reloaded(false)
-		rt.slog.Error("reload refused; the running configuration keeps serving", "config", next.File, "err", err)
+		rt.log.Error("reload refused; the running configuration keeps serving", "config", next.File, "err", err)
 		rt.recordRefusal("reload-failed "+next.File+": "+err.Error(), uid)
 		return err
 	}
 	rt.metrics.reloaded(true)
 	list := rt.currentList()
 	if res.unchanged {
-		rt.slog.Info("reload: configuration unchanged; nothing touched", "config", next.File, "rules", list.Len(), "hash", listHash(list))
+		rt.log.Info("reload: configuration unchanged; nothing touched", "config", next.File, "rules", list.Len(), "hash", listHash(list))
 		return rt.trail.configChange("reload "+next.File+" (unchanged)", listHash(list), uid)
 	}
 	change := "reload " + next.File + " " + ruleDiff(cur, next)
-	rt.slog.Info("reloaded", "config", next.File, "rules", list.Len(), "hash", listHash(list), "revoked", res.revoked, "change", change)
+	rt.log.Info("reloaded", "config", next.File, "rules", list.Len(), "hash", listHash(list), "revoked", res.revoked, "change", change)
 	return rt.trail.configChange(change, listHash(list), uid)
 }
 
@@ -81,15 +81,15 @@ func (rt *Runtime) SetLearn(learn bool, uid *int) error {
 	cur := rt.config()
 	res, err := rt.apply(cur, cur, learn)
 	if err != nil {
-		rt.slog.Error("mode change refused; the running mode stays", "mode", mode, "err", err)
+		rt.log.Error("mode change refused; the running mode stays", "mode", mode, "err", err)
 		rt.recordRefusal("mode "+mode+" failed: "+err.Error(), uid)
 		return err
 	}
 	if res.unchanged {
-		rt.slog.Info("mode unchanged; nothing touched", "mode", mode)
+		rt.log.Info("mode unchanged; nothing touched", "mode", mode)
 		return rt.trail.configChange("mode "+mode+" (unchanged)", listHash(rt.currentList()), uid)
 	}
-	rt.slog.Info("mode changed", "mode", mode, "revoked", res.revoked)
+	rt.log.Info("mode changed", "mode", mode, "revoked", res.revoked)
 	return rt.trail.configChange("mode "+mode, listHash(rt.currentList()), uid)
 }
 
@@ -98,7 +98,7 @@ func (rt *Runtime) SetLearn(learn bool, uid *int) error {
 // was logged by the caller, and the caller's error is what the asker gets.
 func (rt *Runtime) recordRefusal(change string, uid *int) {
 	if err := rt.trail.configChange(change, listHash(rt.currentList()), uid); err != nil {
-		rt.slog.Error("a refused configuration change could not be recorded in the audit trail", "change", change, "err", err)
+		rt.log.Error("a refused configuration change could not be recorded in the audit trail", "change", change, "err", err)
 	}
 }
 

@@ -34,15 +34,15 @@ var Version = "devel"
 // address sharing one allow list and one upstream client, the audit trail (store and log),
 // the admin API and the metrics endpoint.
 type Runtime struct {
-	cfg     *config.Config
-	log     *audit.Log // nil: audit off
-	store   *store.Store
-	trail   *trail
-	metrics *boxMetrics
-	current *plan // what the data path runs now; replaced by reloads under mu
-	version string
-	started time.Time
-	slog    *slog.Logger
+	cfg      *config.Config
+	auditLog *audit.Log // nil: audit off
+	store    *store.Store
+	trail    *trail
+	metrics  *boxMetrics
+	current  *plan // what the data path runs now; replaced by reloads under mu
+	version  string
+	started  time.Time
+	log      *slog.Logger // the logger; the audit trail is auditLog
 
 	dns      []*resolver.Server
 	fwds     []*forwarder.Forwarder
@@ -70,7 +70,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Runtime, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	rt := &Runtime{cfg: cfg, slog: log, version: Version, started: time.Now(), storeDone: make(chan struct{}), learn: cfg.Learn}
+	rt := &Runtime{cfg: cfg, log: log, version: Version, started: time.Now(), storeDone: make(chan struct{}), learn: cfg.Learn}
 	rt.ctx, rt.cancel = context.WithCancel(context.Background())
 	if err := rt.start(); err != nil {
 		rt.Close()
@@ -91,7 +91,7 @@ func (rt *Runtime) start() error {
 		box, _ = os.Hostname()
 	}
 	if cfg.AuditDir != "" {
-		rt.log, err = audit.Open(audit.Config{
+		rt.auditLog, err = audit.Open(audit.Config{
 			Dir:        cfg.AuditDir,
 			SyncEvery:  cfg.Fsync,
 			SyncAlways: cfg.FsyncAlways,
@@ -99,16 +99,16 @@ func (rt *Runtime) start() error {
 			MaxTotal:   cfg.AuditMaxSize,
 			Box:        box,
 			Level:      cfg.Level,
-			Logger:     rt.slog,
+			Logger:     rt.log,
 		})
 		if err != nil {
 			return err
 		}
 	}
 	rt.metrics = newBoxMetrics(rt.started)
-	rt.trail = &trail{box: box, level: cfg.Level, log: rt.log, store: rt.store, failOpen: cfg.AuditFailOpen, metrics: rt.metrics, children: cfg.Children}
-	if rt.log != nil {
-		rt.trail.seq.Store(rt.log.LastSeq())
+	rt.trail = &trail{box: box, level: cfg.Level, log: rt.auditLog, store: rt.store, failOpen: cfg.AuditFailOpen, metrics: rt.metrics, children: cfg.Children}
+	if rt.auditLog != nil {
+		rt.trail.seq.Store(rt.auditLog.LastSeq())
 	}
 	rt.registerGauges()
 
@@ -132,15 +132,15 @@ func (rt *Runtime) start() error {
 		}
 		rt.admin = newAdminServer(rt, ln, cfg.Admin)
 		go rt.admin.serve()
-		rt.slog.Info("admin API listening", "socket", cfg.Admin)
+		rt.log.Info("admin API listening", "socket", cfg.Admin)
 	}
 	if cfg.Metrics != "" {
 		ln, err := net.Listen("tcp", cfg.Metrics)
 		if err != nil {
 			return fmt.Errorf("appliance: metrics: %w", err)
 		}
-		rt.metricsS = serveMetrics(ln, rt.metrics, rt.slog)
-		rt.slog.Info("metrics listening", "addr", ln.Addr().String())
+		rt.metricsS = serveMetrics(ln, rt.metrics, rt.log)
+		rt.log.Info("metrics listening", "addr", ln.Addr().String())
 	}
 	rt.metrics.reloaded(true)
 	return rt.trail.configChange("start "+rt.version+" "+cfg.File, listHash(rt.current.list), nil)
@@ -153,18 +153,18 @@ func (rt *Runtime) registerGauges() {
 	m := rt.metrics
 	m.gaugeFunc("lnm_store_records", "Audit records held in memory.", func() float64 { return float64(rt.store.Stats().Records()) })
 	m.gaugeFunc("lnm_store_bytes", "Estimated memory of the records held.", func() float64 { return float64(rt.store.Stats().Bytes) })
-	if rt.log == nil {
+	if rt.auditLog == nil {
 		return
 	}
-	m.gaugeFunc("lnm_audit_queue_depth", "Audit records waiting for the disk.", func() float64 { return float64(rt.log.Stats().QueueDepth) })
-	m.gaugeFunc("lnm_audit_fsync_seconds", "Latency of the audit log's last fsync.", func() float64 { return rt.log.Stats().LastSync.Seconds() })
-	m.counterFunc("lnm_audit_write_errors_total", "Failed audit writes and fsyncs.", func() float64 { return float64(rt.log.Stats().WriteErrors) })
+	m.gaugeFunc("lnm_audit_queue_depth", "Audit records waiting for the disk.", func() float64 { return float64(rt.auditLog.Stats().QueueDepth) })
+	m.gaugeFunc("lnm_audit_fsync_seconds", "Latency of the audit log's last fsync.", func() float64 { return rt.auditLog.Stats().LastSync.Seconds() })
+	m.counterFunc("lnm_audit_write_errors_total", "Failed audit writes and fsyncs.", func() float64 { return float64(rt.auditLog.Stats().WriteErrors) })
 	m.counterFunc("lnm_audit_refused_total", "Records refused while the audit log was failing or full.", func() float64 {
-		s := rt.log.Stats()
+		s := rt.auditLog.Stats()
 		return float64(s.RefusedFailing + s.RefusedFull)
 	})
 	m.gaugeFunc("lnm_audit_healthy", "1 while audit records are being written, else 0.", func() float64 {
-		if rt.log.Healthy() != nil {
+		if rt.auditLog.Healthy() != nil {
 			return 0
 		}
 		return 1
@@ -216,7 +216,7 @@ func (rt *Runtime) plan(cfg *config.Config, learn bool, prev *plan) (*plan, erro
 		if prev != nil && prev.upstream != nil && slices.Equal(prev.servers, servers) && slices.EqualFunc(prev.zones, zones, sameZone) {
 			pl.upstream = prev.upstream
 		} else {
-			pl.upstream = resolver.NewUpstream(resolver.UpstreamConfig{Servers: servers, Zones: zones, Logger: rt.slog})
+			pl.upstream = resolver.NewUpstream(resolver.UpstreamConfig{Servers: servers, Zones: zones, Logger: rt.log})
 		}
 	}
 	routes := make([]forwarder.Route, len(cfg.Routes))
@@ -239,7 +239,7 @@ func (rt *Runtime) plan(cfg *config.Config, learn bool, prev *plan) (*plan, erro
 				Sources: cfg.Sources,
 				Zones:   zones,
 				Learn:   learn,
-				Logger:  rt.slog,
+				Logger:  rt.log,
 				OnQuery: rt.trail.onQuery,
 
 				DenyRefused: cfg.DenyRefused,
@@ -264,7 +264,7 @@ func (rt *Runtime) plan(cfg *config.Config, learn bool, prev *plan) (*plan, erro
 			IdleTimeout:  cfg.IdleTimeout,
 			Learn:        learn,
 			DrainRevoked: cfg.DrainRevoked,
-			Logger:       rt.slog,
+			Logger:       rt.log,
 			OnEvent:      rt.trail.onConn,
 			NewID:        rt.newConnID,
 		})
@@ -419,8 +419,8 @@ func (rt *Runtime) Close() error {
 		if rt.store != nil {
 			<-rt.storeDone
 		}
-		if rt.log != nil {
-			errs = append(errs, rt.log.Close())
+		if rt.auditLog != nil {
+			errs = append(errs, rt.auditLog.Close())
 		}
 		rt.closeErr = errors.Join(errs...)
 	})
