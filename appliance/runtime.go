@@ -262,6 +262,7 @@ func (rt *Runtime) plan(cfg *config.Config, learn bool, prev *plan) (*plan, erro
 			HelloTimeout: cfg.HelloTimeout,
 			DialTimeout:  cfg.DialTimeout,
 			IdleTimeout:  cfg.IdleTimeout,
+			MaxPending:   cfg.MaxPending,
 			Learn:        learn,
 			DrainRevoked: cfg.DrainRevoked,
 			Logger:       rt.log,

@@ -1,11 +1,16 @@
 package appliance
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -138,5 +143,45 @@ func TestRuntimeReloadDenyRefused(t *testing.T) {
 	}
 	if want := []string{"deny not_listed NXDOMAIN", "deny not_listed REFUSED"}; !slices.Equal(got, want) {
 		t.Errorf("dns records %q, want %q", got, want)
+	}
+}
+
+// TestRuntimeMaxPending: `max_pending` reaches the forwarder: with one slot, a second
+// silent connection is closed at once while the first waits for its hello.
+func TestRuntimeMaxPending(t *testing.T) {
+	dnsPort, proxyPort := testkit.FreePort(t), testkit.FreePort(t)
+	cfg := loopbackConfig(t, dnsPort, proxyPort)
+	cfg.MaxPending = 1
+	rt, err := Start(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", proxyPort)
+	first, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	// The forwarder takes the slot when it accepts; give it the time to.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		second, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		second.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err = second.Read(make([]byte, 1))
+		second.Close()
+		if err == io.EOF || errors.Is(err, syscall.ECONNRESET) {
+			break // refused: the one slot is the first connection's
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a second silent connection was held (%v), want it closed with max_pending 1", err)
+		}
+	}
+	first.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, err := first.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the first connection: %v, want it still waiting for its hello", err)
 	}
 }

@@ -113,6 +113,11 @@ type Config struct {
 	// instead of a record per packet. Zero (`dns_rate_limit off`): no limit.
 	DNSRateLimit int
 
+	// MaxPending caps the connections still waiting for their ClientHello, on each listen
+	// address (`max_pending 1024`): past it new connections are refused with reason
+	// too_many_pending. Parse sets forwarder.DefaultMaxPending when the directive is absent.
+	MaxPending int
+
 	// Learn is learn mode (`mode learn`): nothing is blocked, and every decision that would
 	// have denied is recorded as "would-deny". False (`mode enforce`, the default): the list
 	// is enforced.

@@ -288,6 +288,20 @@ var directives = []directive{
 		value: func(c *Config) any { return c.DNSRateLimit },
 	},
 	{
+		name: "max_pending",
+		parse: func(p *parser, args []string) (err error) {
+			p.c.MaxPending, err = p.count("max_pending", args)
+			return err
+		},
+		def: func(c *Config) { c.MaxPending = forwarder.DefaultMaxPending },
+		summary: func(c *Config, s *summary) {
+			if c.MaxPending != forwarder.DefaultMaxPending {
+				s.set("max_pending", strconv.Itoa(c.MaxPending)+" connections waiting for their ClientHello")
+			}
+		},
+		value: func(c *Config) any { return c.MaxPending },
+	},
+	{
 		name: "zone", parse: (*parser).zone, block: true, repeat: true, reload: true,
 		summary: func(c *Config, s *summary) {
 			if len(c.Zones) == 0 {
