@@ -1,7 +1,6 @@
 package appliance
 
 import (
-	"bytes"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,24 +18,6 @@ import (
 	"github.com/lnm-project/lnm/config"
 	"github.com/lnm-project/lnm/internal/testkit"
 )
-
-// syncBuffer is a bytes.Buffer a logger may write from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // echoStreamTLS serves TLS on addr and echoes every byte back until the client closes.
 func echoStreamTLS(t *testing.T, addr string, cert tls.Certificate) int {
@@ -51,7 +31,7 @@ func echoStreamTLS(t *testing.T, addr string, cert tls.Certificate) int {
 type box struct {
 	rt        *Runtime
 	dir       string
-	log       *syncBuffer
+	log       *testkit.Buffer
 	pool      *tls.Config
 	dnsPort   int
 	proxyPort int
@@ -63,7 +43,7 @@ type box struct {
 func startBox(t *testing.T, listen string, text func(b *box) string) *box {
 	t.Helper()
 	ca := testkit.NewCA(t)
-	b := &box{dir: t.TempDir(), log: &syncBuffer{}, pool: ca.Client("")}
+	b := &box{dir: t.TempDir(), log: &testkit.Buffer{}, pool: ca.Client("")}
 	b.backend = echoStreamTLS(t, "127.0.0.2:0", ca.Issue(t, "api.azure.test"))
 	b.dnsPort, b.proxyPort = int(testkit.FreePort(t)), int(testkit.FreePort(t))
 	cfg := b.config(t, listen, text(b))

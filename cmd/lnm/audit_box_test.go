@@ -176,7 +176,7 @@ func TestAuditBox(t *testing.T) {
 	})
 
 	// follow sees a new query, then the box stops: exit 1.
-	var out, errOut syncBuffer
+	var out, errOut testkit.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run([]string{"lnm", "audit", "follow", "--config", conf, "--kind", "dns"}, &out, &errOut)

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,26 +15,8 @@ import (
 	"github.com/lnm-project/lnm/internal/testkit"
 )
 
-// syncBuffer is an output a test reads while the command still writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitOutput waits until the buffer holds want.
-func waitOutput(t *testing.T, b *syncBuffer, want string) {
+func waitOutput(t *testing.T, b *testkit.Buffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(b.String(), want) {
@@ -125,7 +106,7 @@ func TestAuditFollowInterrupt(t *testing.T) {
 	fb := startFakeBox(t, &fakeBox{records: boxRecords()[:3], holdFollow: true})
 	conf := writeConfig(t, fb.socket, "off")
 
-	var stdout, stderr syncBuffer
+	var stdout, stderr testkit.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run([]string{"lnm", "audit", "follow", "--config", conf}, &stdout, &stderr)
@@ -156,7 +137,7 @@ func TestAuditFollowCancel(t *testing.T) {
 
 	fb := startFakeBox(t, &fakeBox{holdFollow: true})
 	conf := writeConfig(t, fb.socket, "off")
-	var stdout, stderr syncBuffer
+	var stdout, stderr testkit.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"lnm", "audit", "follow", "--config", conf, "--json"}, &stdout, &stderr) }()
 	deadline := time.Now().Add(10 * time.Second)
