@@ -116,7 +116,8 @@ func (a *adminServer) reload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]any{"config": path, "rules": a.rt.currentList().Len(), "hash": listHash(a.rt.currentList())})
+	list := a.rt.currentList()
+	json.NewEncoder(w).Encode(adminapi.ReloadReply{Config: path, Hash: listHash(list), Rules: list.Len()})
 }
 
 // mode answers POST /v1/mode?mode=learn|enforce.
@@ -135,7 +136,7 @@ func (a *adminServer) mode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]bool{"learn": learn})
+	json.NewEncoder(w).Encode(adminapi.ModeReply{Learn: learn})
 }
 
 func (a *adminServer) serve() {
