@@ -141,23 +141,37 @@ func (v *validator) ports() {
 	}
 }
 
+// ProxyText says which ports the proxies listen on, for messages about rules' ports.
+func (c *Config) ProxyText() string {
+	if len(c.Proxies) == 0 {
+		return "there is no proxy directive"
+	}
+	listening := make([]string, len(c.Proxies))
+	for i, m := range c.Proxies {
+		listening[i] = strconv.Itoa(int(m.Listen))
+	}
+	return "proxy listens on " + strings.Join(listening, " ")
+}
+
+// Unserved lists the ports of r that no proxy listens on: a rule narrowed to them could
+// never allow a connection, which Validate refuses.
+func (c *Config) Unserved(r *allowlist.Rule) []uint16 {
+	var out []uint16
+	for _, port := range r.Ports {
+		if !slices.ContainsFunc(c.Proxies, func(m PortMap) bool { return m.Listen == port }) {
+			out = append(out, port)
+		}
+	}
+	return out
+}
+
 func (v *validator) rules() {
 	c := v.c
-	var listening []string
-	for _, m := range c.Proxies {
-		listening = append(listening, strconv.Itoa(int(m.Listen)))
-	}
-	have := "there is no proxy directive"
-	if len(listening) > 0 {
-		have = "proxy listens on " + strings.Join(listening, " ")
-	}
 	first := map[string]string{} // rule text → origin
 	for i := range c.Rules {
 		r := &c.Rules[i]
-		for _, port := range r.Ports {
-			if !slices.ContainsFunc(c.Proxies, func(m PortMap) bool { return m.Listen == port }) {
-				v.addAt(r.Origin, "rule %q: port %d has no proxy listener (%s)", r.String(), port, have)
-			}
+		for _, port := range c.Unserved(r) {
+			v.addAt(r.Origin, "rule %q: port %d has no proxy listener (%s)", r.String(), port, c.ProxyText())
 		}
 		key := r.Key()
 		if prev, ok := first[key]; ok {

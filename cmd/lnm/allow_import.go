@@ -9,7 +9,6 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -113,7 +112,8 @@ type addPlan struct {
 	proxies  string // the box's proxy ports, for messages
 }
 
-// planAdd compares rules with cfg's list (nil: nothing to compare with).
+// planAdd compares rules with cfg's list (nil: nothing to compare with): the rules it
+// already has (by Rule.Key) and the ports no proxy serves (config's own check).
 func planAdd(rules []allowlist.Rule, cfg *config.Config) addPlan {
 	var p addPlan
 	if cfg == nil {
@@ -124,29 +124,18 @@ func planAdd(rules []allowlist.Rule, cfg *config.Config) addPlan {
 	for i := range cfg.Rules {
 		have[cfg.Rules[i].Key()] = cfg.Rules[i].Origin
 	}
-	listening := map[uint16]bool{}
-	var ports []string
-	for _, m := range cfg.Proxies {
-		listening[m.Listen] = true
-		ports = append(ports, strconv.Itoa(int(m.Listen)))
-	}
-	p.proxies = "there is no proxy directive"
-	if len(ports) > 0 {
-		p.proxies = "proxy listens on " + strings.Join(ports, " ")
-	}
+	p.proxies = cfg.ProxyText()
 	for _, r := range rules {
 		if origin, ok := have[r.Key()]; ok {
 			p.existing = append(p.existing, r.String()+" ("+origin+")")
 			continue
 		}
 		p.add = append(p.add, r)
-		for _, port := range r.Ports {
-			if !listening[port] {
-				if p.noProxy == nil {
-					p.noProxy = map[uint16][]string{}
-				}
-				p.noProxy[port] = append(p.noProxy[port], r.String())
+		for _, port := range cfg.Unserved(&r) {
+			if p.noProxy == nil {
+				p.noProxy = map[uint16][]string{}
 			}
+			p.noProxy[port] = append(p.noProxy[port], r.String())
 		}
 	}
 	return p
