@@ -7,14 +7,22 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
 )
 
-// spliceChunk is how much one copy call may move before the idle clock is checked again.
+// spliceChunk is the most one copy call may move before the idle clock is checked again.
 // Between checks the bytes move through the kernel (splice(2)) when both ends are TCP.
 const spliceChunk = 1 << 20
+
+// An idle stream must hold nothing but its two sockets: thousands of devices keep MQTT and
+// HTTPS connections open for hours and send a few bytes a minute. Go's splice path takes a
+// pipe (two descriptors, up to 1 MiB of kernel buffer) for the whole of a copy call, and a
+// copy call waits for data while it holds it. So each direction first waits for its socket
+// to have bytes queued (awaitData: the netpoller, no buffer, no pipe), then copies exactly
+// what is queued, and the pipe goes back to the runtime's pool as soon as that is moved.
 
 // halfCloser is a connection whose write side can be shut down alone (TCP FIN).
 type halfCloser interface{ CloseWrite() error }
@@ -54,11 +62,10 @@ func (p *pipe) copyUpstreamToClient() int64 { return p.copy(down, p.client, p.up
 
 func (p *pipe) copy(dir int, dst, src net.Conn) int64 {
 	var total int64
+	rc := rawConn(src)
 	for {
 		src.SetReadDeadline(time.Now().Add(p.idle))
-		// io.CopyN hands dst.ReadFrom an *io.LimitedReader over src; *net.TCPConn recognizes
-		// that shape and splices in the kernel.
-		n, err := io.CopyN(dst, src, spliceChunk)
+		n, err := p.copyQueued(dst, src, rc)
 		total += n
 		if err == nil {
 			p.setQuiet(dir, false)
@@ -85,6 +92,25 @@ func (p *pipe) copy(dir int, dst, src net.Conn) int64 {
 		p.closeBoth("")
 		return total
 	}
+}
+
+// copyQueued waits for src to have bytes (awaitData, when src is a socket) and copies what
+// is queued, at most spliceChunk. io.CopyN hands dst.ReadFrom an *io.LimitedReader over src;
+// *net.TCPConn recognizes that shape and splices in the kernel. An error is the wait's (a
+// deadline, a closed conn) or the copy's; io.EOF when src has finished.
+func (p *pipe) copyQueued(dst, src net.Conn, rc syscall.RawConn) (int64, error) {
+	chunk := int64(spliceChunk)
+	if rc != nil {
+		queued, err := awaitData(rc)
+		if err != nil {
+			return 0, err
+		}
+		if queued > 0 {
+			chunk = min(int64(queued), spliceChunk)
+		}
+		// queued 0: EOF or an error is pending, which the copy reports.
+	}
+	return io.CopyN(dst, src, chunk)
 }
 
 // setQuiet records a direction's state and reports whether both directions are now quiet.

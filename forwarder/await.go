@@ -1,0 +1,44 @@
+package forwarder
+
+import (
+	"errors"
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// rawConn returns c's descriptor access when c is a socket (a *net.TCPConn), else nil: such
+// streams are copied the plain way.
+func rawConn(c net.Conn) syscall.RawConn {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// awaitData waits, within the connection's read deadline, until the socket has bytes queued
+// or has reached EOF or an error, and returns how many bytes are queued (0 at EOF or on an
+// error, which the next read reports). It holds no buffer and no pipe while it waits: the
+// netpoller wakes it. A deadline is os.ErrDeadlineExceeded; a closed conn net.ErrClosed.
+func awaitData(rc syscall.RawConn) (int, error) {
+	var queued int
+	err := rc.Read(func(fd uintptr) bool {
+		n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+		if err != nil || n > 0 {
+			queued = n
+			return true
+		}
+		// Nothing queued: not readable yet (wait), or EOF or an error pending (let the read
+		// see it). A one-byte peek tells them apart without taking anything.
+		var b [1]byte
+		_, _, err = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return !errors.Is(err, unix.EAGAIN)
+	})
+	return queued, err
+}
