@@ -142,11 +142,11 @@ func (f *Forwarder) emit(e Event) error {
 	return err
 }
 
+// logEvent writes the event to the process log at debug level: the audit trail already holds
+// every connection, so at the default level the process log keeps lifecycle, errors and
+// summaries, not a line (a journal line under systemd) per connection.
 func (f *Forwarder) logEvent(e Event) {
-	level := slog.LevelInfo
-	if e.Kind == EventDeny {
-		level = slog.LevelWarn
-	}
+	const level = slog.LevelDebug
 	if !f.log.Enabled(f.ctx, level) {
 		return
 	}
