@@ -78,6 +78,10 @@ const (
 	ReasonPrivateTarget  allowlist.Reason = "private_target"              // it resolves only to addresses the box refuses to dial
 	ReasonUpstreamFailed allowlist.Reason = "upstream_unreachable"        // no resolved address or `to` destination answered
 	ReasonParentFailed   allowlist.Reason = "upstream_parent_unreachable" // the parent box did not answer
+	// ReasonNoDescriptors: the box itself ran out of file descriptors (its open-file limit,
+	// LimitNOFILE, or the system's) and could not open the upstream socket: not the
+	// upstream's fault.
+	ReasonNoDescriptors allowlist.Reason = "out_of_descriptors"
 
 	// How an allowed stream got through, on its open and close records.
 
@@ -98,7 +102,7 @@ func Reasons() []allowlist.Reason {
 	return []allowlist.Reason{
 		ReasonNotTLS, ReasonHelloTooLarge, ReasonHelloTimeout, ReasonMalformedHello, ReasonNoSNI, ReasonBadSNI,
 		ReasonClientClosed, ReasonTooManyPending,
-		ReasonResolveFailed, ReasonPrivateTarget, ReasonUpstreamFailed, ReasonParentFailed,
+		ReasonResolveFailed, ReasonPrivateTarget, ReasonUpstreamFailed, ReasonParentFailed, ReasonNoDescriptors,
 		ReasonRoute,
 		ReasonEOF, ReasonIdleTimeout, ReasonShutdown, ReasonRevoked, ReasonAuditUnavailable,
 	}

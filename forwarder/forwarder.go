@@ -113,6 +113,8 @@ type Forwarder struct {
 	conf    atomic.Pointer[Config]
 	log     *slog.Logger
 	pending *pendingLimiter
+	// acceptErrors counts failed accepts over all listeners, for metrics.
+	acceptErrors atomic.Uint64
 
 	ctx    context.Context // good until Close
 	cancel context.CancelFunc
@@ -305,28 +307,40 @@ func (f *Forwarder) Close() error {
 	return nil
 }
 
-// acceptLoop accepts until the listener closes, backing off on temporary errors (such as
-// running out of file descriptors) from 5 ms doubling to 1 s, as net/http does, so that a
-// full FD table does not spin a core.
+// AcceptErrors is how many accepts have failed since New, on every port: a box out of file
+// descriptors shows here first.
+func (f *Forwarder) AcceptErrors() uint64 { return f.acceptErrors.Load() }
+
+// acceptLoop accepts until the listener closes, backing off on errors (such as running out
+// of file descriptors) and summarizing them (acceptFailures).
 func (f *Forwarder) acceptLoop(ln net.Listener, port uint16) {
 	defer f.wg.Done()
-	var delay time.Duration
+	var fails acceptFailures
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			f.log.Warn("accept failed", "addr", ln.Addr().String(), "err", err, "retry_in", delay)
+			f.acceptErrors.Add(1)
+			wait, first := fails.failed()
+			if first {
+				msg := "accept failed; retrying, and logging again when it works"
+				if outOfDescriptors(err) {
+					msg = "accept failed: the box is out of file descriptors (raise LimitNOFILE); retrying"
+				}
+				f.log.Warn(msg, "addr", ln.Addr().String(), "err", err)
+			}
 			select {
-			case <-time.After(delay):
+			case <-time.After(wait):
 			case <-f.ctx.Done():
 				return
 			}
 			continue
 		}
-		delay = 0
+		if n := fails.ok(); n > 0 {
+			f.log.Warn("accepting again", "addr", ln.Addr().String(), "failed_accepts", n)
+		}
 		f.mu.Lock()
 		if f.closed {
 			f.mu.Unlock()

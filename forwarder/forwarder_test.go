@@ -9,8 +9,10 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -606,5 +608,28 @@ func TestEarlyBytesFollowHello(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the upstream got nothing")
+	}
+}
+
+// A box out of file descriptors says so: the deny names its own exhaustion, not the upstream.
+func TestDialOutOfDescriptors(t *testing.T) {
+	dials := 0
+	s := start(t, forwarder.Config{
+		List:   rules(t, "a.example.test"),
+		Parent: netip.MustParseAddr("127.0.0.1"),
+		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			dials++
+			return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("socket", syscall.EMFILE)}
+		},
+	}, 9)
+	c, err := net.Dial("tcp", s.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(rawHello(t, "a.example.test"))
+	ev := s.events.next(t, forwarder.EventDeny)
+	if ev.Reason != forwarder.ReasonNoDescriptors || dials != 1 {
+		t.Errorf("deny %s after %d dials, want %s after 1", ev.Reason, dials, forwarder.ReasonNoDescriptors)
 	}
 }

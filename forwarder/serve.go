@@ -183,6 +183,10 @@ func (f *Forwarder) connect(ctx context.Context, cfg *Config, ev *Event, d Decis
 			return up, a, "", nil
 		}
 		errs = append(errs, err)
+		if outOfDescriptors(err) {
+			reason = ReasonNoDescriptors // no other address will fare better
+			break
+		}
 	}
 	return nil, addrs[len(addrs)-1], reason, errors.Join(errs...)
 }
