@@ -82,7 +82,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Runtime, error) {
 func (rt *Runtime) start() error {
 	cfg := rt.cfg
 	var err error
-	if rt.store, err = store.New(store.Config{MaxRecords: cfg.StoreMax, MaxAge: cfg.StoreAge, LinkWindow: cfg.LinkWindow}); err != nil {
+	if rt.store, err = store.New(store.Config{MaxRecords: cfg.StoreMax, MaxBytes: cfg.StoreMemory, MaxAge: cfg.StoreAge, LinkWindow: cfg.LinkWindow}); err != nil {
 		return err
 	}
 	go func() { defer close(rt.storeDone); rt.store.Run(rt.ctx) }()

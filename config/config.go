@@ -106,6 +106,10 @@ type Config struct {
 	LinkWindow time.Duration
 	StoreMax   int
 	StoreAge   time.Duration
+	// StoreMemory bounds the memory of the records held (`store_memory 512MiB`), beside
+	// StoreMax: whichever is reached first evicts the oldest. Zero: invalid; Parse sets
+	// store.DefaultMaxBytes, sized for a 2 GiB box.
+	StoreMemory int64
 
 	// DNSRateLimit bounds each client's UDP queries a second (`dns_rate_limit 500`); over
 	// it, every second query gets an empty truncated reply (the device retries over TCP)

@@ -272,6 +272,16 @@ var directives = []directive{
 	},
 	timeoutDirective("store_age", store.DefaultMaxAge, false, func(c *Config) *time.Duration { return &c.StoreAge }),
 	{
+		name: "store_memory",
+		parse: func(p *parser, args []string) (err error) {
+			p.c.StoreMemory, err = p.size("store_memory", args)
+			return err
+		},
+		def:     func(c *Config) { c.StoreMemory = store.DefaultMaxBytes },
+		summary: func(c *Config, s *summary) { s.set("store_memory", sizeText(c.StoreMemory)) },
+		value:   func(c *Config) any { return c.StoreMemory },
+	},
+	{
 		name: "dns_rate_limit",
 		parse: func(p *parser, args []string) (err error) {
 			p.c.DNSRateLimit, err = p.countOrOff("dns_rate_limit", args)

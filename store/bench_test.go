@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -55,7 +57,7 @@ func typical(i int) audit.Record {
 
 // filled returns a store holding the first n typical records.
 func filled(b *testing.B, n int) *Store {
-	s := newStore(b, Config{MaxRecords: n, Now: func() time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }})
+	s := newStore(b, Config{MaxRecords: n, MaxBytes: 1 << 40, Now: func() time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }})
 	addBatched(s, 0, n, typical)
 	return s
 }
@@ -88,7 +90,7 @@ func millionStore(b *testing.B) *Store {
 // at its bound, where every batch also evicts.
 func BenchmarkInsert(b *testing.B) {
 	b.Run("one", func(b *testing.B) {
-		s := newStore(b, Config{MaxRecords: 100_000_000})
+		s := newStore(b, Config{MaxRecords: 100_000_000, MaxBytes: 1 << 40})
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
 			s.Insert(typical(i))
@@ -96,7 +98,7 @@ func BenchmarkInsert(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 	})
 	b.Run("batch", func(b *testing.B) {
-		s := newStore(b, Config{MaxRecords: 100_000_000})
+		s := newStore(b, Config{MaxRecords: 100_000_000, MaxBytes: 1 << 40})
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
 			add(s, typical(i))
@@ -125,7 +127,7 @@ func BenchmarkInsert(b *testing.B) {
 // BenchmarkAdd is what the data path pays: a link index update and an enqueue, while Run's
 // writer inserts concurrently. What the writer cannot keep up with is dropped and counted.
 func BenchmarkAdd(b *testing.B) {
-	s := newStore(b, Config{MaxRecords: 100_000_000})
+	s := newStore(b, Config{MaxRecords: 100_000_000, MaxBytes: 1 << 40})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
@@ -252,7 +254,7 @@ func BenchmarkBytesPerRecord(b *testing.B) {
 				var before, after runtime.MemStats
 				runtime.GC()
 				runtime.ReadMemStats(&before)
-				s := newStore(b, Config{MaxRecords: n})
+				s := newStore(b, Config{MaxRecords: n, MaxBytes: 1 << 40})
 				addBatched(s, 0, n, bc.rec)
 				runtime.GC()
 				runtime.ReadMemStats(&after)
@@ -264,4 +266,36 @@ func BenchmarkBytesPerRecord(b *testing.B) {
 			b.ReportMetric(estimate, "est-B/record")
 		})
 	}
+}
+
+// BenchmarkMemoryBound streams LNM_BENCH_RECORDS mixed records (default 2,000,000; the
+// issue's figure is 10,000,000) through a store bounded at 64 MiB and reports the heap the
+// store holds at the end against its bound: the bytes bound, not the count, must decide.
+func BenchmarkMemoryBound(b *testing.B) {
+	n := 2_000_000
+	if s := os.Getenv("LNM_BENCH_RECORDS"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const bound = 64 << 20
+	var heap, est float64
+	var held int
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := newStore(b, Config{MaxRecords: 100_000_000, MaxBytes: bound})
+		addBatched(s, 0, n, typical)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		heap = float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20)
+		est, held = float64(s.Stats().Bytes)/(1<<20), s.Stats().Records()
+		runtime.KeepAlive(s)
+	}
+	b.ReportMetric(heap, "heap-MiB")
+	b.ReportMetric(est, "est-MiB")
+	b.ReportMetric(float64(held), "records")
+	b.ReportMetric(bound>>20, "bound-MiB")
 }

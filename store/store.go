@@ -38,6 +38,8 @@ import (
 // Defaults for Config's zero values.
 const (
 	DefaultMaxRecords = 1_000_000
+	// DefaultMaxBytes leaves most of a 2 GiB industrial PC to the rest of the box.
+	DefaultMaxBytes int64 = 512 << 20
 	DefaultMaxAge     = 24 * time.Hour
 	DefaultLinkWindow = 10 * time.Minute
 	DefaultEvictEvery = 10 * time.Second
@@ -65,6 +67,11 @@ type Config struct {
 	// evicts the oldest records (1/1024 of the bound, 1 to 64 at once) when the bound is
 	// reached, so it is never exceeded.
 	MaxRecords int
+	// MaxBytes bounds the estimated memory of the records held (Stats.Bytes, within a few
+	// percent of the heap they take; see BenchmarkBytesPerRecord); 0: DefaultMaxBytes. Like
+	// MaxRecords it is enforced on insert, oldest records first, so whichever bound is
+	// reached first decides.
+	MaxBytes int64
 	// MaxAge is how long a record is held; 0: 24h. The eviction ticker enforces it, so a
 	// record may outlive it by up to EvictEvery.
 	MaxAge time.Duration
@@ -101,6 +108,7 @@ type Store struct {
 	db         *memdb.MemDB
 	schema     *memdb.DBSchema // what the query planner reads
 	maxRecords int
+	maxBytes   int64
 	maxAge     time.Duration
 	window     time.Duration
 	every      time.Duration
@@ -138,6 +146,8 @@ func New(cfg Config) (*Store, error) {
 	switch {
 	case cfg.MaxRecords < 0:
 		return nil, fmt.Errorf("store: max records %d is negative", cfg.MaxRecords)
+	case cfg.MaxBytes < 0:
+		return nil, fmt.Errorf("store: max bytes %d is negative", cfg.MaxBytes)
 	case cfg.MaxAge < 0:
 		return nil, fmt.Errorf("store: max age %v is negative", cfg.MaxAge)
 	case cfg.LinkWindow < 0:
@@ -156,6 +166,7 @@ func New(cfg Config) (*Store, error) {
 		db:         db,
 		schema:     sch,
 		maxRecords: cmp.Or(cfg.MaxRecords, DefaultMaxRecords),
+		maxBytes:   cmp.Or(cfg.MaxBytes, DefaultMaxBytes),
 		maxAge:     cmp.Or(cfg.MaxAge, DefaultMaxAge),
 		window:     cmp.Or(cfg.LinkWindow, DefaultLinkWindow),
 		every:      cmp.Or(cfg.EvictEvery, DefaultEvictEvery),
@@ -267,6 +278,19 @@ func (s *Store) apply(d *delta) {
 	if d.evicted != 0 {
 		s.evicted.Add(d.evicted)
 	}
+}
+
+// surplus is how many of the oldest records must go to keep both bounds, with records and
+// bytes about to be added (a write transaction's delta). The bytes bound is turned into a
+// count at the average size held, so an eviction pass frees about what is over.
+func (s *Store) surplus(records, bytes int64) int64 {
+	held := s.held() + records
+	over := held - int64(s.maxRecords)
+	if b := s.bytes.Load() + bytes; b > s.maxBytes && held > 0 {
+		avg := max(b/held, 1)
+		over = max(over, (b-s.maxBytes+avg-1)/avg)
+	}
+	return over
 }
 
 func (s *Store) held() int64 {
@@ -409,9 +433,20 @@ func (s *Store) insert(recs []*audit.Record) {
 	if len(dns) > 0 {
 		s.insertDNS(tx, snapshot, dns, &d)
 	}
-	if over := s.held() + d.records() - int64(s.maxRecords); over > 0 {
-		over = max(over, s.evictChunk())
-		mustTxn(evictTxn(tx, over, time.Time{}, int(over), &d))
+	// Evict to keep both bounds: at least a chunk, so a full store does not evict on every
+	// insert; again while the bytes bound is still passed (evicted records may be smaller
+	// than the average surplus counts with).
+	for first := true; ; first = false {
+		over := s.surplus(d.records(), d.bytes)
+		if over <= 0 {
+			break
+		}
+		if first {
+			over = max(over, s.evictChunk())
+		}
+		if mustTxn(evictTxn(tx, over, time.Time{}, int(over), &d)) == 0 {
+			break
+		}
 	}
 	s.apply(&d)
 	tx.Commit()
@@ -510,9 +545,11 @@ func replaced(snap *memdb.Txn, earlier []*audit.Record, r *audit.Record) *audit.
 	return nil
 }
 
-// evictChunk is how many records an insert evicts at least when the store is full: 1/1024
-// of the bound, between 1 and 64.
-func (s *Store) evictChunk() int64 { return int64(min(max(s.maxRecords/1024, 1), 64)) }
+// evictChunk is how many records an insert evicts at least when the store is full: 1/256 of
+// what it holds, between 1 and 4,096. Eviction has a fixed cost per pass (an iterator per
+// table, a dns block rewritten when it is trimmed), so a full store evicts a slice at a time
+// rather than a few records on every insert.
+func (s *Store) evictChunk() int64 { return min(max(s.held()/256, 1), 4096) }
 
 // mustTxn panics on a transaction error. The store's indexers cannot fail on a record, so an
 // error is a broken schema, which every test would hit.
@@ -531,7 +568,8 @@ func (s *Store) Evict() {
 	cutoff := s.now().Add(-s.maxAge)
 	s.links.forgetConns(cutoff)
 	for {
-		if n := s.evictBatch(cutoff); n < evictBatch {
+		n := s.evictBatch(cutoff)
+		if n == 0 || (n < evictBatch && s.surplus(0, 0) <= 0) {
 			return
 		}
 	}
@@ -542,7 +580,7 @@ func (s *Store) evictBatch(cutoff time.Time) int {
 	tx := s.db.Txn(true)
 	defer tx.Abort()
 	var d delta
-	n := mustTxn(evictTxn(tx, s.held()-int64(s.maxRecords), cutoff, evictBatch, &d))
+	n := mustTxn(evictTxn(tx, s.surplus(0, 0), cutoff, evictBatch, &d))
 	s.apply(&d)
 	tx.Commit()
 	return n

@@ -23,6 +23,7 @@ func TestNewConfig(t *testing.T) {
 		want string
 	}{
 		{"max records", Config{MaxRecords: -1}, "store: max records -1 is negative"},
+		{"max bytes", Config{MaxBytes: -1}, "store: max bytes -1 is negative"},
 		{"max age", Config{MaxAge: -time.Second}, "store: max age -1s is negative"},
 		{"link window", Config{LinkWindow: -time.Second}, "store: link window -1s is negative"},
 		{"evict every", Config{EvictEvery: -time.Second}, "store: evict period -1s is negative"},
@@ -152,6 +153,34 @@ func TestEvictCount(t *testing.T) {
 	s.Evict()
 	if got, want := heldSeqs(s), []uint64{7, 8, 9, 10}; !slices.Equal(got, want) {
 		t.Errorf("held %v, want %v", got, want)
+	}
+}
+
+// The memory bound evicts oldest first as the count bound does, on insert and in Evict, and
+// keeps the estimate at or under it.
+func TestEvictBytes(t *testing.T) {
+	recs := mixed(40)
+	probe := newStore(t, Config{Now: newClock().Now})
+	for _, r := range recs {
+		probe.Insert(r)
+	}
+	all := probe.Stats().Bytes
+	s := newStore(t, Config{MaxBytes: all / 2, Now: newClock().Now})
+	for _, r := range recs {
+		s.Insert(r)
+	}
+	st := s.Stats()
+	if st.Bytes > all/2 || st.Records() >= len(recs) || st.Records() == 0 {
+		t.Fatalf("bound %d bytes: hold %d records in %d bytes (all %d take %d)", all/2, st.Records(), st.Bytes, len(recs), all)
+	}
+	held := heldSeqs(s)
+	if held[len(held)-1] != uint64(len(recs)) || held[0] == 1 {
+		t.Errorf("held %v: want the newest records, the oldest evicted", held)
+	}
+	s.maxBytes = all / 4 // lowered: Evict catches up
+	s.Evict()
+	if st := s.Stats(); st.Bytes > all/4 || st.Records() == 0 {
+		t.Errorf("after Evict with bound %d: %d records in %d bytes", all/4, st.Records(), st.Bytes)
 	}
 }
 
