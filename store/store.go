@@ -39,11 +39,11 @@ import (
 const (
 	DefaultMaxRecords = 1_000_000
 	// DefaultMaxBytes leaves most of a 2 GiB industrial PC to the rest of the box.
-	DefaultMaxBytes int64 = 512 << 20
-	DefaultMaxAge     = 24 * time.Hour
-	DefaultLinkWindow = 10 * time.Minute
-	DefaultEvictEvery = 10 * time.Second
-	DefaultQueue      = 64 << 10
+	DefaultMaxBytes   int64 = 512 << 20
+	DefaultMaxAge           = 24 * time.Hour
+	DefaultLinkWindow       = 10 * time.Minute
+	DefaultEvictEvery       = 10 * time.Second
+	DefaultQueue            = 64 << 10
 )
 
 const (
