@@ -161,6 +161,9 @@ func (t *trail) onConn(ev forwarder.Event) error {
 	if ev.Kind == forwarder.EventClose {
 		r.BytesUp, r.BytesDown, r.DurationMS = ev.BytesUp, ev.BytesDown, ev.Duration.Milliseconds()
 	}
+	if ev.ECH {
+		r.Flags = []string{audit.FlagECH}
+	}
 	t.metrics.conn(ev)
 	return t.record(r)
 }

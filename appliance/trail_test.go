@@ -22,7 +22,9 @@ import (
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/forwarder"
 	"github.com/lnm-project/lnm/internal/testkit"
+	"github.com/lnm-project/lnm/store"
 )
 
 // adminClient talks HTTP to the admin socket.
@@ -354,5 +356,36 @@ func TestDNSRateLimitSummary(t *testing.T) {
 	// The device got its answers and a truncated reply for every second query over the limit.
 	if want := dnsRecs + limited/2; got < want-1 || got > want+1 {
 		t.Errorf("the client got %d replies, want about %d", got, want)
+	}
+}
+
+// TestTrailECHFlag: a connection decided on an Encrypted Client Hello's outer name carries
+// the ech flag on its records, beside the link flags.
+func TestTrailECHFlag(t *testing.T) {
+	st, err := store.New(store.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &trail{store: st, metrics: newBoxMetrics(time.Now())}
+	client := netip.MustParseAddrPort("198.18.3.20:50000")
+	for i, ech := range []bool{true, false} {
+		ev := forwarder.Event{Time: time.Now(), Kind: forwarder.EventDeny, ID: uint64(i + 1), Client: client, Port: 443,
+			SNI: "public.example.test", ECH: ech, Verdict: forwarder.VerdictDeny, Reason: allowlist.ReasonNotListed}
+		if err := tr.onConn(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Flush()
+	recs := st.Query(audit.Filter{Kind: audit.KindConn})
+	if len(recs) != 2 {
+		t.Fatalf("%d records, want 2", len(recs))
+	}
+	for _, r := range recs {
+		if want := r.ID == 1; r.HasFlag(audit.FlagECH) != want {
+			t.Errorf("record of stream %d: flags %v, want ech %v", r.ID, r.Flags, want)
+		}
+		if !r.HasFlag(audit.FlagUnlinked) {
+			t.Errorf("record of stream %d: flags %v, want unlinked kept beside ech", r.ID, r.Flags)
+		}
 	}
 }

@@ -53,6 +53,10 @@ const (
 	// FlagSNIMismatch: the client's recent queries were for other names (connection
 	// coalescing, or domain fronting).
 	FlagSNIMismatch = "sni_mismatch"
+	// FlagECH: the hello carried an encrypted_client_hello extension; the box decided on
+	// its outer SNI (the inner name is encrypted to the server), as every TLS-inspecting
+	// proxy must.
+	FlagECH = "ech"
 )
 
 // Record is one audit record. Which fields are set depends on Kind; the zero value of every
