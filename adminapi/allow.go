@@ -42,6 +42,7 @@ type RuleSpec struct {
 	Ports   []int    `json:"ports,omitempty"`
 	From    []string `json:"from,omitempty"`    // CIDRs or addresses
 	To      string   `json:"to,omitempty"`      // HOST:PORT
+	Private bool     `json:"private,omitempty"` // the name may resolve inside the plant
 	Comment string   `json:"comment,omitempty"` // written in the rule's note
 }
 
@@ -77,6 +78,9 @@ func (s RuleSpec) Rule() (allowlist.Rule, error) {
 	if s.To != "" {
 		words = append(words, "to", s.To)
 	}
+	if s.Private {
+		words = append(words, "private")
+	}
 	r, err := allowlist.ParseRule(s.Pattern, words)
 	if err != nil {
 		if r.Pattern.Base == "" { // the pattern itself: the error names it
@@ -89,7 +93,7 @@ func (s RuleSpec) Rule() (allowlist.Rule, error) {
 
 // SpecOf is the RuleSpec that adds r with comment.
 func SpecOf(r allowlist.Rule, comment string) RuleSpec {
-	s := RuleSpec{Pattern: r.Pattern.String(), To: r.To.String(), Comment: comment}
+	s := RuleSpec{Pattern: r.Pattern.String(), To: r.To.String(), Private: r.Private, Comment: comment}
 	for _, p := range r.Ports {
 		s.Ports = append(s.Ports, int(p))
 	}

@@ -20,12 +20,15 @@ func TestSpecOf(t *testing.T) {
 		From:    []netip.Prefix{netip.MustParsePrefix("10.3.0.0/16"), netip.MustParsePrefix("2001:db8::/32")},
 		To:      allowlist.Target{Name: "broker.plant.internal", Port: 8883},
 	}
-	back, err := SpecOf(r, "why").Rule()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if back.String() != r.String() {
-		t.Errorf("SpecOf(%q).Rule() = %q", r.String(), back.String())
+	private := allowlist.Rule{Pattern: p, Ports: []uint16{5432}, Private: true}
+	for _, r := range []allowlist.Rule{r, private} {
+		back, err := SpecOf(r, "why").Rule()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back.String() != r.String() {
+			t.Errorf("SpecOf(%q).Rule() = %q", r.String(), back.String())
+		}
 	}
 }
 

@@ -13,10 +13,11 @@ import (
 )
 
 // RuleSyntax is the grammar of one rule, for error messages and file headers.
-const RuleSyntax = "PATTERN [PORT...] [from CIDR...] [to HOST:PORT]"
+const RuleSyntax = "PATTERN [PORT...] [from CIDR...] [to HOST:PORT] [private]"
 
 // ParseRule reads one rule from its pattern and the words after it: ports, then optionally
-// `from` and CIDRs or addresses, then optionally `to` and HOST:PORT. Ports and sources come
+// `from` and CIDRs or addresses, then optionally `to` and HOST:PORT, then optionally the word
+// `private`. Ports and sources come
 // back in canonical (sorted) order, so rules that say the same thing compare equal. Origin is
 // left empty for the caller to set.
 func ParseRule(pattern string, words []string) (Rule, error) {
@@ -25,8 +26,11 @@ func ParseRule(pattern string, words []string) (Rule, error) {
 	if r.Pattern, err = ParsePattern(pattern); err != nil {
 		return r, err
 	}
+	if n := len(words); n > 0 && words[n-1] == "private" {
+		r.Private, words = true, words[:n-1]
+	}
 	i := 0
-	for ; i < len(words) && words[i] != "from" && words[i] != "to"; i++ {
+	for ; i < len(words) && words[i] != "from" && words[i] != "to" && words[i] != "private"; i++ {
 		port, err := ParsePort(words[i])
 		if err != nil {
 			if _, nerr := strconv.Atoi(words[i]); nerr != nil { // a word, not a number: a second rule?
@@ -71,6 +75,12 @@ func ParseRule(pattern string, words []string) (Rule, error) {
 			return r, fmt.Errorf("unexpected %q after the destination (%s)", words[i], RuleSyntax)
 		}
 	}
+	if i < len(words) {
+		return r, fmt.Errorf("unexpected %q: write private last (%s)", words[i], RuleSyntax)
+	}
+	if r.Private && !r.To.IsZero() {
+		return r, fmt.Errorf("private has no effect with to: the destination is fixed and may be inside already")
+	}
 	r.canonicalize()
 	return r, nil
 }
@@ -84,7 +94,7 @@ func (r *Rule) canonicalize() {
 // Key is the rule's identity: equal for rules that say the same thing, whatever order their
 // ports and sources were written in and wherever they were written.
 func (r *Rule) Key() string {
-	n := Rule{Pattern: r.Pattern, To: r.To}
+	n := Rule{Pattern: r.Pattern, To: r.To, Private: r.Private}
 	n.Ports = slices.Sorted(slices.Values(r.Ports))
 	n.From = slices.SortedFunc(slices.Values(r.From), netip.Prefix.Compare)
 	return n.String()

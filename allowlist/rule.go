@@ -21,6 +21,11 @@ type Rule struct {
 	// To sends matching connections to a fixed destination instead of the parent or the
 	// name's own addresses (east-west traffic). Zero: no fixed destination.
 	To Target
+	// Private lets the name's resolved addresses be inside the plant (RFC 1918, ULA,
+	// CGNAT) at the top level, for a name that points inside on purpose (`private`). It
+	// never admits loopback, link-local or the box's own addresses. False: only public
+	// addresses are dialed for the name.
+	Private bool
 	// Origin says where the rule was written, "FILE:LINE"; empty for rules built in code.
 	Origin string
 }
@@ -113,10 +118,13 @@ func (r *Rule) String() string {
 		b.WriteString(" to ")
 		b.WriteString(r.To.String())
 	}
+	if r.Private {
+		b.WriteString(" private")
+	}
 	return b.String()
 }
 
 // sameAs reports whether two rules say the same thing, which makes the second a duplicate.
 func (r *Rule) sameAs(o *Rule) bool {
-	return r.Pattern == o.Pattern && slices.Equal(r.Ports, o.Ports) && slices.Equal(r.From, o.From) && r.To == o.To
+	return r.Pattern == o.Pattern && slices.Equal(r.Ports, o.Ports) && slices.Equal(r.From, o.From) && r.To == o.To && r.Private == o.Private
 }

@@ -35,8 +35,12 @@ import (
 var managedHeader = []string{
 	"# This file is managed by `lnm allow` (add, remove, import, suggest --apply) and rewritten",
 	"# on every change; only the comment lines directly above a rule are kept. Write rules by",
-	"# hand in the config file. Syntax, one rule per line: " + allowlist.RuleSyntax,
+	managedSyntaxLine + allowlist.RuleSyntax,
 }
+
+// managedSyntaxLine starts the header's last line, which quotes the rule grammar; files
+// written before the grammar grew quote an older one.
+const managedSyntaxLine = "# hand in the config file. Syntax, one rule per line: "
 
 // ManagedPath returns the managed rules file of a config file: the config's name without its
 // extension, plus ".allow", in the same directory.
@@ -209,8 +213,8 @@ func noteAbove(lines []string, line int) []string {
 		if !strings.HasPrefix(s, "#") {
 			break
 		}
-		if slices.Contains(managedHeader, s) {
-			continue
+		if slices.Contains(managedHeader, s) || strings.HasPrefix(s, managedSyntaxLine) {
+			continue // the header, or an older version of its syntax line
 		}
 		note = append(note, strings.TrimSpace(strings.TrimPrefix(s, "#")))
 	}

@@ -262,6 +262,9 @@ func (c *Config) Warnings() []string {
 		if len(r.From) > 0 && len(c.Sources) > 0 && !overlapsAny(r.From, c.Sources) {
 			warn(r.Origin, "rule %q never matches: its from lies outside sources", r.String())
 		}
+		if r.Private && c.Parent.IsValid() {
+			warn(r.Origin, "rule %q: private has no effect here: connections go to the parent, which resolves the name (write it in the top box's list)", r.String())
+		}
 	}
 	for _, rt := range c.Routes {
 		nameTargets = nameTargets || rt.To.Name != ""

@@ -633,3 +633,43 @@ func TestDialOutOfDescriptors(t *testing.T) {
 		t.Errorf("deny %s after %d dials, want %s after 1", ev.Reason, dials, forwarder.ReasonNoDescriptors)
 	}
 }
+
+// A rule's `private` lets its name resolve inside the plant (RFC 1918, ULA, CGNAT), never to
+// loopback, link-local or the box. The dial is caught before it leaves this host: the test
+// records the address the forwarder asked for and connects to the loopback backend instead.
+func TestPrivateRule(t *testing.T) {
+	ca := testkit.NewCA(t)
+	be := testkit.TLSEcho(t, "127.0.0.1:0", ca.Issue(t, "historian.plant.test", "public.example.test"))
+	var mu sync.Mutex
+	var dialed []string
+	s := start(t, forwarder.Config{
+		List: rules(t, "historian.plant.test private", "public.example.test"),
+		Resolver: resolverFunc(func(n allowlist.Name) ([]netip.Addr, error) {
+			return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("169.254.0.9"), netip.MustParseAddr("10.20.0.5")}, nil
+		}),
+		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			mu.Lock()
+			dialed = append(dialed, address)
+			mu.Unlock()
+			var d net.Dialer
+			return d.DialContext(ctx, network, be.Addr().String())
+		},
+	}, be.Port())
+	if got, err := talk(t, s.addr(), "historian.plant.test", ca, "hi"); err != nil || got != "historian.plant.test:hi" {
+		t.Fatalf("private rule: %q, %v", got, err)
+	}
+	if ev := s.events.next(t, forwarder.EventOpen); ev.Via != forwarder.ViaDirect || ev.Upstream.Addr() != netip.MustParseAddr("10.20.0.5") {
+		t.Errorf("open event via %q to %v, want direct to 10.20.0.5", ev.Via, ev.Upstream)
+	}
+	if _, err := talk(t, s.addr(), "public.example.test", ca, "x"); err == nil {
+		t.Fatal("a rule without private dialed an inside address")
+	}
+	if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != forwarder.ReasonPrivateTarget {
+		t.Errorf("deny event %+v", ev)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := fmt.Sprintf("10.20.0.5:%d", be.Port()); len(dialed) != 1 || dialed[0] != want {
+		t.Errorf("dialed %v, want only %s", dialed, want)
+	}
+}

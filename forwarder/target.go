@@ -29,6 +29,13 @@ const (
 	AddrSelf        AddrClass = "self"      // one of the box's own addresses
 )
 
+// plant reports whether the class is address space a plant may use for its own hosts
+// (RFC 1918, ULA, CGNAT), which a rule's `private` lets a name resolve to. Loopback,
+// link-local, the box itself and the rest stay refused.
+func (c AddrClass) plant() bool {
+	return c == AddrPrivate || c == AddrULA || c == AddrCGNAT
+}
+
 var (
 	thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
 	sharedSpace = netip.MustParsePrefix("100.64.0.0/10")
@@ -85,8 +92,9 @@ func (f *Forwarder) destinations(ctx context.Context, cfg *Config, d Decision, s
 	}
 	var out []netip.AddrPort
 	var refused []string
+	private := d.Rule != nil && d.Rule.Private && !d.Learned
 	for _, a := range addrs {
-		if class := classify(a, cfg.Self); class != AddrPublic {
+		if class := classify(a, cfg.Self); class != AddrPublic && !(private && class.plant()) {
 			refused = append(refused, a.String()+" ("+string(class)+")")
 			continue
 		}

@@ -123,6 +123,7 @@ func allowAddCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command
 			&cli.StringSliceFlag{Name: "port", Usage: "allow only connections to proxy `PORT` (repeat for several); default: every proxy port"},
 			&cli.StringSliceFlag{Name: "from", Usage: "allow only devices in `CIDR` or at an address (repeat for several); default: every device"},
 			&cli.StringFlag{Name: "to", Usage: "send the connections to the fixed destination `HOST:PORT` (east-west)"},
+			&cli.BoolFlag{Name: "private", Usage: "the name may resolve to plant addresses (RFC 1918, ULA, CGNAT); never loopback, link-local or the box"},
 			&cli.StringFlag{Name: "comment", Usage: "`TEXT` for the comment written above the rule"},
 		},
 		Action: func(c *cli.Context) error {
@@ -137,7 +138,7 @@ func allowAddCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command
 			if len(presets) > 0 && c.String("to") != "" {
 				return &exitError{2, errors.New("--to sends one name's connections to one destination; it cannot go with --preset")}
 			}
-			spec := adminapi.RuleSpec{From: c.StringSlice("from"), To: c.String("to"), Comment: c.String("comment")}
+			spec := adminapi.RuleSpec{From: c.StringSlice("from"), To: c.String("to"), Private: c.Bool("private"), Comment: c.String("comment")}
 			for _, p := range c.StringSlice("port") {
 				n, err := strconv.Atoi(p)
 				if err != nil {
