@@ -400,7 +400,7 @@ func TestAuditQueryAPIError(t *testing.T) {
 	c := adminapi.NewClient(fb.socket)
 	err := c.Records(t.Context(), adminapi.Query{Filter: audit.Filter{Kind: "http"}}, func(*audit.Record) error { return nil })
 	var se *adminapi.StatusError
-	if !errors.As(err, &se) || se.Code != 400 || !strings.Contains(err.Error(), `kind "http": want dns, conn, config or summary (HTTP 400)`) {
+	if !errors.As(err, &se) || se.Code != 400 || !strings.Contains(err.Error(), `kind "http": want dns, conn, config, summary or dhcp (HTTP 400)`) {
 		t.Fatalf("API error: %v", err)
 	}
 }
