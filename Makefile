@@ -6,8 +6,9 @@ CONFIG   ?= examples/quickstart.conf
 # deadline exceeded" when a duration runs out mid-execution (golang/go#75804, fixed in Go
 # 1.27); a count has no deadline to race. 100,000 executions take 3-15 s per target here.
 FUZZTIME ?= 100000x
-# Debian packages the tests drive as real clients: dig, kdig, curl, openssl, mosquitto_pub, ip.
-TEST_DEBS := iproute2 bind9-dnsutils knot-dnsutils curl openssl mosquitto-clients ca-certificates
+# Debian packages the tests drive as real clients: dig, kdig, curl, openssl, mosquitto_pub, ip,
+# and the DHCP clients udhcpc (busybox) and dhclient (isc-dhcp-client).
+TEST_DEBS := iproute2 bind9-dnsutils knot-dnsutils curl openssl mosquitto-clients ca-certificates busybox isc-dhcp-client
 
 # Every native fuzz target, as package:Target; `make test` runs each for FUZZTIME executions.
 FUZZ := \
@@ -16,7 +17,8 @@ FUZZ := \
 	./resolver:FuzzServeDNS \
 	./config:FuzzParse \
 	./onboard:FuzzImportLnm \
-	./audit:FuzzAppendQuoted
+	./audit:FuzzAppendQuoted \
+	./dhcp:FuzzDecide
 
 .PHONY: build run check test unit fuzz lint bench deps demo clean
 
@@ -53,7 +55,7 @@ fuzz:
 
 deps:
 	@missing=""; \
-	for cmd in ip dig kdig curl openssl mosquitto_pub; do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
+	for cmd in ip dig kdig curl openssl mosquitto_pub busybox dhclient; do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing test clients (missing:$$missing)"; \

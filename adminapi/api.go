@@ -40,6 +40,8 @@ import (
 //	DELETE /v1/allow?pattern=P    remove the managed rules with pattern P; 409 when only the
 //	                              config file has P ("rule P is written in FILE:LINE; edit
 //	                              that file"), 404 when no rule has it
+//	GET /v1/dhcp/leases           DHCPLeases: the DHCP server's leases by address; 404 when
+//	                              the box serves no DHCP
 //
 //	POST /v1/reload and POST /v1/mode answer ReloadReply and ModeReply.
 //
@@ -51,7 +53,23 @@ const (
 	PathReload      = "/v1/reload"
 	PathMode        = "/v1/mode"
 	PathAllow       = "/v1/allow"
+	PathDHCPLeases  = "/v1/dhcp/leases"
 )
+
+// DHCPLeases is the answer to GET /v1/dhcp/leases.
+type DHCPLeases struct {
+	Interface string      `json:"interface"`
+	Leases    []DHCPLease `json:"leases"`
+}
+
+// DHCPLease is one lease of the box's DHCP server.
+type DHCPLease struct {
+	Addr    netip.Addr `json:"addr"`
+	MAC     string     `json:"mac"`
+	Device  string     `json:"device,omitempty"` // the host name; empty when the device has none
+	State   string     `json:"state"`            // offered, bound, released or declined
+	Expires time.Time  `json:"expires"`          // bound: lease end; declined: quarantine end
+}
 
 // APIError is the body of every error response.
 type APIError struct {
@@ -78,8 +96,8 @@ type Query struct {
 }
 
 // Values encodes a Query as URL query parameters: since, until (RFC 3339), client (an
-// address or CIDR), name (an allow-list pattern), verdict, kind, unlinked=1, limit, and seq
-// (comma-separated).
+// address or CIDR), device (a DHCP host name), name (an allow-list pattern), verdict, kind,
+// unlinked=1, limit, and seq (comma-separated).
 func (q Query) Values() url.Values {
 	v := url.Values{}
 	if !q.Since.IsZero() {
@@ -90,6 +108,9 @@ func (q Query) Values() url.Values {
 	}
 	if q.Client.IsValid() {
 		v.Set("client", q.Client.String())
+	}
+	if q.Device != "" {
+		v.Set("device", q.Device)
 	}
 	if q.Name != nil {
 		v.Set("name", q.Name.String())
@@ -135,6 +156,7 @@ func ParseQuery(v url.Values) (Query, error) {
 			return q, err
 		}
 	}
+	q.Device = v.Get("device")
 	if s := v.Get("name"); s != "" {
 		p, err := allowlist.ParsePattern(s)
 		if err != nil {
@@ -149,10 +171,10 @@ func ParseQuery(v url.Values) (Query, error) {
 		return q, fmt.Errorf("verdict %q: want allow, deny, would-deny or refused", s)
 	}
 	switch k := audit.Kind(v.Get("kind")); k {
-	case "", audit.KindDNS, audit.KindConn, audit.KindConfig, audit.KindSummary:
+	case "", audit.KindDNS, audit.KindConn, audit.KindConfig, audit.KindSummary, audit.KindDHCP:
 		q.Kind = k
 	default:
-		return q, fmt.Errorf("kind %q: want dns, conn, config or summary", k)
+		return q, fmt.Errorf("kind %q: want dns, conn, config, summary or dhcp", k)
 	}
 	switch s := v.Get("unlinked"); s {
 	case "", "0", "false":

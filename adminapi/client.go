@@ -278,3 +278,9 @@ func ReadRecords(r io.Reader, fn func(*audit.Record) error) error {
 		}
 	}
 }
+
+// DHCPLeases asks GET /v1/dhcp/leases for the DHCP server's leases.
+func (c *Client) DHCPLeases(ctx context.Context) (DHCPLeases, error) {
+	var out DHCPLeases
+	return out, c.call(ctx, http.MethodGet, PathDHCPLeases, nil, nil, &out, false)
+}

@@ -62,6 +62,7 @@ func newAdminServer(rt *Runtime, ln net.Listener, path string) *adminServer {
 	mux.HandleFunc("GET "+adminapi.PathStatus, a.status)
 	mux.HandleFunc("POST "+adminapi.PathReload, a.reload)
 	mux.HandleFunc("POST "+adminapi.PathMode, a.mode)
+	mux.HandleFunc("GET "+adminapi.PathDHCPLeases, a.dhcpLeases)
 	a.allowRoutes(mux)
 	a.srv = &http.Server{
 		Handler:           mux,

@@ -18,6 +18,7 @@ import (
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/dhcp"
 	"github.com/lnm-project/lnm/forwarder"
 	"github.com/lnm-project/lnm/resolver"
 	"github.com/lnm-project/lnm/store"
@@ -46,6 +47,7 @@ type Runtime struct {
 
 	dns      []*resolver.Server
 	fwds     []*forwarder.Forwarder
+	dhcp     *dhcp.Server // nil: no dhcp block
 	admin    *adminServer
 	metricsS *http.Server
 
@@ -122,6 +124,15 @@ func (rt *Runtime) start() error {
 	}
 	for _, f := range rt.fwds {
 		if err := f.Start(); err != nil {
+			return err
+		}
+	}
+	// DHCP last of the data path: the DNS server it hands out answers already.
+	if cfg.DHCP != nil {
+		if rt.dhcp, err = dhcp.New(rt.dhcpConfig(cfg)); err != nil {
+			return err
+		}
+		if err := rt.dhcp.Start(); err != nil {
 			return err
 		}
 	}
@@ -378,6 +389,9 @@ func (rt *Runtime) listeners() []adminapi.Listener {
 	if cfg.Metrics != "" {
 		out = append(out, adminapi.Listener{Proto: "metrics", Addr: cfg.Metrics})
 	}
+	if rt.dhcp != nil {
+		out = append(out, adminapi.Listener{Proto: "dhcp", Addr: cfg.DHCP.Interface + " " + rt.dhcp.Settings().ServerID.String() + ":67"})
+	}
 	return out
 }
 
@@ -408,6 +422,9 @@ func (rt *Runtime) counters() adminapi.Counters {
 func (rt *Runtime) Close() error {
 	rt.closeOnce.Do(func() {
 		var errs []error
+		if rt.dhcp != nil {
+			errs = append(errs, rt.dhcp.Close())
+		}
 		for _, f := range rt.fwds {
 			errs = append(errs, f.Close())
 		}

@@ -34,6 +34,8 @@ type trail struct {
 	metrics  *boxMetrics
 	children []netip.Prefix // boxes one level down: their connections are not linked here
 	rules    ruleTexts
+	// devices names leased clients (setDevices); nil: the box serves no DHCP.
+	devices atomic.Pointer[map[netip.Addr]device]
 }
 
 // maxRuleTexts bounds ruleTexts: past it, the cache starts again from empty.
@@ -73,6 +75,7 @@ func (c *ruleTexts) text(r *allowlist.Rule) string {
 // batches, and may drop under overload, counting it: the log has every record).
 func (t *trail) record(r *audit.Record) error {
 	r.Box, r.Level = t.box, t.level
+	t.nameDevice(r)
 	if r.Time.IsZero() {
 		r.Time = time.Now()
 	}

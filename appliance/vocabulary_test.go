@@ -9,6 +9,7 @@ import (
 
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/dhcp"
 	"github.com/lnm-project/lnm/forwarder"
 	"github.com/lnm-project/lnm/onboard"
 	"github.com/lnm-project/lnm/resolver"
@@ -31,6 +32,9 @@ func codeReasons() map[string][]audit.Kind {
 	}
 	for _, r := range append(audit.Reasons(), ReasonDNSRateLimited) {
 		add(r, audit.KindSummary)
+	}
+	for _, r := range dhcp.Reasons() {
+		add(string(r), audit.KindDHCP)
 	}
 	return out
 }
@@ -157,6 +161,29 @@ func TestDocExampleReasons(t *testing.T) {
 		}
 		if r.Verdict != "" && !slices.Contains(audit.Verdicts(), r.Verdict) {
 			t.Errorf("example %d has verdict %s", r.Seq, r.Verdict)
+		}
+	}
+}
+
+// TestDocDHCPEvents: the event row names every lease event the DHCP server records.
+func TestDocDHCPEvents(t *testing.T) {
+	var row string
+	for _, line := range docSection(t, "## Fields") {
+		if strings.HasPrefix(line, "| `event` |") {
+			row = line
+		}
+	}
+	_, dhcpPart, ok := strings.Cut(row, "`dhcp`:")
+	if !ok {
+		t.Fatalf("the event row does not describe dhcp events: %s", row)
+	}
+	var named []string
+	for _, m := range backticked.FindAllStringSubmatch(dhcpPart, -1) {
+		named = append(named, m[1])
+	}
+	for _, k := range dhcp.EventKinds() {
+		if !slices.Contains(named, string(k)) {
+			t.Errorf("dhcp event %s is not in the doc's event row", k)
 		}
 	}
 }

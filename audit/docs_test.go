@@ -36,7 +36,7 @@ func TestDocExamples(t *testing.T) {
 			kinds[r.Kind] = true
 		})
 	}
-	for _, k := range []Kind{KindDNS, KindConn, KindConfig, KindSummary} {
+	for _, k := range []Kind{KindDNS, KindConn, KindConfig, KindSummary, KindDHCP} {
 		if !kinds[k] {
 			t.Errorf("no example of kind %s", k)
 		}

@@ -16,6 +16,7 @@ type Filter struct {
 	Name     *allowlist.Pattern
 	Verdict  string // "allow", "deny", …; "deny" also selects "refused"; empty: any
 	Kind     Kind   // empty: any
+	Device   string // the record's device (its DHCP host name) is exactly this; empty: any
 	Unlinked bool   // only conn records flagged unlinked
 	Limit    int    // at most this many records, the newest; 0: no limit
 }
@@ -45,6 +46,9 @@ func (f *Filter) Match(r *Record) bool {
 		if n == "" || !f.Name.Match(allowlist.Name(n)) {
 			return false
 		}
+	}
+	if f.Device != "" && r.Device != f.Device {
+		return false
 	}
 	if f.Unlinked && !r.HasFlag(FlagUnlinked) {
 		return false

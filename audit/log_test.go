@@ -29,6 +29,9 @@ func mixed(i int, t time.Time) *Record {
 		if i%6 == 1 {
 			r.Name, r.Verdict, r.Rule, r.Rcode, r.Answer = "evil.test", VerdictDeny, "", "NXDOMAIN", nil
 		}
+		if i%5 == 0 { // 198.18.3.20 holds a DHCP lease
+			r.Device, r.MAC = "plc-20", "00:1b:1b:aa:bb:20"
+		}
 		return r
 	case 2:
 		return &Record{Time: t, Box: "l3", Level: 3, Kind: KindConn, Event: EventOpen, ID: uint64(i), Client: client,

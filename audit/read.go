@@ -167,6 +167,9 @@ func prefilterOf(f *Filter) prefilter {
 	if f.Unlinked {
 		p.all = append(p.all, appendQuoted(nil, FlagUnlinked))
 	}
+	if f.Device != "" {
+		p.all = append(p.all, appendString(nil, "device", f.Device)[1:])
+	}
 	return p
 }
 

@@ -58,6 +58,8 @@ func TestReadFilters(t *testing.T) {
 				return r.Client.Addr() == netip.MustParseAddr("198.18.3.22") &&
 					(r.Name == "host3.azure.test" || (r.Kind == KindConn && r.SNI == "host3.azure.test"))
 			}},
+		{"device", Filter{Device: "plc-20"}, 0, func(_ uint64, r *Record) bool { return r.Device == "plc-20" }},
+		{"device, newest 5", Filter{Device: "plc-20", Verdict: VerdictDeny}, 5, nil},
 		{"newest 7", Filter{}, 7, func(s uint64, _ *Record) bool { return s > n-7 }},
 		{"newest 25 dns", Filter{Kind: KindDNS}, 25, nil},
 		{"limit from filter", Filter{Kind: KindConn, Limit: 3}, 0, nil},

@@ -23,6 +23,7 @@ const (
 	KindConn    Kind = "conn"    // a connection opened, closed, or denied
 	KindConfig  Kind = "config"  // a configuration change (start, reload, allow-list edit)
 	KindSummary Kind = "summary" // a count standing for many suppressed records (floods)
+	KindDHCP    Kind = "dhcp"    // a lease event of the box's DHCP server
 )
 
 // Conn events.
@@ -70,7 +71,12 @@ type Record struct {
 	Kind  Kind
 
 	// dns and conn. For dns, Client carries no port.
-	Client  netip.AddrPort
+	Client netip.AddrPort
+	// Device and MAC name the client: the host name and hardware address of the DHCP lease
+	// that holds its address. Empty when the box gave it no lease. The log only stores them.
+	Device string
+	MAC    string
+
 	Verdict string
 	Rule    string // the deciding rule as written, "PATTERN ... (FILE:LINE)"
 	Reason  string
@@ -129,6 +135,8 @@ func (r *Record) AppendJSON(b []byte) []byte {
 		}
 		b = append(b, '"')
 	}
+	b = appendField(b, `,"device":`, r.Device)
+	b = appendField(b, `,"mac":`, r.MAC)
 	b = appendField(b, `,"event":`, r.Event)
 	if r.ID != 0 {
 		b = append(b, `,"id":`...)
@@ -349,6 +357,8 @@ type wire struct {
 	Level      int      `json:"level"`
 	Kind       Kind     `json:"kind"`
 	Client     string   `json:"client"`
+	Device     string   `json:"device"`
+	MAC        string   `json:"mac"`
 	Event      string   `json:"event"`
 	ID         uint64   `json:"id"`
 	Name       string   `json:"name"`
@@ -387,7 +397,7 @@ func (r *Record) UnmarshalJSON(data []byte) error {
 		return fmt.Errorf("audit: record %d: time: %w", w.Seq, err)
 	}
 	*r = Record{
-		Seq: w.Seq, Time: t, Box: w.Box, Level: w.Level, Kind: w.Kind, Event: w.Event, ID: w.ID,
+		Seq: w.Seq, Time: t, Box: w.Box, Level: w.Level, Kind: w.Kind, Device: w.Device, MAC: w.MAC, Event: w.Event, ID: w.ID,
 		Name: w.Name, QType: w.QType, Port: w.Port, SNI: w.SNI, ALPN: w.ALPN, Verdict: w.Verdict,
 		Rule: w.Rule, Reason: w.Reason, Rcode: w.Rcode, Via: w.Via, QuerySeq: w.QuerySeq,
 		Flags: w.Flags, BytesUp: w.BytesUp, BytesDown: w.BytesDown, DurationMS: w.DurationMS,

@@ -36,6 +36,13 @@ func TestRecordJSON(t *testing.T) {
 			`{"seq":9,"time":"2026-11-28T07:30:00.123Z","box":"l3","level":3,"kind":"conn","client":"198.18.3.20:40000","event":"close","id":4,"port":443,"sni":"api.azure.test","alpn":["h2"],"verdict":"allow","reason":"eof","upstream":"198.18.4.1:443","via":"parent","query_seq":7,"flags":["sni_mismatch"],"bytes_up":0,"bytes_down":0,"duration_ms":0}`},
 		{"config by uid", Record{Seq: 1, Time: t0, Box: "l3", Kind: KindConfig, Change: "allow add x.test", Hash: "ab12", UID: &uid},
 			`{"seq":1,"time":"2026-11-28T07:30:00.123Z","box":"l3","level":0,"kind":"config","change":"allow add x.test","hash":"ab12","uid":1000}`},
+		{"dns of a device with a lease", Record{Seq: 8, Time: t0, Box: "l3", Level: 3, Kind: KindDNS,
+			Client: netip.MustParseAddrPort("198.18.3.20:0"), Device: "plc-07", MAC: "00:1b:1b:aa:bb:07", Name: "x.test", QType: "A",
+			Verdict: VerdictDeny, Reason: "not_listed", Rcode: "NXDOMAIN"},
+			`{"seq":8,"time":"2026-11-28T07:30:00.123Z","box":"l3","level":3,"kind":"dns","client":"198.18.3.20","device":"plc-07","mac":"00:1b:1b:aa:bb:07","name":"x.test","qtype":"A","verdict":"deny","reason":"not_listed","rcode":"NXDOMAIN"}`},
+		{"dhcp ack", Record{Seq: 3, Time: t0, Box: "l3", Level: 3, Kind: KindDHCP, Event: "ack", Reason: "reserved",
+			Client: netip.MustParseAddrPort("198.18.3.20:0"), Device: "plc-07", MAC: "00:1b:1b:aa:bb:07"},
+			`{"seq":3,"time":"2026-11-28T07:30:00.123Z","box":"l3","level":3,"kind":"dhcp","client":"198.18.3.20","device":"plc-07","mac":"00:1b:1b:aa:bb:07","event":"ack","reason":"reserved"}`},
 		{"hostile strings", Record{Seq: 2, Time: t0, Box: "b\"ox\n\x00\xff", Kind: KindSummary, Reason: `a\b`, Count: 5},
 			`{"seq":2,"time":"2026-11-28T07:30:00.123Z","box":"b\"ox\u000a\u0000\ufffd","level":0,"kind":"summary","reason":"a\\b","count":5}`},
 	} {
@@ -74,18 +81,23 @@ func TestFilter(t *testing.T) {
 		{Seq: 3, Time: t0.Add(2 * time.Minute), Kind: KindConn, Client: netip.MustParseAddrPort("198.18.3.21:4000"), SNI: "evil.test", Verdict: VerdictDeny, Flags: []string{FlagUnlinked}},
 		{Seq: 4, Time: t0.Add(3 * time.Minute), Kind: KindDNS, Client: netip.MustParseAddrPort("10.0.0.1:0"), Name: "x.test", Verdict: VerdictRefused},
 		{Seq: 5, Time: t0.Add(4 * time.Minute), Kind: KindConfig, Change: "start"},
+		{Seq: 6, Time: t0.Add(5 * time.Minute), Kind: KindDHCP, Event: "ack", Client: netip.MustParseAddrPort("198.18.3.20:0"), Device: "plc-07", MAC: "00:1b:1b:aa:bb:07"},
+		{Seq: 7, Time: t0.Add(6 * time.Minute), Kind: KindDNS, Client: netip.MustParseAddrPort("198.18.3.20:0"), Device: "plc-07", Name: "x.test", Verdict: VerdictDeny},
 	}
 	for _, tc := range []struct {
 		name string
 		f    Filter
 		want []uint64
 	}{
-		{"zero selects all", Filter{}, []uint64{1, 2, 3, 4, 5}},
-		{"since", Filter{Since: t0.Add(2 * time.Minute)}, []uint64{3, 4, 5}},
+		{"zero selects all", Filter{}, []uint64{1, 2, 3, 4, 5, 6, 7}},
+		{"since", Filter{Since: t0.Add(2 * time.Minute)}, []uint64{3, 4, 5, 6, 7}},
 		{"until is exclusive", Filter{Until: t0.Add(time.Minute)}, []uint64{1}},
-		{"client prefix", Filter{Client: netip.MustParsePrefix("198.18.3.20/32")}, []uint64{1, 2}},
+		{"client prefix", Filter{Client: netip.MustParsePrefix("198.18.3.20/32")}, []uint64{1, 2, 6, 7}},
+		{"device", Filter{Device: "plc-07"}, []uint64{6, 7}},
+		{"device and kind", Filter{Device: "plc-07", Kind: KindDHCP}, []uint64{6}},
+		{"another device", Filter{Device: "plc-0"}, nil},
 		{"name pattern on name and sni", Filter{Name: &wild}, []uint64{1, 2}},
-		{"deny includes refused", Filter{Verdict: VerdictDeny}, []uint64{3, 4}},
+		{"deny includes refused", Filter{Verdict: VerdictDeny}, []uint64{3, 4, 7}},
 		{"kind", Filter{Kind: KindConn}, []uint64{2, 3}},
 		{"unlinked", Filter{Unlinked: true}, []uint64{3}},
 	} {
@@ -156,6 +168,8 @@ func appendJSONReference(b []byte, r *Record) []byte {
 		}
 		b = append(b, '"')
 	}
+	b = refAppendString(b, "device", r.Device)
+	b = refAppendString(b, "mac", r.MAC)
 	b = refAppendString(b, "event", r.Event)
 	if r.ID != 0 {
 		b = append(b, `,"id":`...)
@@ -392,11 +406,11 @@ func (g recordGen) chance(n int) bool { return g.rng.IntN(n) == 0 }
 func (g recordGen) record() *Record {
 	r := &Record{
 		Seq: g.uint(), Time: g.time(), Box: g.str(), Level: g.int(), Kind: Kind(g.pick(
-			string(KindDNS), string(KindConn), string(KindConfig), string(KindSummary), g.str())),
+			string(KindDNS), string(KindConn), string(KindConfig), string(KindSummary), string(KindDHCP), g.str())),
 		Verdict: g.pick(VerdictAllow, VerdictDeny, VerdictWouldDeny, VerdictRefused, "", g.str()),
 		Rule:    g.str(), Reason: g.str(), Name: g.str(), QType: g.pick("A", "AAAA", "HTTPS", "", g.str()),
 		Rcode: g.pick("NOERROR", "NXDOMAIN", "", g.str()), Event: g.pick(EventOpen, EventClose, EventDeny, "", g.str()),
-		SNI: g.str(), Via: g.str(), Change: g.str(), Hash: g.str(),
+		SNI: g.str(), Via: g.str(), Change: g.str(), Hash: g.str(), Device: g.str(), MAC: g.str(),
 	}
 	if !g.chance(4) {
 		r.Client = g.addrPort()

@@ -145,6 +145,10 @@ type Config struct {
 	// (`zone NAME { forward ADDR[:PORT]... }`). Empty: none.
 	Zones []Zone
 
+	// DHCP is the embedded DHCPv4 server for the device network (`dhcp IFACE { ... }`).
+	// nil: none; the devices get the box as their DNS server from the plant's DHCP server.
+	DHCP *DHCP
+
 	// Routes are static TCP ports forwarding every connection to one destination, without
 	// SNI (`tcp PORT HOST:PORT`). Empty: none.
 	Routes []Route

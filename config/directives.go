@@ -312,6 +312,12 @@ var directives = []directive{
 		value: func(c *Config) any { return c.MaxPending },
 	},
 	{
+		// dhcp needs a new socket on an interface: a reload that changes it is refused.
+		name: "dhcp", parse: (*parser).dhcp, block: true,
+		summary: dhcpSummary,
+		value:   func(c *Config) any { return c.DHCP },
+	},
+	{
 		name: "zone", parse: (*parser).zone, block: true, repeat: true, reload: true,
 		summary: func(c *Config, s *summary) {
 			if len(c.Zones) == 0 {

@@ -23,6 +23,7 @@ func (c *Config) Validate() error {
 	v.ports()
 	v.rules()
 	v.loops()
+	v.dhcp()
 	if len(v.errs) == 0 {
 		// A backstop: the checks above already reject everything allowlist.New refuses.
 		if _, err := c.List(); err != nil {

@@ -54,6 +54,7 @@ type dnsRow struct {
 	box, verdict, rule  uint32
 	reason, name, qtype uint32
 	rcode               uint32
+	device, mac         uint32
 	answer              uint32 // the first of the row's answers in the block's answers
 	nAnswer             uint16
 	odd                 uint32 // 1 + index into the block's odd; 0: the row holds the record
@@ -155,6 +156,7 @@ func newBlock(recs []*audit.Record) *dnsBlock {
 		row.box, row.verdict, row.rule = bb.str(r.Box), bb.str(r.Verdict), bb.str(r.Rule)
 		row.reason, row.name, row.qtype = bb.str(r.Reason), bb.str(r.Name), bb.str(r.QType)
 		row.rcode = bb.str(r.Rcode)
+		row.device, row.mac = bb.str(r.Device), bb.str(r.MAC)
 		if r.Answer != nil {
 			row.flags |= hasAnswer
 			row.answer, row.nAnswer = uint32(len(b.answers)), uint16(len(r.Answer))
@@ -195,6 +197,7 @@ func (b *dnsBlock) load(i int, r *audit.Record, answers bool) {
 		Box: b.strs[row.box], Level: int(row.level),
 		Verdict: b.strs[row.verdict], Rule: b.strs[row.rule], Reason: b.strs[row.reason],
 		Name: b.strs[row.name], QType: b.strs[row.qtype], Rcode: b.strs[row.rcode],
+		Device: b.strs[row.device], MAC: b.strs[row.mac],
 	}
 	if row.flags&hasClient != 0 {
 		a := netip.AddrFrom16(row.client)

@@ -17,8 +17,9 @@ const (
 	indexUnlinked = "unlinked"
 )
 
-// tables lists every table's schema, in the order Query merges them.
-var tables = []func() *memdb.TableSchema{dnsTableSchema, connTableSchema, eventTableSchema}
+// tables lists every table's schema. Query merges the record tables (tableNames); the
+// lease table is read by its own methods.
+var tables = []func() *memdb.TableSchema{dnsTableSchema, connTableSchema, eventTableSchema, leaseTableSchema}
 
 // schema builds the database schema. It is a function so that every Store gets its own
 // indexers and no schema state is shared.

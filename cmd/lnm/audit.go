@@ -20,6 +20,7 @@ import (
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/dhcp"
 	"github.com/lnm-project/lnm/store"
 )
 
@@ -49,9 +50,10 @@ func auditCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 		}
 		return append(fs,
 			&cli.StringFlag{Name: "client", Usage: "the device's `IP` address or a CIDR"},
+			&cli.StringFlag{Name: "device", Usage: "the device's `NAME`: the host name of its DHCP lease from this box"},
 			&cli.StringFlag{Name: "name", Usage: "an allow-list `PATTERN` matched against DNS names and SNIs (api.example.com, *.example.com, .example.com)"},
 			&cli.StringFlag{Name: "verdict", Usage: "records with this `VERDICT`: allow, deny (includes refused), would-deny or refused"},
-			&cli.StringFlag{Name: "kind", Usage: "records of this `KIND`: dns, conn, config or summary"},
+			&cli.StringFlag{Name: "kind", Usage: "records of this `KIND`: dns, conn, config, summary or dhcp"},
 			&cli.BoolFlag{Name: "unlinked", Usage: "only connections no DNS query of this box led to"},
 			&cli.BoolFlag{Name: "json", Usage: "print the records as JSON Lines"},
 			configFlag,
@@ -106,6 +108,12 @@ func parseFilter(c *cli.Context, now time.Time) (audit.Filter, error) {
 			return f, usage("--client %q: want an address or CIDR", s)
 		}
 	}
+	if s := c.String("device"); c.IsSet("device") {
+		// Device names are recorded as one lower-case label (dhcp.CleanHostName).
+		if f.Device = dhcp.CleanHostName(s); f.Device == "" || f.Device != strings.ToLower(s) {
+			return f, usage("--device %q: want a host name (letters, digits, '-' and '_')", s)
+		}
+	}
 	if s := c.String("name"); c.IsSet("name") {
 		p, err := allowlist.ParsePattern(s)
 		if err != nil {
@@ -120,10 +128,10 @@ func parseFilter(c *cli.Context, now time.Time) (audit.Filter, error) {
 		return f, usage("--verdict %q: want allow, deny, would-deny or refused", s)
 	}
 	switch k := audit.Kind(c.String("kind")); k {
-	case "", audit.KindDNS, audit.KindConn, audit.KindConfig, audit.KindSummary:
+	case "", audit.KindDNS, audit.KindConn, audit.KindConfig, audit.KindSummary, audit.KindDHCP:
 		f.Kind = k
 	default:
-		return f, usage("--kind %q: want dns, conn, config or summary", k)
+		return f, usage("--kind %q: want dns, conn, config, summary or dhcp", k)
 	}
 	f.Unlinked = c.Bool("unlinked")
 	if f.Unlinked && f.Kind != "" && f.Kind != audit.KindConn {

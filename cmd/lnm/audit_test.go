@@ -145,6 +145,7 @@ func TestAuditQueryFilters(t *testing.T) {
 		{"client v6", []string{"--client", "fd00:3::20"}, url.Values{"client": {"fd00:3::20/128"}}, "16 24"},
 		{"name wildcard", []string{"--name", "*.vendor.test"}, url.Values{"name": {"*.vendor.test"}}, "16 17"},
 		{"deny includes refused", []string{"--verdict", "deny"}, url.Values{"verdict": {"deny"}}, "15 16 21 23"},
+		{"device, lower-cased", []string{"--device", "PLC-07"}, url.Values{"device": {"plc-07"}}, ""},
 		{"would-deny", []string{"--verdict", "would-deny"}, url.Values{"verdict": {"would-deny"}}, "17 24"},
 		{"unlinked", []string{"--unlinked"}, url.Values{"unlinked": {"1"}}, "19 21 23"},
 		{"limit", []string{"--limit", "2", "--kind", "dns"}, url.Values{"limit": {"2"}, "kind": {"dns"}}, "16 17"},
@@ -196,7 +197,8 @@ func TestAuditQueryBadFlags(t *testing.T) {
 		{"client", []string{"--client", "198.18.3"}, `--client "198.18.3": want an address or CIDR`},
 		{"name", []string{"--name", "a.*.test"}, `--name: pattern "a.*.test"`},
 		{"verdict", []string{"--verdict", "maybe"}, `--verdict "maybe": want allow, deny, would-deny or refused`},
-		{"kind", []string{"--kind", "http"}, `--kind "http": want dns, conn, config or summary`},
+		{"kind", []string{"--kind", "http"}, `--kind "http": want dns, conn, config, summary or dhcp`},
+		{"device", []string{"--device", "plc.07"}, `--device "plc.07": want a host name`},
 		{"unlinked dns", []string{"--unlinked", "--kind", "dns"}, "--unlinked selects conn records"},
 		{"limit negative", []string{"--limit", "-3"}, "--limit -3: want 0 (all) or more"},
 		{"limit word", []string{"--limit", "ten"}, "limit"},
@@ -400,7 +402,7 @@ func TestAuditQueryAPIError(t *testing.T) {
 	c := adminapi.NewClient(fb.socket)
 	err := c.Records(t.Context(), adminapi.Query{Filter: audit.Filter{Kind: "http"}}, func(*audit.Record) error { return nil })
 	var se *adminapi.StatusError
-	if !errors.As(err, &se) || se.Code != 400 || !strings.Contains(err.Error(), `kind "http": want dns, conn, config or summary (HTTP 400)`) {
+	if !errors.As(err, &se) || se.Code != 400 || !strings.Contains(err.Error(), `kind "http": want dns, conn, config, summary or dhcp (HTTP 400)`) {
 		t.Fatalf("API error: %v", err)
 	}
 }

@@ -106,6 +106,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			reloadCommand(configFlag, stdout),
 			modeCommand(configFlag, stdout),
 			allowCommand(configFlag, stdout, stderr),
+			dhcpCommand(configFlag, stdout),
 			{
 				Name:  "version",
 				Usage: "print the version",

@@ -86,6 +86,15 @@ func (rd *renderer) row(r *audit.Record) row {
 		if r.Hash != "" {
 			d.add("hash " + text(r.Hash))
 		}
+	case audit.KindDHCP:
+		out[colClient], out[colName] = orDash(clientString(r, false)), "-"
+		d.add(text(r.Event))
+		if r.MAC != "" {
+			d.add("mac " + text(r.MAC))
+		}
+		if r.Reason != "" {
+			d.add("reason " + text(r.Reason))
+		}
 	case audit.KindSummary:
 		out[colClient], out[colName] = orDash(clientString(r, true)), orDash(field(r.Name))
 		d.add("count " + strconv.FormatUint(r.Count, 10))
@@ -206,14 +215,20 @@ func (d *detail) append(s string) { d.b.WriteString(s) }
 
 func (d *detail) String() string { return d.b.String() }
 
+// clientString is the client's address (with its port for a conn), followed by the device's
+// name in parentheses when the box leased it the address.
 func clientString(r *audit.Record, withPort bool) string {
 	if !r.Client.IsValid() {
 		return ""
 	}
+	s := r.Client.String()
 	if !withPort || r.Client.Port() == 0 {
-		return r.Client.Addr().String()
+		s = r.Client.Addr().String()
 	}
-	return r.Client.String()
+	if r.Device != "" {
+		s += " (" + field(r.Device) + ")"
+	}
+	return s
 }
 
 func addrs(r *audit.Record) string {
