@@ -118,7 +118,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	}
 }
 
-// runAppliance loads the config, starts every listener and serves until SIGINT or SIGTERM.
+// runAppliance loads the config, starts every listener and serves until SIGINT or SIGTERM,
+// telling systemd how it goes when run as a notify service (see notify.go).
 func runAppliance(path string, log *slog.Logger) error {
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -131,6 +132,8 @@ func runAppliance(path string, log *slog.Logger) error {
 	if err != nil {
 		return &exitError{1, err}
 	}
+	svc := &service{rt: rt, log: log}
+	rt.NotifyReload(svc.reload)
 	// SIGHUP reloads; a bad file is logged with FILE:LINE and the running config stays.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -138,7 +141,9 @@ func runAppliance(path string, log *slog.Logger) error {
 	go func() {
 		for range hup {
 			next, err := config.Load(path)
-			if err == nil {
+			if err != nil {
+				svc.reloadRefused()
+			} else {
 				err = rt.Reload(next, nil)
 			}
 			if err != nil {
@@ -146,8 +151,15 @@ func runAppliance(path string, log *slog.Logger) error {
 			}
 		}
 	}()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); svc.watchdog(watchCtx) }()
 	log.Info("lnm running", "version", buildVersion(), "config", path, "level", cfg.Level)
+	svc.ready()
 	<-ctx.Done()
+	svc.stopping()
+	stopWatch()
+	<-watchDone
 	log.Info("stopping")
 	start := time.Now()
 	err = rt.Close()
