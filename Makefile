@@ -2,6 +2,11 @@
 GO       ?= go
 BIN      ?= bin/lnm
 CONFIG   ?= examples/quickstart.conf
+# The version `lnm version` prints: the git tag, commits since it and the commit, -dirty
+# for uncommitted changes. Outside a git checkout it is empty and lnm falls back to the
+# build's VCS information.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+LDFLAGS  := -X main.version=$(VERSION)
 # A count, not a duration: Go 1.26's fuzz coordinator can fail a target with "context
 # deadline exceeded" when a duration runs out mid-execution (golang/go#75804, fixed in Go
 # 1.27); a count has no deadline to race. 100,000 executions take 3-15 s per target here.
@@ -21,7 +26,7 @@ FUZZ := \
 .PHONY: build run check test unit fuzz lint bench deps demo clean
 
 build:
-	$(GO) build -o $(BIN) ./cmd/lnm
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/lnm
 
 run: build
 	@echo

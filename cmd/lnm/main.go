@@ -12,8 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
-	"strings"
 	"syscall"
 	"time"
 
@@ -23,10 +21,6 @@ import (
 	"github.com/lnm-project/lnm/appliance"
 	"github.com/lnm-project/lnm/config"
 )
-
-// version is set at build time with -ldflags "-X main.version=…"; otherwise the module
-// version or VCS revision recorded by the Go toolchain is used.
-var version = ""
 
 const defaultConfig = "/etc/lnm/lnm.conf"
 
@@ -106,14 +100,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			reloadCommand(configFlag, stdout),
 			modeCommand(configFlag, stdout),
 			allowCommand(configFlag, stdout, stderr),
-			{
-				Name:  "version",
-				Usage: "print the version",
-				Action: func(*cli.Context) error {
-					fmt.Fprintln(stdout, "lnm", buildVersion())
-					return nil
-				},
-			},
+			versionCommand(stdout),
 		},
 	}
 }
@@ -206,36 +193,4 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	rev, dirty := "", false
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			dirty = s.Value == "true"
-		}
-	}
-	if rev == "" {
-		return "devel"
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if dirty {
-		rev += "-dirty"
-	}
-	return strings.Join([]string{"devel", rev}, "+")
 }
