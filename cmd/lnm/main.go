@@ -101,6 +101,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			modeCommand(configFlag, stdout),
 			allowCommand(configFlag, stdout, stderr),
 			versionCommand(stdout),
+			completionCommand(stdout),
+			manCommand(stdout),
 		},
 	}
 }
