@@ -11,8 +11,9 @@ LDFLAGS  := -X main.version=$(VERSION)
 # deadline exceeded" when a duration runs out mid-execution (golang/go#75804, fixed in Go
 # 1.27); a count has no deadline to race. 100,000 executions take 3-15 s per target here.
 FUZZTIME ?= 100000x
-# Debian packages the tests drive as real clients: dig, kdig, curl, openssl, mosquitto_pub, ip.
-TEST_DEBS := iproute2 bind9-dnsutils knot-dnsutils curl openssl mosquitto-clients ca-certificates
+# Debian packages the tests drive as real clients: dig, kdig, curl, openssl, mosquitto_pub, ip;
+# zsh checks the completion script and lintian the package.
+TEST_DEBS := iproute2 bind9-dnsutils knot-dnsutils curl openssl mosquitto-clients ca-certificates zsh lintian
 
 # Every native fuzz target, as package:Target; `make test` runs each for FUZZTIME executions.
 FUZZ := \
@@ -23,7 +24,7 @@ FUZZ := \
 	./onboard:FuzzImportLnm \
 	./audit:FuzzAppendQuoted
 
-.PHONY: build run check test unit fuzz lint bench deps demo clean
+.PHONY: build run check test unit fuzz deb deb-test lint bench deps demo clean
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/lnm
@@ -43,8 +44,9 @@ check: build
 	$(BIN) check --config $(CONFIG)
 
 # test installs the real clients the tests use (when root and missing), then runs every test
-# (network-namespace tests need root and skip loudly without it), then each fuzz target briefly.
-test: deps unit fuzz
+# (network-namespace tests need root and skip loudly without it), then each fuzz target
+# briefly, then builds the Debian package and checks it.
+test: deps unit fuzz deb-test
 
 unit:
 	$(GO) test -race -count=1 ./...
@@ -58,7 +60,7 @@ fuzz:
 
 deps:
 	@missing=""; \
-	for cmd in ip dig kdig curl openssl mosquitto_pub; do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
+	for cmd in ip dig kdig curl openssl mosquitto_pub zsh lintian; do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing test clients (missing:$$missing)"; \
@@ -68,6 +70,14 @@ deps:
 		fi; \
 	fi
 	$(GO) mod download
+
+# deb builds bin/lnm_VERSION_amd64.deb with dpkg-deb (packaging/build-deb.sh says what is in
+# it and how VERSION follows git describe); deb-test builds one into a temp dir and checks it.
+deb:
+	GO=$(GO) packaging/build-deb.sh bin
+
+deb-test:
+	GO=$(GO) packaging/test-deb.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
