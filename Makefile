@@ -2,13 +2,19 @@
 GO       ?= go
 BIN      ?= bin/lnm
 CONFIG   ?= examples/quickstart.conf
+# The version `lnm version` prints: the git tag, commits since it and the commit, -dirty
+# for uncommitted changes. Outside a git checkout it is empty and lnm falls back to the
+# build's VCS information.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+LDFLAGS  := -X main.version=$(VERSION)
 # A count, not a duration: Go 1.26's fuzz coordinator can fail a target with "context
 # deadline exceeded" when a duration runs out mid-execution (golang/go#75804, fixed in Go
 # 1.27); a count has no deadline to race. 100,000 executions take 3-15 s per target here.
 FUZZTIME ?= 100000x
 # Debian packages the tests drive as real clients: dig, kdig, curl, openssl, mosquitto_pub, ip,
-# and the DHCP clients udhcpc (busybox) and dhclient (isc-dhcp-client).
-TEST_DEBS := iproute2 bind9-dnsutils knot-dnsutils curl openssl mosquitto-clients ca-certificates busybox isc-dhcp-client
+# the DHCP clients udhcpc (busybox) and dhclient (isc-dhcp-client); zsh checks the completion
+# script and lintian the package.
+TEST_DEBS := iproute2 bind9-dnsutils knot-dnsutils curl openssl mosquitto-clients ca-certificates busybox isc-dhcp-client zsh lintian
 
 # Every native fuzz target, as package:Target; `make test` runs each for FUZZTIME executions.
 FUZZ := \
@@ -20,10 +26,10 @@ FUZZ := \
 	./audit:FuzzAppendQuoted \
 	./dhcp:FuzzDecide
 
-.PHONY: build run check test unit fuzz lint bench deps demo clean
+.PHONY: build run check test unit fuzz deb deb-test lint bench deps demo clean
 
 build:
-	$(GO) build -o $(BIN) ./cmd/lnm
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/lnm
 
 run: build
 	@echo
@@ -40,8 +46,9 @@ check: build
 	$(BIN) check --config $(CONFIG)
 
 # test installs the real clients the tests use (when root and missing), then runs every test
-# (network-namespace tests need root and skip loudly without it), then each fuzz target briefly.
-test: deps unit fuzz
+# (network-namespace tests need root and skip loudly without it), then each fuzz target
+# briefly, then builds the Debian package and checks it.
+test: deps unit fuzz deb-test
 
 unit:
 	$(GO) test -race -count=1 ./...
@@ -55,7 +62,7 @@ fuzz:
 
 deps:
 	@missing=""; \
-	for cmd in ip dig kdig curl openssl mosquitto_pub busybox dhclient; do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
+	for cmd in ip dig kdig curl openssl mosquitto_pub busybox dhclient zsh lintian; do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing test clients (missing:$$missing)"; \
@@ -65,6 +72,14 @@ deps:
 		fi; \
 	fi
 	$(GO) mod download
+
+# deb builds bin/lnm_VERSION_amd64.deb with dpkg-deb (packaging/build-deb.sh says what is in
+# it and how VERSION follows git describe); deb-test builds one into a temp dir and checks it.
+deb:
+	GO=$(GO) packaging/build-deb.sh bin
+
+deb-test:
+	GO=$(GO) packaging/test-deb.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

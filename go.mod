@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/coredns/caddy v1.1.4
+	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/hashicorp/go-memdb v1.3.5
 	github.com/insomniacslk/dhcp v0.0.0-20260901064844-234b97448fae
 	github.com/lmittmann/tint v1.2.1

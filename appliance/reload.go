@@ -42,9 +42,13 @@ func (rt *Runtime) Learn() bool {
 // box itself, for SIGHUP). Settings that need new sockets of another kind or a new audit log
 // (listen, dns, admin, metrics, audit and store settings) are refused with a message naming
 // them.
-func (rt *Runtime) Reload(next *config.Config, uid *int) error {
+func (rt *Runtime) Reload(next *config.Config, uid *int) (err error) {
 	rt.reloadMu.Lock()
 	defer rt.reloadMu.Unlock()
+	if hook := rt.onReload.Load(); hook != nil {
+		(*hook)(false, nil)
+		defer func() { (*hook)(true, err) }()
+	}
 	cur := rt.config()
 	learn := rt.Learn()
 	if next.Learn != cur.Learn {
@@ -66,6 +70,18 @@ func (rt *Runtime) Reload(next *config.Config, uid *int) error {
 	change := "reload " + next.File + " " + ruleDiff(cur, next)
 	rt.log.Info("reloaded", "config", next.File, "rules", list.Len(), "hash", listHash(list), "revoked", res.revoked, "change", change)
 	return rt.trail.configChange(change, listHash(list), uid)
+}
+
+// NotifyReload registers fn to be called as each Reload begins (done false) and when it
+// has ended (done true, with Reload's result), on the reloading goroutine, whoever asked
+// for it: SIGHUP, the admin API's reload, or an allow edit. A service manager's notify
+// protocol wants both ends. Nil removes it.
+func (rt *Runtime) NotifyReload(fn func(done bool, err error)) {
+	if fn == nil {
+		rt.onReload.Store(nil)
+		return
+	}
+	rt.onReload.Store(&fn)
 }
 
 // SetLearn switches between learn and enforce mode at run time, without touching the file.

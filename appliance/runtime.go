@@ -53,6 +53,11 @@ type Runtime struct {
 
 	connIDs atomic.Uint64
 
+	onReload atomic.Pointer[func(done bool, err error)] // see NotifyReload; nil: none
+
+	liveMu sync.Mutex
+	live   *liveness // the data path's progress at the last Stalled call; nil before it
+
 	// reloadMu serializes reloads and mode changes; mu guards cfg, current and learn, which
 	// status and the admin API read while a reload may replace them.
 	reloadMu sync.Mutex

@@ -126,6 +126,11 @@ type Forwarder struct {
 	closed    bool
 	prepared  *Prepared      // the config between Prepare and Commit or Abort; nil: none
 	wg        sync.WaitGroup // accept loops and streams
+
+	// The liveness counters (see Progress): accepts is bumped by every accept loop, live
+	// holds the serving listeners, replaced whole under mu and read without it.
+	accepts atomic.Uint64
+	live    atomic.Pointer[[]net.Listener]
 }
 
 // withDefaults checks cfg and fills in the defaults of its zero fields.
@@ -258,6 +263,7 @@ func (f *Forwarder) serve(lns map[uint16]net.Listener) {
 		f.wg.Add(1)
 		go f.acceptLoop(ln, port)
 	}
+	f.publishListeners()
 }
 
 // Addrs returns the bound listener addresses in config order: proxy ports, then routes.
@@ -285,6 +291,7 @@ func (f *Forwarder) Close() error {
 	for _, ln := range f.listeners {
 		ln.Close()
 	}
+	f.live.Store(nil)
 	if f.prepared != nil {
 		f.prepared.abort()
 	}
@@ -318,6 +325,7 @@ func (f *Forwarder) acceptLoop(ln net.Listener, port uint16) {
 	var fails acceptFailures
 	for {
 		c, err := ln.Accept()
+		f.accepts.Add(1)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return

@@ -90,6 +90,7 @@ func (p *Prepared) Commit() (revoked int) {
 			f.log.Info("stopped listening", "addr", ln.Addr().String())
 		}
 	}
+	f.publishListeners()
 	if cfg.DrainRevoked {
 		return 0
 	}

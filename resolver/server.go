@@ -163,7 +163,13 @@ type Server struct {
 
 	zoneTimeout time.Duration // per stub-zone server; tests shorten it
 
-	// testHook, when set, is called first thing in ServeDNS; tests make it panic.
+	// The liveness counters (see Progress); udp is the UDP socket once Start bound it.
+	reads    atomic.Uint64
+	running  atomic.Int64
+	answered atomic.Uint64
+	udp      atomic.Pointer[udpConn]
+
+	// testHook, when set, is called first thing in ServeDNS; tests make it panic or block.
 	testHook func(*dns.Msg)
 }
 
@@ -308,7 +314,7 @@ func (s *Server) Start() error {
 		{
 			PacketConn:        uc,
 			Handler:           s,
-			DecorateReader:    newUDPReader,
+			DecorateReader:    func(r dns.Reader) dns.Reader { return newUDPReader(r, &s.reads) },
 			DecorateWriter:    decorateWriter,
 			MsgAcceptFunc:     acceptMsg,
 			NotifyStartedFunc: notify,
@@ -345,6 +351,7 @@ func (s *Server) Start() error {
 		}
 	}
 	s.started = true
+	s.udp.Store(uc)
 	if s.limit != nil {
 		s.stopSum, s.sumDone = make(chan struct{}), make(chan struct{})
 		go s.summarizeLimits(limitSummaryEvery)
@@ -392,6 +399,7 @@ func (s *Server) shutdown() error {
 	s.closed = true
 	started := s.started
 	s.mu.Unlock()
+	s.udp.Store(nil)
 	s.cancel()
 	if !started {
 		return nil
@@ -427,6 +435,11 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		client             netip.AddrPort
 		tcp, hooked, wrote bool
 	)
+	s.running.Add(1)
+	defer func() {
+		s.running.Add(-1)
+		s.answered.Add(1)
+	}()
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("panic answering a query", "client", client, "panic", p, "stack", string(debug.Stack()))

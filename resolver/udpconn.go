@@ -3,6 +3,7 @@ package resolver
 import (
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -74,12 +75,13 @@ func sourceOOB(local netip.Addr) []byte {
 // goroutine, so it keeps one buffer and hands each handler an exact-size copy.
 type udpReader struct {
 	dns.Reader
-	buf []byte
-	oob []byte
+	buf   []byte
+	oob   []byte
+	reads *atomic.Uint64 // counts datagrams taken, for Server.Progress
 }
 
-func newUDPReader(r dns.Reader) dns.Reader {
-	return &udpReader{Reader: r, buf: make([]byte, dns.MaxMsgSize), oob: make([]byte, oobSize)}
+func newUDPReader(r dns.Reader, reads *atomic.Uint64) dns.Reader {
+	return &udpReader{Reader: r, buf: make([]byte, dns.MaxMsgSize), oob: make([]byte, oobSize), reads: reads}
 }
 
 // ReadPacketConn sets no read deadline: the server's shutdown sets one in the past to stop
@@ -87,6 +89,7 @@ func newUDPReader(r dns.Reader) dns.Reader {
 func (r *udpReader) ReadPacketConn(conn net.PacketConn, _ time.Duration) ([]byte, net.Addr, error) {
 	c := conn.(*udpConn)
 	n, oobn, _, remote, err := c.ReadMsgUDP(r.buf, r.oob)
+	r.reads.Add(1)
 	if err != nil {
 		return nil, nil, err
 	}

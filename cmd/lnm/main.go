@@ -12,8 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
-	"strings"
 	"syscall"
 	"time"
 
@@ -23,10 +21,6 @@ import (
 	"github.com/lnm-project/lnm/appliance"
 	"github.com/lnm-project/lnm/config"
 )
-
-// version is set at build time with -ldflags "-X main.version=…"; otherwise the module
-// version or VCS revision recorded by the Go toolchain is used.
-var version = ""
 
 const defaultConfig = "/etc/lnm/lnm.conf"
 
@@ -107,19 +101,15 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			modeCommand(configFlag, stdout),
 			allowCommand(configFlag, stdout, stderr),
 			dhcpCommand(configFlag, stdout),
-			{
-				Name:  "version",
-				Usage: "print the version",
-				Action: func(*cli.Context) error {
-					fmt.Fprintln(stdout, "lnm", buildVersion())
-					return nil
-				},
-			},
+			versionCommand(stdout),
+			completionCommand(stdout),
+			manCommand(stdout),
 		},
 	}
 }
 
-// runAppliance loads the config, starts every listener and serves until SIGINT or SIGTERM.
+// runAppliance loads the config, starts every listener and serves until SIGINT or SIGTERM,
+// telling systemd how it goes when run as a notify service (see notify.go).
 func runAppliance(path string, log *slog.Logger) error {
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -132,6 +122,8 @@ func runAppliance(path string, log *slog.Logger) error {
 	if err != nil {
 		return &exitError{1, err}
 	}
+	svc := &service{rt: rt, log: log}
+	rt.NotifyReload(svc.reload)
 	// SIGHUP reloads; a bad file is logged with FILE:LINE and the running config stays.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -139,7 +131,9 @@ func runAppliance(path string, log *slog.Logger) error {
 	go func() {
 		for range hup {
 			next, err := config.Load(path)
-			if err == nil {
+			if err != nil {
+				svc.reloadRefused()
+			} else {
 				err = rt.Reload(next, nil)
 			}
 			if err != nil {
@@ -147,8 +141,15 @@ func runAppliance(path string, log *slog.Logger) error {
 			}
 		}
 	}()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); svc.watchdog(watchCtx) }()
 	log.Info("lnm running", "version", buildVersion(), "config", path, "level", cfg.Level)
+	svc.ready()
 	<-ctx.Done()
+	svc.stopping()
+	stopWatch()
+	<-watchDone
 	log.Info("stopping")
 	start := time.Now()
 	err = rt.Close()
@@ -195,36 +196,4 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	rev, dirty := "", false
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			dirty = s.Value == "true"
-		}
-	}
-	if rev == "" {
-		return "devel"
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if dirty {
-		rev += "-dirty"
-	}
-	return strings.Join([]string{"devel", rev}, "+")
 }

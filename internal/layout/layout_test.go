@@ -21,19 +21,20 @@ const maxLines = 2500
 // allowlist, and the data path never reads config files. A package missing here fails the
 // test, so a new one has to be placed.
 var mayImport = map[string][]string{
-	"cmd/lnm":          {"appliance", "config", "adminapi", "onboard", "store", "audit", "forwarder", "resolver", "dhcp", "allowlist"},
-	"appliance":        {"config", "adminapi", "store", "audit", "forwarder", "resolver", "dhcp", "allowlist"},
-	"config":           {"audit", "forwarder", "resolver", "store", "dhcp", "allowlist"},
-	"adminapi":         {"audit", "allowlist"},
-	"onboard":          {"audit", "allowlist"},
-	"store":            {"audit", "allowlist"},
-	"audit":            {"allowlist"},
-	"forwarder":        {"allowlist"},
-	"resolver":         {"allowlist"},
-	"dhcp":             {},
-	"allowlist":        {},
-	"internal/testkit": {},
-	"internal/layout":  {},
+	"cmd/lnm":             {"appliance", "config", "adminapi", "onboard", "store", "audit", "forwarder", "resolver", "dhcp", "allowlist", "internal/completion"},
+	"appliance":           {"config", "adminapi", "store", "audit", "forwarder", "resolver", "dhcp", "allowlist"},
+	"config":              {"audit", "forwarder", "resolver", "store", "dhcp", "allowlist"},
+	"adminapi":            {"audit", "allowlist"},
+	"onboard":             {"audit", "allowlist"},
+	"store":               {"audit", "allowlist"},
+	"audit":               {"allowlist"},
+	"forwarder":           {"allowlist"},
+	"resolver":            {"allowlist"},
+	"dhcp":                {},
+	"allowlist":           {},
+	"internal/testkit":    {},
+	"internal/layout":     {},
+	"internal/completion": {},
 }
 
 // TestLayout parses every package's non-test files and checks its imports and its size.
