@@ -285,6 +285,7 @@ func (rt *Runtime) plan(cfg *config.Config, learn bool, prev *plan) (*plan, erro
 			HelloTimeout: cfg.HelloTimeout,
 			DialTimeout:  cfg.DialTimeout,
 			IdleTimeout:  cfg.IdleTimeout,
+			IdleTimeouts: cfg.IdleTimeouts,
 			MaxPending:   cfg.MaxPending,
 			Learn:        learn,
 			DrainRevoked: cfg.DrainRevoked,

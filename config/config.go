@@ -74,6 +74,9 @@ type Config struct {
 	// connection after no byte moved in either direction for that long (`idle_timeout`).
 	// Zero: invalid; Parse sets DefaultHelloTimeout, DefaultDialTimeout, DefaultIdleTimeout.
 	HelloTimeout, DialTimeout, IdleTimeout time.Duration
+	// IdleTimeouts overrides IdleTimeout for some listen ports, proxy or tcp route
+	// (`idle_timeout 1h 8883=2h`). Nil: IdleTimeout everywhere.
+	IdleTimeouts map[uint16]time.Duration
 
 	// Admin is where the admin API listens (`admin PATH`, a Unix socket, mode 0660; `admin
 	// off`). Empty: no admin API. Parse sets DefaultAdmin when the directive is absent.

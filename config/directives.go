@@ -7,7 +7,9 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -137,7 +139,18 @@ var directives = []directive{
 	},
 	timeoutDirective("hello_timeout", forwarder.DefaultHelloTimeout, true, func(c *Config) *time.Duration { return &c.HelloTimeout }),
 	timeoutDirective("dial_timeout", forwarder.DefaultDialTimeout, true, func(c *Config) *time.Duration { return &c.DialTimeout }),
-	timeoutDirective("idle_timeout", forwarder.DefaultIdleTimeout, true, func(c *Config) *time.Duration { return &c.IdleTimeout }),
+	{
+		name: "idle_timeout", parse: (*parser).idleTimeout, reload: true,
+		def: func(c *Config) { c.IdleTimeout = forwarder.DefaultIdleTimeout },
+		summary: func(c *Config, s *summary) {
+			text := duration(c.IdleTimeout)
+			for _, port := range slices.Sorted(maps.Keys(c.IdleTimeouts)) {
+				text += fmt.Sprintf(" %d=%s", port, duration(c.IdleTimeouts[port]))
+			}
+			s.set("idle_timeout", text)
+		},
+		value: func(c *Config) any { return [2]any{c.IdleTimeout, c.IdleTimeouts} },
+	},
 	{
 		name: "admin",
 		parse: func(p *parser, args []string) (err error) {

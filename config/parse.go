@@ -392,6 +392,40 @@ func (p *parser) timeout(directive string, args []string) (time.Duration, error)
 	return t, nil
 }
 
+// idleTimeout reads `idle_timeout DURATION [PORT=DURATION...]`: the timeout of every stream,
+// then overrides for streams on some listen ports.
+func (p *parser) idleTimeout(args []string) error {
+	if len(args) == 0 {
+		return p.ArgErr("idle_timeout", "a duration such as 1h, then optionally PORT=DURATION for some ports")
+	}
+	var err error
+	if p.c.IdleTimeout, err = p.timeout("idle_timeout", args[:1]); err != nil {
+		return err
+	}
+	for _, s := range args[1:] {
+		portText, durText, ok := strings.Cut(s, "=")
+		if !ok {
+			return p.Errf("idle_timeout %s: want PORT=DURATION, such as 8883=2h", s)
+		}
+		port, err := allowlist.ParsePort(portText)
+		if err != nil {
+			return p.Errf("idle_timeout %s: %v", s, err)
+		}
+		d, err := p.timeout("idle_timeout "+portText, []string{durText})
+		if err != nil {
+			return err
+		}
+		if _, dup := p.c.IdleTimeouts[port]; dup {
+			return p.Errf("idle_timeout: port %d given twice", port)
+		}
+		if p.c.IdleTimeouts == nil {
+			p.c.IdleTimeouts = map[uint16]time.Duration{}
+		}
+		p.c.IdleTimeouts[port] = d
+	}
+	return nil
+}
+
 func (p *parser) metrics(args []string) error {
 	s, err := p.oneArg("metrics", "HOST:PORT to serve metrics on", args)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -22,6 +23,7 @@ func (c *Config) Validate() error {
 	v.settings()
 	v.ports()
 	v.rules()
+	v.idleTimeouts()
 	v.loops()
 	v.dhcp()
 	if len(v.errs) == 0 {
@@ -164,6 +166,18 @@ func (c *Config) Unserved(r *allowlist.Rule) []uint16 {
 		}
 	}
 	return out
+}
+
+// idleTimeouts checks that every port with its own idle timeout is one the box listens on for
+// streams.
+func (v *validator) idleTimeouts() {
+	c := v.c
+	for _, port := range slices.Sorted(maps.Keys(c.IdleTimeouts)) {
+		if !slices.ContainsFunc(c.Proxies, func(m PortMap) bool { return m.Listen == port }) &&
+			!slices.ContainsFunc(c.Routes, func(r Route) bool { return r.Port == port }) {
+			v.add(c.line("idle_timeout"), "idle_timeout %d=%s: no proxy or tcp route listens on port %d", port, duration(c.IdleTimeouts[port]), port)
+		}
+	}
 }
 
 func (v *validator) rules() {

@@ -77,6 +77,10 @@ type Config struct {
 	// per direction, so a silent stream ends between one and two periods after its last byte).
 	// Zero: DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// IdleTimeouts overrides IdleTimeout for streams on some listen ports (a proxy's or a
+	// tcp route's): MQTT keep-alives and OPC UA sessions want longer than browsers do.
+	// Ports not in it, and a nil map: IdleTimeout.
+	IdleTimeouts map[uint16]time.Duration
 	// DrainTimeout bounds how long Close waits for live streams before cutting them.
 	// Zero: DefaultDrainTimeout.
 	DrainTimeout time.Duration
@@ -362,6 +366,14 @@ func (f *Forwarder) acceptLoop(ln net.Listener, port uint16) {
 			f.serveConn(c, port)
 		}()
 	}
+}
+
+// idleTimeout is the idle timeout of streams on port.
+func (c *Config) idleTimeout(port uint16) time.Duration {
+	if d, ok := c.IdleTimeouts[port]; ok && d > 0 {
+		return d
+	}
+	return c.IdleTimeout
 }
 
 // policy is the decision part of the config.

@@ -434,6 +434,43 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
+// A port with its own idle timeout closes its idle streams on that timeout; the other
+// ports keep the box's.
+func TestIdleTimeoutPerPort(t *testing.T) {
+	ca := testkit.NewCA(t)
+	be := testkit.TLSEcho(t, "127.0.0.1:0", ca.Issue(t, "a.example.test"))
+	short := testkit.FreePort(t)
+	s := start(t, forwarder.Config{
+		List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1"),
+		Ports:        []forwarder.PortMap{{Listen: short, Upstream: be.Port()}},
+		IdleTimeout:  time.Hour,
+		IdleTimeouts: map[uint16]time.Duration{short: 150 * time.Millisecond},
+	}, be.Port())
+	open := func(port uint16) *tls.Conn {
+		c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), ca.Client("a.example.test"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		io.WriteString(c, "ping")
+		c.Read(make([]byte, 100))
+		return c
+	}
+	long := open(s.port)
+	open(short)
+	ev := s.events.next(t, forwarder.EventClose)
+	if ev.Reason != forwarder.ReasonIdleTimeout || ev.Port != short {
+		t.Fatalf("close on port %d reason %q, want port %d idle_timeout", ev.Port, ev.Reason, short)
+	}
+	// The stream on the box's timeout is still up.
+	io.WriteString(long, "still")
+	long.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 100)
+	if n, err := long.Read(buf); err != nil || string(buf[:n]) != "a.example.test:still" {
+		t.Fatalf("stream on the default timeout: %q, %v", buf[:n], err)
+	}
+}
+
 func TestCloseDrainsThenCuts(t *testing.T) {
 	ca := testkit.NewCA(t)
 	be := testkit.TLSEcho(t, "127.0.0.1:0", ca.Issue(t, "a.example.test"))

@@ -195,7 +195,7 @@ func (f *Forwarder) connect(ctx context.Context, cfg *Config, ev *Event, d Decis
 // stream until it ends. Nothing reaches the upstream before the open record is kept.
 func (f *Forwarder) splice(cfg *Config, s *stream, ev Event, d Decision, up net.Conn, start time.Time, replay []byte) {
 	ev.Kind, ev.Verdict, ev.Reason = EventOpen, d.eventVerdict(), d.Reason
-	p := &pipe{client: s.client, upstream: up, idle: cfg.IdleTimeout}
+	p := &pipe{client: s.client, upstream: up, idle: cfg.idleTimeout(s.port)}
 	f.mu.Lock()
 	s.pipe = p
 	closing := f.closed && f.ctx.Err() != nil
