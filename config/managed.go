@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/internal/atomicfile"
 )
 
 // managedHeader opens every managed file. Reading drops these lines wherever they appear, so
@@ -346,7 +347,7 @@ func EditManagedApply(configPath string, edit func(m *Managed) error, apply func
 	if bytes.Equal(text, old) {
 		return next, nil
 	}
-	if err := writeAtomic(mpath, text); err != nil {
+	if err := atomicfile.Write(mpath, text, 0o644); err != nil {
 		return nil, IOError{err}
 	}
 	if apply != nil {
@@ -370,12 +371,12 @@ func (e IOError) Unwrap() error { return e.error }
 // old text, or no file.
 func restore(path string, old []byte) error {
 	if old != nil {
-		return writeAtomic(path, old)
+		return atomicfile.Write(path, old, 0o644)
 	}
 	if err := os.Remove(path); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	return atomicfile.SyncDir(filepath.Dir(path))
 }
 
 // lockManaged takes an exclusive flock on PATH.lock, waiting for other editors. The lock file
@@ -397,66 +398,4 @@ func lockManaged(mpath string) (unlock func(), err error) {
 		return nil, fmt.Errorf("config: lock %s: %w", lp, err)
 	}
 	return func() { f.Close() }, nil // closing the only descriptor releases the flock
-}
-
-// tempPrefix names an editor's temp file; one left behind by a killed editor is removed by
-// the next one, which holds the lock, so no live writer can own it.
-func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
-
-// writeAtomic replaces path with data: temp file in the same directory, fsync, rename, fsync
-// of the directory. The caller holds the lock.
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if stale, _ := filepath.Glob(filepath.Join(dir, tempPrefix(path)+"*")); len(stale) > 0 {
-		for _, s := range stale {
-			os.Remove(s)
-		}
-	}
-	mode := fs.FileMode(0o644)
-	if fi, err := os.Stat(path); err == nil {
-		mode = fi.Mode().Perm()
-	}
-	f, err := os.CreateTemp(dir, tempPrefix(path))
-	if err != nil {
-		return fmt.Errorf("config: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("config: write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("config: write %s: %w", path, err)
-	}
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("config: write %s: %w", path, err)
-	}
-	return nil
-}
-
-// syncDir makes a rename or removal in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
 }

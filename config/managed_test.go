@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/internal/atomicfile"
 )
 
 func TestManagedPath(t *testing.T) {
@@ -292,7 +293,7 @@ func TestManagedAtomicWrite(t *testing.T) {
 	if torn := <-done; len(torn) > 0 {
 		t.Fatalf("%d reads saw a partial file, first: %q", len(torn), torn[0])
 	}
-	if stale, _ := filepath.Glob(filepath.Join(filepath.Dir(mpath), tempPrefix(mpath)+"*")); len(stale) > 0 {
+	if stale, _ := filepath.Glob(filepath.Join(filepath.Dir(mpath), atomicfile.TempPrefix(mpath)+"*")); len(stale) > 0 {
 		t.Fatalf("temp files left: %v", stale)
 	}
 }

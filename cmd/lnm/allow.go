@@ -19,6 +19,7 @@ import (
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/appliance"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/internal/auditview"
 	"github.com/lnm-project/lnm/onboard"
 )
 
@@ -97,7 +98,7 @@ func writeAllowList(w io.Writer, l *adminapi.AllowList) error {
 		}
 		last := "-"
 		if !r.LastHit.IsZero() {
-			last = r.LastHit.In(clock.loc).Format(timeLayout)
+			last = r.LastHit.In(clock.loc).Format(auditview.TimeLayout)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", r.Rule, r.Origin, r.Hits, last)
 	}
@@ -106,7 +107,7 @@ func writeAllowList(w io.Writer, l *adminapi.AllowList) error {
 	}
 	if l.Live && !l.HitsSince.IsZero() {
 		_, err := fmt.Fprintf(w, "hits: allowed DNS answers and connections since %s (the records the box holds in memory)\n",
-			l.HitsSince.In(clock.loc).Format(timeLayout))
+			l.HitsSince.In(clock.loc).Format(auditview.TimeLayout))
 		return err
 	}
 	return nil

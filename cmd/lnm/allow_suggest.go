@@ -17,6 +17,7 @@ import (
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/internal/auditview"
 	"github.com/lnm-project/lnm/onboard"
 )
 
@@ -152,17 +153,17 @@ func suggestComment(s *onboard.Suggestion) string {
 func writeSuggestions(w io.Writer, ss []onboard.Suggestion, records int, since time.Time) error {
 	if len(ss) == 0 {
 		_, err := fmt.Fprintf(w, "nothing to suggest: no denied name since %s (%d deny and would-deny records)\n",
-			since.In(clock.loc).Format(timeLayout), records)
+			since.In(clock.loc).Format(auditview.TimeLayout), records)
 		return err
 	}
 	fmt.Fprintf(w, "%d %s from %d deny and would-deny records since %s, most needed first\n",
-		len(ss), plural(len(ss), "proposal"), records, since.In(clock.loc).Format(timeLayout))
+		len(ss), plural(len(ss), "proposal"), records, since.In(clock.loc).Format(auditview.TimeLayout))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RULE\tDNS\tCONNS\tDEVICES\tREASONS\tLAST SEEN")
 	var after []string // what does not fit a row: a wildcard's names, notes
 	for _, s := range ss {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\n", s.Rule.String(), s.Queries, s.Conns,
-			shortList(addrStrings(s.Clients)), strings.Join(s.Reasons, ","), s.Last.In(clock.loc).Format(timeLayout))
+			shortList(addrStrings(s.Clients)), strings.Join(s.Reasons, ","), s.Last.In(clock.loc).Format(auditview.TimeLayout))
 		if s.Rule.Pattern.Kind == allowlist.Wildcard {
 			names := make([]string, len(s.Names))
 			for i, n := range s.Names {

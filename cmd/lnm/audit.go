@@ -21,6 +21,7 @@ import (
 	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/config"
 	"github.com/lnm-project/lnm/dhcp"
+	"github.com/lnm-project/lnm/internal/auditview"
 	"github.com/lnm-project/lnm/store"
 )
 
@@ -369,12 +370,12 @@ func auditQuery(c *cli.Context, stdout, stderr io.Writer) error {
 	if err != nil && !errors.Is(err, audit.ErrCorrupt) {
 		return queryDone(err, stderr)
 	}
-	rd := &renderer{loc: clock.loc, queries: linkedQueries(ctx, src, recs, stderr)}
-	rows := make([]row, len(recs))
+	rd := &auditview.Renderer{Loc: clock.loc, Queries: linkedQueries(ctx, src, recs, stderr)}
+	rows := make([]auditview.Row, len(recs))
 	for i, r := range recs {
-		rows[i] = rd.row(r)
+		rows[i] = rd.Row(r)
 	}
-	if werr := writeTable(out, rows); werr != nil {
+	if werr := auditview.WriteTable(out, rows); werr != nil {
 		return &exitError{1, werr}
 	}
 	return queryDone(err, stderr)
@@ -460,11 +461,11 @@ func auditFollow(c *cli.Context, stdout io.Writer) error {
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	asJSON := c.Bool("json")
-	rd := &renderer{loc: clock.loc, queries: make(map[uint64]*audit.Record)}
+	rd := &auditview.Renderer{Loc: clock.loc, Queries: make(map[uint64]*audit.Record)}
 	var line []byte
 	err = client.Follow(ctx, f, func() error {
 		if !asJSON {
-			if err := writeRow(out, header, followWidths); err != nil {
+			if err := auditview.WriteRow(out, auditview.Header, auditview.FollowWidths); err != nil {
 				return err
 			}
 		}
@@ -478,21 +479,21 @@ func auditFollow(c *cli.Context, stdout io.Writer) error {
 			return out.Flush()
 		}
 		if r.Kind == audit.KindDNS {
-			if len(rd.queries) >= followCache {
-				clear(rd.queries)
+			if len(rd.Queries) >= followCache {
+				clear(rd.Queries)
 			}
-			rd.queries[r.Seq] = r
+			rd.Queries[r.Seq] = r
 		}
-		if n := r.QuerySeq; r.Kind == audit.KindConn && n != 0 && rd.queries[n] == nil {
+		if n := r.QuerySeq; r.Kind == audit.KindConn && n != 0 && rd.Queries[n] == nil {
 			// The filter may leave the query out of the stream; ask for it, briefly.
 			lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			found, _ := boxSource{client}.queries(lctx, []uint64{n}, r.Time, r.Time)
 			cancel()
 			if q := found[n]; q != nil {
-				rd.queries[n] = q
+				rd.Queries[n] = q
 			}
 		}
-		if err := writeRow(out, rd.row(r), followWidths); err != nil {
+		if err := auditview.WriteRow(out, rd.Row(r), auditview.FollowWidths); err != nil {
 			return err
 		}
 		return out.Flush()

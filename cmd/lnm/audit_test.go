@@ -13,23 +13,24 @@ import (
 
 	"github.com/lnm-project/lnm/adminapi"
 	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/internal/auditview"
 	"github.com/lnm-project/lnm/internal/testkit"
 )
 
 func TestRenderTable(t *testing.T) {
 	recs := boxRecords()
-	rd := &renderer{loc: testZone, queries: map[uint64]*audit.Record{}}
+	rd := &auditview.Renderer{Loc: testZone, Queries: map[uint64]*audit.Record{}}
 	for i := range recs {
 		if recs[i].Kind == audit.KindDNS {
-			rd.queries[recs[i].Seq] = &recs[i]
+			rd.Queries[recs[i].Seq] = &recs[i]
 		}
 	}
-	var rows []row
+	var rows []auditview.Row
 	for i := range recs[1:] {
-		rows = append(rows, rd.row(&recs[1+i]))
+		rows = append(rows, rd.Row(&recs[1+i]))
 	}
 	var b bytes.Buffer
-	if err := writeTable(&b, rows); err != nil {
+	if err := auditview.WriteTable(&b, rows); err != nil {
 		t.Fatal(err)
 	}
 	testkit.Golden(t, "testdata/audit_table.golden", b.String())
@@ -45,23 +46,23 @@ func TestRenderTable(t *testing.T) {
 // from the connection's.
 func TestRenderLink(t *testing.T) {
 	q := earlyQuery
-	rd := &renderer{loc: testZone, queries: map[uint64]*audit.Record{3: &q}}
+	rd := &auditview.Renderer{Loc: testZone, Queries: map[uint64]*audit.Record{3: &q}}
 	conn := &audit.Record{Kind: audit.KindConn, QuerySeq: 3}
 
 	// Two UTC days, one CET day.
 	q.Time = time.Date(2026, 2, 28, 23, 0, 0, 900_000_000, time.UTC)
 	conn.Time = time.Date(2026, 3, 1, 0, 0, 0, 100_000_000, time.UTC)
-	if got, want := rd.link(conn), "query #3 A NOERROR -> 198.18.3.1 at 00:00:00.900 (59m59.2s before)"; got != want {
+	if got, want := rd.Row(conn)[auditview.ColDetail], "query #3 A NOERROR -> 198.18.3.1 at 00:00:00.900 (59m59.2s before)"; !strings.Contains(got, want) {
 		t.Errorf("same local day:\n got %s\nwant %s", got, want)
 	}
 	// One UTC day, two CET days.
 	q.Time = time.Date(2026, 2, 28, 22, 59, 59, 900_000_000, time.UTC)
 	conn.Time = time.Date(2026, 2, 28, 23, 0, 0, 100_000_000, time.UTC)
-	if got, want := rd.link(conn), "query #3 A NOERROR -> 198.18.3.1 at 2026-02-28 23:59:59.900 (200ms before)"; got != want {
+	if got, want := rd.Row(conn)[auditview.ColDetail], "query #3 A NOERROR -> 198.18.3.1 at 2026-02-28 23:59:59.900 (200ms before)"; !strings.Contains(got, want) {
 		t.Errorf("another local day:\n got %s\nwant %s", got, want)
 	}
 	conn.QuerySeq = 4
-	if got, want := rd.link(conn), "query #4 (not found)"; got != want {
+	if got, want := rd.Row(conn)[auditview.ColDetail], "query #4 (not found)"; !strings.Contains(got, want) {
 		t.Errorf("missing: got %s, want %s", got, want)
 	}
 }
@@ -71,7 +72,7 @@ func TestRenderSize(t *testing.T) {
 		n    int64
 		want string
 	}{{0, "0B"}, {1023, "1023B"}, {1024, "1.0KiB"}, {35_389, "34.6KiB"}, {10 << 20, "10.0MiB"}, {3 << 30, "3.0GiB"}, {5 << 50, "5.0PiB"}, {5 << 60, "5120.0PiB"}} {
-		if got := size(tc.n); got != tc.want {
+		if got := auditview.Size(tc.n); got != tc.want {
 			t.Errorf("size(%d) = %q, want %q", tc.n, got, tc.want)
 		}
 	}

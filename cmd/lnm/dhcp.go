@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lnm-project/lnm/adminapi"
+	"github.com/lnm-project/lnm/internal/auditview"
 )
 
 // dhcpTimeout bounds `lnm dhcp leases`: the box answers from memory.
@@ -78,7 +79,7 @@ func dhcpCommand(configFlag cli.Flag, stdout io.Writer) *cli.Command {
 func writeLeases(w io.Writer, l adminapi.DHCPLeases, now time.Time, loc *time.Location) error {
 	out := bufio.NewWriter(w)
 	if len(l.Leases) == 0 {
-		fmt.Fprintf(out, "no leases on %s\n", text(l.Interface))
+		fmt.Fprintf(out, "no leases on %s\n", auditview.Text(l.Interface))
 		return out.Flush()
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
@@ -88,7 +89,7 @@ func writeLeases(w io.Writer, l adminapi.DHCPLeases, now time.Time, loc *time.Lo
 		if x.State == "bound" {
 			until += " (in " + x.Expires.Sub(now).Round(time.Second).String() + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", x.Addr, text(x.MAC), orDash(field(x.Device)), text(x.State), until)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", x.Addr, auditview.Text(x.MAC), auditview.OrDash(auditview.Field(x.Device)), auditview.Text(x.State), until)
 	}
 	tw.Flush()
 	return out.Flush()

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lnm-project/lnm/adminapi"
+	"github.com/lnm-project/lnm/internal/auditview"
 )
 
 // statusTimeout bounds `lnm status`: the box answers from memory.
@@ -69,9 +70,9 @@ func writeStatus(w io.Writer, st *adminapi.Status, loc *time.Location) error {
 	if mode == "" {
 		mode = "enforce"
 	}
-	line("box", "%s, level %d, %s", orDash(field(st.Box)), st.Level, text(mode))
-	line("version", "%s", orDash(text(st.Version)))
-	line("config", "%s", orDash(text(st.Config)))
+	line("box", "%s, level %d, %s", auditview.OrDash(auditview.Field(st.Box)), st.Level, auditview.Text(mode))
+	line("version", "%s", auditview.OrDash(auditview.Text(st.Version)))
+	line("config", "%s", auditview.OrDash(auditview.Text(st.Config)))
 	up := uptime(time.Duration(st.UptimeS) * time.Second)
 	if st.Started.IsZero() {
 		line("uptime", "%s", up)
@@ -82,9 +83,9 @@ func writeStatus(w io.Writer, st *adminapi.Status, loc *time.Location) error {
 	case p == nil:
 		line("parent", "none (top level: names are resolved upstream)")
 	case p.Reachable:
-		line("parent", "%s answers (rtt %s)", text(p.Addr), time.Duration(p.RTTMS)*time.Millisecond)
+		line("parent", "%s answers (rtt %s)", auditview.Text(p.Addr), time.Duration(p.RTTMS)*time.Millisecond)
 	default:
-		line("parent", "%s DOES NOT ANSWER: %s", text(p.Addr), orDash(text(p.Error)))
+		line("parent", "%s DOES NOT ANSWER: %s", auditview.Text(p.Addr), auditview.OrDash(auditview.Text(p.Error)))
 	}
 	if len(st.Listeners) == 0 {
 		line("listeners", "none")
@@ -94,7 +95,7 @@ func writeStatus(w io.Writer, st *adminapi.Status, loc *time.Location) error {
 		if i == 0 {
 			label = "listeners"
 		}
-		line(label, "%-9s %s", text(l.Proto), text(l.Addr))
+		line(label, "%-9s %s", auditview.Text(l.Proto), auditview.Text(l.Addr))
 	}
 	line("rules", "%d", st.Rules)
 	cn := st.Counters
@@ -104,20 +105,20 @@ func writeStatus(w io.Writer, st *adminapi.Status, loc *time.Location) error {
 		line("dns", "%d queries, %d denied", cn.DNSQueries, cn.DNSDenied)
 	}
 	line("conns", "%d connections, %d denied, %d active", cn.Conns, cn.ConnsDenied, st.Active)
-	line("bytes", "up %s, down %s", size(int64(cn.BytesUp)), size(int64(cn.BytesDown)))
+	line("bytes", "up %s, down %s", auditview.Size(int64(cn.BytesUp)), auditview.Size(int64(cn.BytesDown)))
 
 	a := st.Audit
 	switch {
 	case a.Dir == "":
 		line("audit", "off: records are kept in memory only")
 	case a.Healthy:
-		line("audit", "%s: healthy", text(a.Dir))
+		line("audit", "%s: healthy", auditview.Text(a.Dir))
 	default:
 		policy := "failing closed: new queries get SERVFAIL, new connections are refused"
 		if a.FailOpen {
 			policy = "failing open: serving without records"
 		}
-		line("audit", "%s: FAILING: %s", text(a.Dir), orDash(text(a.Error)))
+		line("audit", "%s: FAILING: %s", auditview.Text(a.Dir), auditview.OrDash(auditview.Text(a.Error)))
 		more("%s; %d refused while failing", policy, a.Refused)
 	}
 	if a.Dir != "" {
@@ -125,9 +126,9 @@ func writeStatus(w io.Writer, st *adminapi.Status, loc *time.Location) error {
 	}
 	s := st.Store
 	if s.Oldest.IsZero() {
-		line("store", "%d records, %s", s.Records, size(s.Bytes))
+		line("store", "%d records, %s", s.Records, auditview.Size(s.Bytes))
 	} else {
-		line("store", "%d records, %s, oldest %s", s.Records, size(s.Bytes), s.Oldest.In(loc).Format(timeLayout))
+		line("store", "%d records, %s, oldest %s", s.Records, auditview.Size(s.Bytes), s.Oldest.In(loc).Format(auditview.TimeLayout))
 	}
 	top := func(title string, cs []adminapi.Count) {
 		fmt.Fprintf(out, "%s in the last hour:", title)
@@ -138,11 +139,11 @@ func writeStatus(w io.Writer, st *adminapi.Status, loc *time.Location) error {
 		fmt.Fprintln(out)
 		width, countWidth := 0, 0
 		for _, c := range cs {
-			width = max(width, len(field(c.Key)))
+			width = max(width, len(auditview.Field(c.Key)))
 			countWidth = max(countWidth, len(strconv.Itoa(c.Count)))
 		}
 		for _, c := range cs {
-			fmt.Fprintf(out, "  %-*s  %*d\n", width, field(c.Key), countWidth, c.Count)
+			fmt.Fprintf(out, "  %-*s  %*d\n", width, auditview.Field(c.Key), countWidth, c.Count)
 		}
 	}
 	top("top clients", st.TopClients)

@@ -1,4 +1,7 @@
-package main
+// Package auditview renders audit records for people: the one-line-a-record table of `lnm
+// audit query` and `lnm audit follow`, and the small Text helpers (sizes, times, names made
+// safe for a terminal) the CLI's other tables share. Machines read --json instead.
+package auditview
 
 import (
 	"fmt"
@@ -32,107 +35,107 @@ const (
 	colClient
 	colName
 	colVerdict
-	colDetail
+	ColDetail
 	numCols
 )
 
-type row [numCols]string
+type Row [numCols]string
 
-var header = row{"SEQ", "TIME", "KIND", "CLIENT", "NAME/SNI", "VERDICT", "DETAIL"}
+var Header = Row{"SEQ", "TIME", "KIND", "CLIENT", "NAME/SNI", "VERDICT", "DETAIL"}
 
-// followWidths are the fixed widths of `lnm audit follow`, which cannot look ahead: an IPv4
+// FollowWidths are the fixed widths of `lnm audit follow`, which cannot look ahead: an IPv4
 // client with its port, and names of common length, stay aligned; longer values push the
 // rest of their line right.
-var followWidths = [colDetail]int{7, 23, 7, 21, 30, 10}
+var FollowWidths = [ColDetail]int{7, 23, 7, 21, 30, 10}
 
 const (
-	timeLayout    = "2006-01-02 15:04:05.000"
+	TimeLayout    = "2006-01-02 15:04:05.000"
 	timeOfDay     = "15:04:05.000"
 	columnSpacing = "  "
 )
 
-// renderer turns records into rows. queries holds the dns records conns link to, by seq.
-type renderer struct {
-	loc     *time.Location
-	queries map[uint64]*audit.Record
+// Renderer turns records into rows. queries holds the dns records conns link to, by seq.
+type Renderer struct {
+	Loc     *time.Location
+	Queries map[uint64]*audit.Record
 }
 
-func (rd *renderer) time(t time.Time) string { return t.In(rd.loc).Format(timeLayout) }
+func (rd *Renderer) time(t time.Time) string { return t.In(rd.Loc).Format(TimeLayout) }
 
-func (rd *renderer) row(r *audit.Record) row {
-	var out row
+func (rd *Renderer) Row(r *audit.Record) Row {
+	var out Row
 	out[colSeq] = strconv.FormatUint(r.Seq, 10)
 	out[colTime] = rd.time(r.Time)
-	out[colKind] = orDash(field(string(r.Kind)))
-	out[colVerdict] = orDash(field(r.Verdict))
+	out[colKind] = OrDash(Field(string(r.Kind)))
+	out[colVerdict] = OrDash(Field(r.Verdict))
 	var d detail
 	switch r.Kind {
 	case audit.KindDNS:
 		out[colClient] = clientString(r, false)
-		out[colName] = orDash(field(r.Name))
+		out[colName] = OrDash(Field(r.Name))
 		rd.dnsDetail(&d, r)
 	case audit.KindConn:
 		out[colClient] = clientString(r, true)
-		out[colName] = orDash(field(r.SNI))
+		out[colName] = OrDash(Field(r.SNI))
 		rd.connDetail(&d, r)
 	case audit.KindConfig:
 		out[colClient], out[colName] = "-", "-"
-		d.add(text(r.Change))
+		d.add(Text(r.Change))
 		if r.UID != nil {
 			d.add("uid " + strconv.Itoa(*r.UID))
 		} else {
 			d.add("by the box")
 		}
 		if r.Hash != "" {
-			d.add("hash " + text(r.Hash))
+			d.add("hash " + Text(r.Hash))
 		}
 	case audit.KindDHCP:
-		out[colClient], out[colName] = orDash(clientString(r, false)), "-"
-		d.add(text(r.Event))
+		out[colClient], out[colName] = OrDash(clientString(r, false)), "-"
+		d.add(Text(r.Event))
 		if r.MAC != "" {
-			d.add("mac " + text(r.MAC))
+			d.add("mac " + Text(r.MAC))
 		}
 		if r.Reason != "" {
-			d.add("reason " + text(r.Reason))
+			d.add("reason " + Text(r.Reason))
 		}
 	case audit.KindSummary:
-		out[colClient], out[colName] = orDash(clientString(r, true)), orDash(field(r.Name))
+		out[colClient], out[colName] = OrDash(clientString(r, true)), OrDash(Field(r.Name))
 		d.add("count " + strconv.FormatUint(r.Count, 10))
 		if r.Reason != "" {
-			d.add("reason " + text(r.Reason))
+			d.add("reason " + Text(r.Reason))
 		}
 	default: // a kind newer than this program: what every record may carry
-		out[colClient], out[colName] = orDash(clientString(r, true)), orDash(field(r.Name))
+		out[colClient], out[colName] = OrDash(clientString(r, true)), OrDash(Field(r.Name))
 		if r.Reason != "" {
-			d.add("reason " + text(r.Reason))
+			d.add("reason " + Text(r.Reason))
 		}
 	}
-	out[colDetail] = d.String()
+	out[ColDetail] = d.String()
 	return out
 }
 
 // reasonListed is the reason of every ordinary allow: the rule column says it already.
 const reasonListed = string(allowlist.ReasonListed)
 
-func (rd *renderer) dnsDetail(d *detail, r *audit.Record) {
-	d.add(strings.TrimSpace(field(r.QType) + " " + field(r.Rcode)))
+func (rd *Renderer) dnsDetail(d *detail, r *audit.Record) {
+	d.add(strings.TrimSpace(Field(r.QType) + " " + Field(r.Rcode)))
 	if len(r.Answer) > 0 {
 		d.append(" -> " + addrs(r))
 	}
 	if r.Reason != "" && r.Reason != reasonListed {
-		d.add("reason " + text(r.Reason))
+		d.add("reason " + Text(r.Reason))
 	}
 	if r.Rule != "" {
-		d.add("rule " + text(r.Rule))
+		d.add("rule " + Text(r.Rule))
 	}
 }
 
-func (rd *renderer) connDetail(d *detail, r *audit.Record) {
-	d.add(orDash(field(r.Event)))
+func (rd *Renderer) connDetail(d *detail, r *audit.Record) {
+	d.add(OrDash(Field(r.Event)))
 	if len(r.Flags) > 0 {
 		fl := make([]string, len(r.Flags))
 		for i, f := range r.Flags {
-			fl[i] = field(f)
+			fl[i] = Field(f)
 		}
 		d.append(" [" + strings.Join(fl, " ") + "]")
 	}
@@ -143,7 +146,7 @@ func (rd *renderer) connDetail(d *detail, r *audit.Record) {
 		d.append(" :" + strconv.Itoa(int(r.Port)))
 	}
 	if r.Via != "" {
-		d.append(" via " + field(r.Via))
+		d.append(" via " + Field(r.Via))
 	}
 	if r.Upstream.IsValid() {
 		d.append(" -> " + r.Upstream.String())
@@ -151,7 +154,7 @@ func (rd *renderer) connDetail(d *detail, r *audit.Record) {
 	if len(r.ALPN) > 0 {
 		a := make([]string, len(r.ALPN))
 		for i, p := range r.ALPN {
-			a[i] = field(p)
+			a[i] = Field(p)
 		}
 		d.add("alpn " + strings.Join(a, ","))
 	}
@@ -159,31 +162,31 @@ func (rd *renderer) connDetail(d *detail, r *audit.Record) {
 		d.add(rd.link(r))
 	}
 	if r.Event == audit.EventClose {
-		d.add(fmt.Sprintf("up %s down %s in %s", size(r.BytesUp), size(r.BytesDown),
+		d.add(fmt.Sprintf("up %s down %s in %s", Size(r.BytesUp), Size(r.BytesDown),
 			(time.Duration(r.DurationMS) * time.Millisecond).String()))
 	}
 	if r.Reason != "" && r.Reason != reasonListed {
-		d.add("reason " + text(r.Reason))
+		d.add("reason " + Text(r.Reason))
 	}
 	if r.Rule != "" && r.Event != audit.EventClose { // a close repeats its open's rule
-		d.add("rule " + text(r.Rule))
+		d.add("rule " + Text(r.Rule))
 	}
 }
 
 // link describes the dns record a conn is linked to.
-func (rd *renderer) link(r *audit.Record) string {
+func (rd *Renderer) link(r *audit.Record) string {
 	s := "query #" + strconv.FormatUint(r.QuerySeq, 10)
-	q := rd.queries[r.QuerySeq]
+	q := rd.Queries[r.QuerySeq]
 	if q == nil {
 		return s + " (not found)"
 	}
-	s += " " + strings.TrimSpace(field(q.QType)+" "+field(q.Rcode))
+	s += " " + strings.TrimSpace(Field(q.QType)+" "+Field(q.Rcode))
 	if len(q.Answer) > 0 {
 		s += " -> " + addrs(q)
 	}
-	at, layout := q.Time.In(rd.loc), timeLayout
-	if sameDay(at, r.Time.In(rd.loc)) {
-		layout = timeOfDay // the date is in the row's TIME
+	at, layout := q.Time.In(rd.Loc), TimeLayout
+	if sameDay(at, r.Time.In(rd.Loc)) {
+		layout = timeOfDay // the date is in the Row's TIME
 	}
 	s += " at " + at.Format(layout)
 	if gap := r.Time.Sub(q.Time).Round(time.Millisecond); gap >= 0 {
@@ -226,7 +229,7 @@ func clientString(r *audit.Record, withPort bool) string {
 		s = r.Client.Addr().String()
 	}
 	if r.Device != "" {
-		s += " (" + field(r.Device) + ")"
+		s += " (" + Field(r.Device) + ")"
 	}
 	return s
 }
@@ -239,17 +242,17 @@ func addrs(r *audit.Record) string {
 	return strings.Join(s, ",")
 }
 
-func orDash(s string) string {
+func OrDash(s string) string {
 	if s == "" {
 		return "-"
 	}
 	return s
 }
 
-// field makes a value safe for one column: names and SNIs come from devices, and a byte that
+// Field makes a value safe for one column: names and SNIs come from devices, and a byte that
 // moves the cursor or starts a terminal escape must not reach the screen. A value with
 // anything but printable, non-space characters is shown Go-quoted.
-func field(s string) string {
+func Field(s string) string {
 	for _, c := range s {
 		if c == utf8.RuneError || !unicode.IsPrint(c) || unicode.IsSpace(c) {
 			return strconv.QuoteToASCII(s)
@@ -258,8 +261,8 @@ func field(s string) string {
 	return s
 }
 
-// text is field for free text, where plain spaces are fine.
-func text(s string) string {
+// Text is Field for free Text, where plain spaces are fine.
+func Text(s string) string {
 	for _, c := range s {
 		if c == utf8.RuneError || (!unicode.IsPrint(c) && c != ' ') {
 			return strconv.QuoteToASCII(s)
@@ -268,8 +271,8 @@ func text(s string) string {
 	return s
 }
 
-// size writes a byte count the way people read it; --json has the exact number.
-func size(n int64) string {
+// Size writes a byte count the way people read it; --json has the exact number.
+func Size(n int64) string {
 	const unit = 1024
 	if n < unit {
 		return strconv.FormatInt(n, 10) + "B"
@@ -282,26 +285,26 @@ func size(n int64) string {
 	return strconv.FormatFloat(v, 'f', 1, 64) + [...]string{"KiB", "MiB", "GiB", "TiB", "PiB"}[i]
 }
 
-// writeTable writes the header and rows aligned to the widest value of each column.
-func writeTable(w io.Writer, rows []row) error {
-	var widths [colDetail]int
-	for _, r := range append([]row{header}, rows...) {
+// WriteTable writes the Header and rows aligned to the widest value of each column.
+func WriteTable(w io.Writer, rows []Row) error {
+	var widths [ColDetail]int
+	for _, r := range append([]Row{Header}, rows...) {
 		for i := range widths {
 			widths[i] = max(widths[i], utf8.RuneCountInString(r[i]))
 		}
 	}
-	if err := writeRow(w, header, widths); err != nil {
+	if err := WriteRow(w, Header, widths); err != nil {
 		return err
 	}
 	for _, r := range rows {
-		if err := writeRow(w, r, widths); err != nil {
+		if err := WriteRow(w, r, widths); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func writeRow(w io.Writer, r row, widths [colDetail]int) error {
+func WriteRow(w io.Writer, r Row, widths [ColDetail]int) error {
 	var b strings.Builder
 	for i, wd := range widths {
 		b.WriteString(r[i])
@@ -310,7 +313,7 @@ func writeRow(w io.Writer, r row, widths [colDetail]int) error {
 		}
 		b.WriteString(columnSpacing)
 	}
-	b.WriteString(r[colDetail])
+	b.WriteString(r[ColDetail])
 	line := strings.TrimRight(b.String(), " ")
 	_, err := io.WriteString(w, line+"\n")
 	return err
