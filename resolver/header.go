@@ -1,6 +1,12 @@
 package resolver
 
-import "github.com/miekg/dns"
+import (
+	"errors"
+	"net"
+	"time"
+
+	"github.com/miekg/dns"
+)
 
 // The header bits of a reply. RFC 1035 §4.1.1 has a server copy the ID, the opcode and RD
 // into its reply (RFC 6840 §5.9 adds CD); every other bit is the server's own. The box is
@@ -51,3 +57,24 @@ func (w ownBitsWriter) Write(msg []byte) (int, error) {
 }
 
 func decorateWriter(w dns.Writer) dns.Writer { return ownBitsWriter{w} }
+
+// errShortMessage ends a TCP connection whose next message cannot even hold a header: a
+// length of zero, or a few stray bytes. miekg/dns would skip it and wait for the next one for
+// the idle timeout; a peer that frames garbage gets its connection closed at once.
+var errShortMessage = errors.New("resolver: a TCP message shorter than a DNS header")
+
+// tcpReader closes the connection on a message too short to be DNS (see errShortMessage).
+type tcpReader struct{ dns.Reader }
+
+func (r tcpReader) ReadTCP(conn net.Conn, timeout time.Duration) ([]byte, error) {
+	m, err := r.Reader.ReadTCP(conn, timeout)
+	if err == nil && len(m) < dnsHeaderLen {
+		return nil, errShortMessage
+	}
+	return m, err
+}
+
+// dnsHeaderLen is the fixed header's size (RFC 1035 §4.1.1).
+const dnsHeaderLen = 12
+
+func decorateTCPReader(r dns.Reader) dns.Reader { return tcpReader{r} }

@@ -322,6 +322,7 @@ func (s *Server) Start() error {
 		{
 			Listener:          tl,
 			Handler:           s,
+			DecorateReader:    decorateTCPReader,
 			DecorateWriter:    decorateWriter,
 			MsgAcceptFunc:     acceptMsg,
 			ReadTimeout:       tcpReadTimeout,
