@@ -169,10 +169,13 @@ func (rt *Runtime) registerGauges() {
 	m := rt.metrics
 	m.gaugeFunc("lnm_store_records", "Audit records held in memory.", func() float64 { return float64(rt.store.Stats().Records()) })
 	m.gaugeFunc("lnm_store_bytes", "Estimated memory of the records held.", func() float64 { return float64(rt.store.Stats().Bytes) })
-	m.counterFunc("lnm_accept_errors_total", "Failed accepts on the proxy and tcp ports (out of file descriptors, most often).", func() float64 {
+	m.counterFunc("lnm_accept_errors_total", "Failed accepts on the proxy, tcp and DNS TCP ports (out of file descriptors, most often).", func() float64 {
 		var n uint64
 		for _, f := range rt.fwds {
 			n += f.AcceptErrors()
+		}
+		for _, d := range rt.dns {
+			n += d.AcceptErrors()
 		}
 		return float64(n)
 	})

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/internal/acceptpace"
 )
 
 // PortMap is one proxy port: devices connect to Listen, the stream leaves for Upstream.
@@ -323,10 +324,10 @@ func (f *Forwarder) Close() error {
 func (f *Forwarder) AcceptErrors() uint64 { return f.acceptErrors.Load() }
 
 // acceptLoop accepts until the listener closes, backing off on errors (such as running out
-// of file descriptors) and summarizing them (acceptFailures).
+// of file descriptors) and summarizing them (acceptpace).
 func (f *Forwarder) acceptLoop(ln net.Listener, port uint16) {
 	defer f.wg.Done()
-	var fails acceptFailures
+	var fails acceptpace.Pacer
 	for {
 		c, err := ln.Accept()
 		f.accepts.Add(1)
@@ -335,7 +336,7 @@ func (f *Forwarder) acceptLoop(ln net.Listener, port uint16) {
 				return
 			}
 			f.acceptErrors.Add(1)
-			wait, first := fails.failed()
+			wait, first := fails.Failed()
 			if first {
 				msg := "accept failed; retrying, and logging again when it works"
 				if outOfDescriptors(err) {
@@ -350,7 +351,7 @@ func (f *Forwarder) acceptLoop(ln net.Listener, port uint16) {
 			}
 			continue
 		}
-		if n := fails.ok(); n > 0 {
+		if n := fails.OK(); n > 0 {
 			f.log.Warn("accepting again", "addr", ln.Addr().String(), "failed_accepts", n)
 		}
 		f.mu.Lock()

@@ -153,10 +153,12 @@ type Server struct {
 	closed  bool
 	addr    netip.AddrPort
 	servers []*dns.Server
-	served  sync.WaitGroup // the serving goroutines
-	limit   *limiter       // nil: no rate limit
-	stopSum chan struct{}  // closed at Close: the summary goroutine's last round
-	sumDone chan struct{}  // closed when it has returned
+	// tcpAccept is the TCP listener's pacing, kept for AcceptErrors; nil before Start.
+	tcpAccept *pacedListener
+	served    sync.WaitGroup // the serving goroutines
+	limit     *limiter       // nil: no rate limit
+	stopSum   chan struct{}  // closed at Close: the summary goroutine's last round
+	sumDone   chan struct{}  // closed when it has returned
 
 	closeOnce sync.Once
 	closeErr  error
@@ -288,6 +290,17 @@ func (s *Server) Addr() netip.AddrPort {
 	return s.cfg.Addr
 }
 
+// AcceptErrors is how many TCP accepts have failed since Start (out of file descriptors,
+// most often).
+func (s *Server) AcceptErrors() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tcpAccept == nil {
+		return 0
+	}
+	return s.tcpAccept.fails.Load()
+}
+
 // Start listens on UDP and TCP and returns once both serve. A server starts at most once.
 func (s *Server) Start() error {
 	s.mu.Lock()
@@ -303,6 +316,8 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.addr = netip.AddrPortFrom(s.cfg.Addr.Addr(), uint16(tl.Addr().(*net.TCPAddr).Port))
+	s.tcpAccept = newPacedListener(tl, s.log)
+	tl = s.tcpAccept
 	if s.cfg.MaxTCPConns > 0 {
 		tl = netutil.LimitListener(tl, s.cfg.MaxTCPConns)
 	}

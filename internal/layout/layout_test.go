@@ -28,14 +28,15 @@ var mayImport = map[string][]string{
 	"onboard":             {"audit", "allowlist"},
 	"store":               {"audit", "allowlist"},
 	"audit":               {"allowlist"},
-	"forwarder":           {"allowlist"},
-	"resolver":            {"allowlist"},
+	"forwarder":           {"allowlist", "internal/acceptpace"},
+	"resolver":            {"allowlist", "internal/acceptpace"},
 	"dhcp":                {"internal/atomicfile"},
 	"allowlist":           {},
 	"internal/testkit":    {},
 	"internal/layout":     {},
 	"internal/completion": {},
 	"internal/atomicfile": {},
+	"internal/acceptpace": {},
 	"internal/auditview":  {"audit", "allowlist"},
 }
 
