@@ -38,9 +38,8 @@ func TestPacedListener(t *testing.T) {
 	deadline := time.Now().Add(300 * time.Millisecond)
 	for time.Now().Before(deadline) {
 		_, err := l.Accept()
-		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Temporary() {
-			t.Fatalf("accept: %v, want a temporary error", err)
+		if !errors.Is(err, syscall.EMFILE) { // the error goes back to miekg/dns's loop as it was
+			t.Fatalf("accept: %v, want EMFILE", err)
 		}
 	}
 	if fl.calls > 10 {
