@@ -78,6 +78,7 @@ var labTools = map[string]string{
 	"curl":          "curl",
 	"openssl":       "openssl",
 	"mosquitto_pub": "mosquitto-clients",
+	"busybox":       "busybox", // nc, for a plain TCP route
 }
 
 var labSeq atomic.Int32
@@ -431,10 +432,14 @@ func (l *lab) writeCerts() {
 	ca := testkit.NewCA(l.t)
 	l.caFile = filepath.Join(l.dir, "ca.pem")
 	writePEM(l.t, l.caFile, ca.CertPEM())
+	names := []string{plantHistorian}
 	for _, n := range inetNames {
-		certPEM, keyPEM := testkit.PEM(l.t, ca.Issue(l.t, n.name))
-		writePEM(l.t, filepath.Join(l.dir, n.name+".pem"), certPEM)
-		writePEM(l.t, filepath.Join(l.dir, n.name+"-key.pem"), keyPEM)
+		names = append(names, n.name)
+	}
+	for _, name := range names {
+		certPEM, keyPEM := testkit.PEM(l.t, ca.Issue(l.t, name))
+		writePEM(l.t, filepath.Join(l.dir, name+".pem"), certPEM)
+		writePEM(l.t, filepath.Join(l.dir, name+"-key.pem"), keyPEM)
 	}
 }
 
@@ -448,14 +453,18 @@ func writePEM(t *testing.T, path string, data []byte) {
 
 // startInet runs the internet's DNS and TLS servers inside the inet namespace, in a copy of
 // this test binary, and waits until they are bound.
-func (l *lab) startInet() *proc {
+func (l *lab) startInet() *proc { return l.startHelper("inet", "inet") }
+
+// startHelper runs a helper mode of this test binary (see TestLabHelper) in host's namespace
+// and waits for its MODE.ready file.
+func (l *lab) startHelper(host, mode string) *proc {
 	l.t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	ready := filepath.Join(l.dir, "inet.ready")
-	p := l.start("inet", "inet", []string{helperEnv + "=inet", helperDirEnv + "=" + l.dir},
+	ready := filepath.Join(l.dir, mode+".ready")
+	p := l.start(host, mode, []string{helperEnv + "=" + mode, helperDirEnv + "=" + l.dir},
 		self, "-test.run=^TestLabHelper$", "-test.timeout=0", "-test.count=1")
 	ok := waitFor(15*time.Second, func() bool {
 		if done, _ := p.exited(); done {
@@ -465,10 +474,10 @@ func (l *lab) startInet() *proc {
 		return err == nil
 	})
 	if done, err := p.exited(); done {
-		l.t.Fatalf("inet helper exited early: %v\n%s", err, readFile(p.log))
+		l.t.Fatalf("%s helper exited early: %v\n%s", mode, err, readFile(p.log))
 	}
 	if !ok {
-		l.t.Fatalf("inet helper not ready within 15 s\n%s", readFile(p.log))
+		l.t.Fatalf("%s helper not ready within 15 s\n%s", mode, readFile(p.log))
 	}
 	return p
 }
@@ -494,12 +503,12 @@ func readFile(path string) string {
 // TestLabHelper is not a test: it is the internet's servers, run by the lab inside the
 // inet namespace (startInet). It runs only when the lab sets LNM_LAB_HELPER.
 func TestLabHelper(t *testing.T) {
-	if os.Getenv(helperEnv) != "inet" {
+	run := map[string]func(dir string) error{"inet": runInet, "plant": runPlant, "historian": runHistorian}[os.Getenv(helperEnv)]
+	if run == nil {
 		t.Skip("lab helper process; runs only when the lab starts it inside a namespace")
 	}
-	dir := os.Getenv(helperDirEnv)
-	if err := runInet(dir); err != nil {
-		fmt.Fprintln(os.Stderr, "inet helper:", err)
+	if err := run(os.Getenv(helperDirEnv)); err != nil {
+		fmt.Fprintln(os.Stderr, os.Getenv(helperEnv), "helper:", err)
 		os.Exit(1)
 	}
 	os.Exit(0)
