@@ -160,6 +160,7 @@ func TestRuntimeMaxPending(t *testing.T) {
 	defer rt.Close()
 	addr := fmt.Sprintf("127.0.0.1:%d", proxyPort)
 	var held, closed int
+	var conns []net.Conn
 	for range 2 {
 		c, err := net.Dial("tcp", addr)
 		if errors.Is(err, syscall.ECONNRESET) { // refused so fast that connect saw the reset
@@ -170,8 +171,13 @@ func TestRuntimeMaxPending(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		c.SetReadDeadline(time.Now().Add(time.Second))
-		_, err = c.Read(make([]byte, 1))
+		conns = append(conns, c)
+	}
+	// Both are open before either is read: a full table shortens the hello deadline to a
+	// second, so the held one is closed a second after its accept.
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, err := c.Read(make([]byte, 1))
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			held++
