@@ -16,7 +16,9 @@ import (
 
 	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/forwarder"
 	"github.com/lnm-project/lnm/internal/testkit"
+	"github.com/lnm-project/lnm/resolver"
 )
 
 // TestMain fails the package when any test leaves a goroutine running: a runtime that
@@ -189,5 +191,13 @@ func TestRuntimeMaxPending(t *testing.T) {
 	}
 	if held != 1 || closed != 1 {
 		t.Fatalf("max_pending 1: %d connections held, %d closed; want one of each", held, closed)
+	}
+}
+
+// TestChildFactorsAgree: the README promises one factor for a child box's limits, DNS and
+// connections alike.
+func TestChildFactorsAgree(t *testing.T) {
+	if forwarder.DefaultChildFactor != resolver.DefaultChildFactor {
+		t.Errorf("a child gets %dx the connection limits but %dx the DNS TCP one", forwarder.DefaultChildFactor, resolver.DefaultChildFactor)
 	}
 }
