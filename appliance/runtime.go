@@ -318,11 +318,11 @@ func (rt *Runtime) plan(cfg *config.Config, learn bool, prev *plan) (*plan, erro
 			OnLimited:    rt.trail.onConnLimited,
 
 			MaxConnsPerSrc: limitOrNone(cfg.MaxConnsPerSource),
-			Learn:        learn,
-			DrainRevoked: cfg.DrainRevoked,
-			Logger:       rt.log,
-			OnEvent:      rt.trail.onConn,
-			NewID:        rt.newConnID,
+			Learn:          learn,
+			DrainRevoked:   cfg.DrainRevoked,
+			Logger:         rt.log,
+			OnEvent:        rt.trail.onConn,
+			NewID:          rt.newConnID,
 		})
 		if pl.upstream != nil { // never a typed nil in the interface
 			pl.fwds[len(pl.fwds)-1].Resolver = pl.upstream
