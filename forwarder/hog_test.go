@@ -142,3 +142,42 @@ func TestCase20RateOfNewConnections(t *testing.T) {
 		t.Errorf("%d of the hog's %d connections recorded, %d summarized (Unrecorded %d); want 10 recorded", recorded, tries, summed, s.fwd.Unrecorded())
 	}
 }
+
+// TestCase20LimitsReload: a committed config's limits apply to the next connection, and
+// the streams a source already holds count against them.
+func TestCase20LimitsReload(t *testing.T) {
+	ca := testkit.NewCA(t)
+	be := testkit.TLSEcho(t, "127.0.0.1:0", ca.Issue(t, "a.example.test"))
+	s := start(t, forwarder.Config{List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1")}, be.Port())
+	c, err := streamFrom(t, s.addr(), "127.0.0.2", "a.example.test", ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s.events.next(t, forwarder.EventOpen)
+	cfg := s.cfg
+	cfg.MaxConnsPerSrc = 1
+	p, err := s.fwd.Prepare(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Commit()
+	if _, err := streamFrom(t, s.addr(), "127.0.0.2", "a.example.test", ca); err == nil {
+		t.Fatal("a second stream past the reloaded cap of 1")
+	}
+	if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != forwarder.ReasonTooManyConns {
+		t.Errorf("deny %q, want too_many_conns", ev.Reason)
+	}
+	if err := roundTripTLS(c); err != nil {
+		t.Errorf("the stream held before the reload: %v", err)
+	}
+}
+
+func roundTripTLS(c *tls.Conn) error {
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "again"); err != nil {
+		return err
+	}
+	_, err := c.Read(make([]byte, 64))
+	return err
+}
