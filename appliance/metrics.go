@@ -95,6 +95,16 @@ func (m *boxMetrics) gaugeFunc(name, help string, fn func() float64) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
 }
 
+// limitedFunc registers the series of lnm_connections_limited_total for one reason, kept by
+// the forwarders and read at scrape time.
+func (m *boxMetrics) limitedFunc(reason string, fn func() uint64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name:        "lnm_connections_limited_total",
+		Help:        "Connections a limit closed at once (or, hello_evicted, while waiting for their ClientHello), recorded or summarized, by reason.",
+		ConstLabels: prometheus.Labels{"reason": reason},
+	}, func() float64 { return float64(fn()) }))
+}
+
 // counterFunc registers a counter kept elsewhere and read at scrape time.
 func (m *boxMetrics) counterFunc(name, help string, fn func() float64) {
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, fn))
@@ -142,7 +152,7 @@ func (m *boxMetrics) conn(ev forwarder.Event) {
 		m.serverTotalConns.Inc()
 		if ev.SNI != "" {
 			m.sniFound.Inc()
-		} else if ev.Reason != allowlist.ReasonSourceNotAllowed && ev.Reason != forwarder.ReasonTooManyPending {
+		} else if ev.Reason != allowlist.ReasonSourceNotAllowed && !limitReason(ev.Reason) {
 			m.sniNotFound.Inc()
 		}
 		if ev.HelloSize > 0 {
@@ -161,4 +171,13 @@ func (m *boxMetrics) observeConnect(ev forwarder.Event) {
 	if ev.Dial > 0 {
 		m.dialLatency.Observe(ev.Dial.Seconds())
 	}
+}
+
+// limitReason reports whether a limit closed the connection before any hello was read.
+func limitReason(r allowlist.Reason) bool {
+	switch r {
+	case forwarder.ReasonTooManyPending, forwarder.ReasonTooManyConns, forwarder.ReasonConnRateLimited:
+		return true
+	}
+	return false
 }

@@ -51,6 +51,9 @@ var wantMetrics = []struct {
 	{name: "lnm_audit_write_errors_total", kind: dto.MetricType_COUNTER, runtime: true},
 	{name: "lnm_audit_refused_total", kind: dto.MetricType_COUNTER, runtime: true},
 	{name: "lnm_audit_healthy", kind: dto.MetricType_GAUGE, runtime: true},
+	{name: "lnm_connections_limited_total", kind: dto.MetricType_COUNTER, runtime: true},
+	{name: "lnm_connections_summarized_total", kind: dto.MetricType_COUNTER, runtime: true},
+	{name: "lnm_dns_tcp_refused_total", kind: dto.MetricType_COUNTER, runtime: true},
 }
 
 // checkMetricTypes fails t for every promised family missing from fams or of another type;

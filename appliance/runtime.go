@@ -169,6 +169,28 @@ func (rt *Runtime) registerGauges() {
 	m := rt.metrics
 	m.gaugeFunc("lnm_store_records", "Audit records held in memory.", func() float64 { return float64(rt.store.Stats().Records()) })
 	m.gaugeFunc("lnm_store_bytes", "Estimated memory of the records held.", func() float64 { return float64(rt.store.Stats().Bytes) })
+	for _, reason := range []allowlist.Reason{forwarder.ReasonTooManyConns, forwarder.ReasonConnRateLimited, forwarder.ReasonTooManyPending, forwarder.ReasonHelloEvicted} {
+		m.limitedFunc(string(reason), func() (n uint64) {
+			for _, f := range rt.fwds {
+				n += f.Limited(reason)
+			}
+			return n
+		})
+	}
+	m.counterFunc("lnm_connections_summarized_total", "Denied connections counted in conn_limited summary records instead of recorded one by one.", func() float64 {
+		var n uint64
+		for _, f := range rt.fwds {
+			n += f.Unrecorded()
+		}
+		return float64(n)
+	})
+	m.counterFunc("lnm_dns_tcp_refused_total", "DNS TCP connections closed at once: the client held dns_tcp_per_source.", func() float64 {
+		var n uint64
+		for _, s := range rt.dns {
+			n += s.TCPRefused()
+		}
+		return float64(n)
+	})
 	m.counterFunc("lnm_accept_errors_total", "Failed accepts on the proxy, tcp and DNS TCP ports (out of file descriptors, most often).", func() float64 {
 		var n uint64
 		for _, f := range rt.fwds {
@@ -272,6 +294,9 @@ func (rt *Runtime) plan(cfg *config.Config, learn bool, prev *plan) (*plan, erro
 
 				RateLimit: cfg.DNSRateLimit,
 				OnLimited: rt.trail.onLimited,
+
+				MaxTCPPerSource: limitOrNone(cfg.DNSTCPPerSource),
+				Children:        cfg.Children,
 			})
 		}
 		if len(ports) == 0 && len(routes) == 0 {
@@ -290,17 +315,32 @@ func (rt *Runtime) plan(cfg *config.Config, learn bool, prev *plan) (*plan, erro
 			IdleTimeout:  cfg.IdleTimeout,
 			IdleTimeouts: cfg.IdleTimeouts,
 			MaxPending:   cfg.MaxPending,
-			Learn:        learn,
-			DrainRevoked: cfg.DrainRevoked,
-			Logger:       rt.log,
-			OnEvent:      rt.trail.onConn,
-			NewID:        rt.newConnID,
+			MaxConns:     limitOrNone(cfg.MaxConns),
+			ConnRate:     limitOrNone(cfg.ConnRateLimit),
+			Children:     cfg.Children,
+			OnLimited:    rt.trail.onConnLimited,
+
+			MaxConnsPerSrc: limitOrNone(cfg.MaxConnsPerSource),
+			Learn:          learn,
+			DrainRevoked:   cfg.DrainRevoked,
+			Logger:         rt.log,
+			OnEvent:        rt.trail.onConn,
+			NewID:          rt.newConnID,
 		})
 		if pl.upstream != nil { // never a typed nil in the interface
 			pl.fwds[len(pl.fwds)-1].Resolver = pl.upstream
 		}
 	}
 	return pl, nil
+}
+
+// limitOrNone turns a config limit, where zero is `off`, into the data path's, where zero
+// is the default and a negative number none.
+func limitOrNone(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func sameZone(a, b resolver.Zone) bool { return a.Name == b.Name && slices.Equal(a.Servers, b.Servers) }

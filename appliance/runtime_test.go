@@ -16,7 +16,9 @@ import (
 
 	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/forwarder"
 	"github.com/lnm-project/lnm/internal/testkit"
+	"github.com/lnm-project/lnm/resolver"
 )
 
 // TestMain fails the package when any test leaves a goroutine running: a runtime that
@@ -160,6 +162,7 @@ func TestRuntimeMaxPending(t *testing.T) {
 	defer rt.Close()
 	addr := fmt.Sprintf("127.0.0.1:%d", proxyPort)
 	var held, closed int
+	var conns []net.Conn
 	for range 2 {
 		c, err := net.Dial("tcp", addr)
 		if errors.Is(err, syscall.ECONNRESET) { // refused so fast that connect saw the reset
@@ -170,8 +173,13 @@ func TestRuntimeMaxPending(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		c.SetReadDeadline(time.Now().Add(time.Second))
-		_, err = c.Read(make([]byte, 1))
+		conns = append(conns, c)
+	}
+	// Both are open before either is read: a full table shortens the hello deadline to a
+	// second, so the held one is closed a second after its accept.
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, err := c.Read(make([]byte, 1))
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			held++
@@ -183,5 +191,47 @@ func TestRuntimeMaxPending(t *testing.T) {
 	}
 	if held != 1 || closed != 1 {
 		t.Fatalf("max_pending 1: %d connections held, %d closed; want one of each", held, closed)
+	}
+}
+
+// TestChildFactorsAgree: the README promises one factor for a child box's limits, DNS and
+// connections alike.
+func TestChildFactorsAgree(t *testing.T) {
+	if forwarder.DefaultChildFactor != resolver.DefaultChildFactor {
+		t.Errorf("a child gets %dx the connection limits but %dx the DNS TCP one", forwarder.DefaultChildFactor, resolver.DefaultChildFactor)
+	}
+}
+
+// TestPlanLimits: the limit directives reach the forwarder and the resolver, `off` as no
+// limit (negative) and an absent directive as its default, with the children beside them.
+func TestPlanLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name                        string
+		lines                       string
+		conns, perSrc, rate, dnsTCP int
+	}{
+		{"defaults", "", forwarder.DefaultMaxConns, forwarder.DefaultMaxConnsPerSrc, forwarder.DefaultConnRate, resolver.DefaultMaxTCPPerSource},
+		{"set", "max_conns 9\nmax_conns_per_source 8\nconn_rate_limit 7\ndns_tcp_per_source 6", 9, 8, 7, 6},
+		{"off", "max_conns off\nmax_conns_per_source off\nconn_rate_limit off\ndns_tcp_per_source off", -1, -1, -1, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := "lnm {\nlisten 127.0.0.1\nproxy 443\nparent 127.0.0.2\nchildren 127.0.0.8/29\n" + tc.lines + "\n}\n"
+			cfg, err := config.Parse("lnm.conf", strings.NewReader(text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rt := &Runtime{trail: &trail{}}
+			pl, err := rt.plan(cfg, false, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, d := pl.fwds[0], pl.dns[0]
+			if f.MaxConns != tc.conns || f.MaxConnsPerSrc != tc.perSrc || f.ConnRate != tc.rate || d.MaxTCPPerSource != tc.dnsTCP {
+				t.Errorf("forwarder %d/%d/%d, resolver %d; want %d/%d/%d, %d", f.MaxConns, f.MaxConnsPerSrc, f.ConnRate, d.MaxTCPPerSource, tc.conns, tc.perSrc, tc.rate, tc.dnsTCP)
+			}
+			if len(f.Children) != 1 || len(d.Children) != 1 || f.OnLimited == nil {
+				t.Errorf("children %v and %v, OnLimited set %v", f.Children, d.Children, f.OnLimited != nil)
+			}
+		})
 	}
 }

@@ -124,22 +124,43 @@ func (t *trail) onQuery(ev resolver.QueryEvent) error {
 	return t.record(r)
 }
 
-// ReasonDNSRateLimited is the reason of the summary records of queries a client sent over
-// its rate limit (dns_rate_limit): count is how many, time the last of them. It is the one
-// reason the trail adds to the resolver's, the forwarder's and the log's own.
-const ReasonDNSRateLimited = "dns_rate_limited"
+// The reasons of the summary records the trail writes, the ones it adds to the resolver's,
+// the forwarder's and the log's own: count is how many, time the last of them.
+const (
+	// ReasonDNSRateLimited: UDP queries a client sent over its rate limit (dns_rate_limit).
+	ReasonDNSRateLimited = "dns_rate_limited"
+	// ReasonDNSTCPLimited: DNS TCP connections closed at once, the client holding
+	// dns_tcp_per_source already.
+	ReasonDNSTCPLimited = "dns_tcp_limited"
+	// ReasonConnLimited: connections of a device that a limit closed, or that never sent a
+	// ClientHello, past the first few of the period, which have a deny record each.
+	ReasonConnLimited = "conn_limited"
+)
 
-// onLimited is the resolver's OnLimited hook: one summary record per client and period,
-// never one per packet.
+// SummaryReasons lists the reasons above, for documentation tests.
+func SummaryReasons() []string {
+	return []string{ReasonDNSRateLimited, ReasonDNSTCPLimited, ReasonConnLimited}
+}
+
+// onLimited is the resolver's OnLimited hook: one summary record per client, limit and
+// period, never one per packet or connection.
 func (t *trail) onLimited(ev resolver.LimitEvent) {
-	t.metrics.limited(ev.Slipped, ev.Dropped)
-	r := &audit.Record{
-		Time:   ev.Until,
-		Kind:   audit.KindSummary,
-		Client: netip.AddrPortFrom(ev.Client, 0),
-		Reason: ReasonDNSRateLimited,
-		Count:  ev.Dropped + ev.Slipped,
+	if n := ev.Dropped + ev.Slipped; n > 0 {
+		t.metrics.limited(ev.Slipped, ev.Dropped)
+		t.summary(ev.Client, ev.Until, ReasonDNSRateLimited, n)
 	}
+	if ev.TCPRefused > 0 {
+		t.summary(ev.Client, ev.Until, ReasonDNSTCPLimited, ev.TCPRefused)
+	}
+}
+
+// onConnLimited is the forwarders' OnLimited hook.
+func (t *trail) onConnLimited(ev forwarder.LimitEvent) {
+	t.summary(ev.Client, ev.Until, ReasonConnLimited, ev.Count)
+}
+
+func (t *trail) summary(client netip.Addr, at time.Time, reason string, count uint64) {
+	r := &audit.Record{Time: at, Kind: audit.KindSummary, Client: netip.AddrPortFrom(client, 0), Reason: reason, Count: count}
 	// A failing log counts what it refuses in its own summary; nothing else to do here.
 	_ = t.record(r)
 }

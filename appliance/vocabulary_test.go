@@ -30,7 +30,7 @@ func codeReasons() map[string][]audit.Kind {
 	for _, r := range forwarder.Reasons() {
 		add(string(r), audit.KindConn)
 	}
-	for _, r := range append(audit.Reasons(), ReasonDNSRateLimited) {
+	for _, r := range append(audit.Reasons(), SummaryReasons()...) {
 		add(r, audit.KindSummary)
 	}
 	for _, r := range dhcp.Reasons() {

@@ -121,9 +121,18 @@ type Config struct {
 	DNSRateLimit int
 
 	// MaxPending caps the connections still waiting for their ClientHello, on each listen
-	// address (`max_pending 1024`): past it new connections are refused with reason
+	// address (`max_pending 1024`): past it the oldest waiting connection of the device
+	// holding the most makes room for a newcomer, or the newcomer is refused with reason
 	// too_many_pending. Parse sets forwarder.DefaultMaxPending when the directive is absent.
 	MaxPending int
+	// MaxConns and MaxConnsPerSource cap the connections open at once on the proxy and tcp
+	// ports of each listen address, in all and from one device (`max_conns 10000`,
+	// `max_conns_per_source 256`); ConnRateLimit caps a device's new connections a second,
+	// with bursts of twice as many (`conn_rate_limit 100`); DNSTCPPerSource caps a client's
+	// DNS connections over TCP (`dns_tcp_per_source 16`). Past one, a connection is closed
+	// at once. A child box (Children) gets forwarder.DefaultChildFactor times the
+	// per-device limits. Zero (`off`): no limit. Parse sets the defaults.
+	MaxConns, MaxConnsPerSource, ConnRateLimit, DNSTCPPerSource int
 
 	// Learn is learn mode (`mode learn`): nothing is blocked, and every decision that would
 	// have denied is recorded as "would-deny". False (`mode enforce`, the default): the list

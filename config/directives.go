@@ -294,22 +294,15 @@ var directives = []directive{
 		summary: func(c *Config, s *summary) { s.set("store_memory", sizeText(c.StoreMemory)) },
 		value:   func(c *Config) any { return c.StoreMemory },
 	},
-	{
-		name: "dns_rate_limit",
-		parse: func(p *parser, args []string) (err error) {
-			p.c.DNSRateLimit, err = p.countOrOff("dns_rate_limit", args)
-			return err
-		},
-		def: func(c *Config) { c.DNSRateLimit = resolver.DefaultRateLimit },
-		summary: func(c *Config, s *summary) {
-			if c.DNSRateLimit > 0 {
-				s.set("dns_rate_limit", strconv.Itoa(c.DNSRateLimit)+" UDP queries a second per client")
-			} else {
-				s.set("dns_rate_limit", "off")
-			}
-		},
-		value: func(c *Config) any { return c.DNSRateLimit },
-	},
+	limitDirective("dns_rate_limit", resolver.DefaultRateLimit, false, func(c *Config) *int { return &c.DNSRateLimit }, "UDP queries a second per client"),
+	limitDirective("dns_tcp_per_source", resolver.DefaultMaxTCPPerSource, false, func(c *Config) *int { return &c.DNSTCPPerSource },
+		"DNS TCP connections at once per client"+perChild),
+	limitDirective("max_conns", forwarder.DefaultMaxConns, true, func(c *Config) *int { return &c.MaxConns },
+		"connections open at once, per listen address"),
+	limitDirective("max_conns_per_source", forwarder.DefaultMaxConnsPerSrc, true, func(c *Config) *int { return &c.MaxConnsPerSource },
+		"connections open at once per device"+perChild),
+	limitDirective("conn_rate_limit", forwarder.DefaultConnRate, true, func(c *Config) *int { return &c.ConnRateLimit },
+		"new connections a second per device, bursts of twice as many"+perChild),
 	{
 		name: "max_pending",
 		parse: func(p *parser, args []string) (err error) {
@@ -378,6 +371,30 @@ func timeoutDirective(name string, def time.Duration, reload bool, field func(*C
 		def:     func(c *Config) { *field(c) = def },
 		summary: func(c *Config, s *summary) { s.set(name, duration(*field(c))) },
 		value:   func(c *Config) any { return *field(c) },
+	}
+}
+
+// perChild says how a per-device limit applies to a child box (children).
+var perChild = fmt.Sprintf(" (%dx for a child box)", forwarder.DefaultChildFactor)
+
+// limitDirective is a directive that sets a limit, `NAME N` or `NAME off` (zero), with a
+// default.
+func limitDirective(name string, def int, reload bool, field func(*Config) *int, what string) directive {
+	return directive{
+		name: name, reload: reload,
+		parse: func(p *parser, args []string) (err error) {
+			*field(p.c), err = p.countOrOff(name, args)
+			return err
+		},
+		def: func(c *Config) { *field(c) = def },
+		summary: func(c *Config, s *summary) {
+			if n := *field(c); n > 0 {
+				s.set(name, strconv.Itoa(n)+" "+what)
+			} else {
+				s.set(name, "off")
+			}
+		},
+		value: func(c *Config) any { return *field(c) },
 	}
 }
 

@@ -35,7 +35,7 @@ func (c *Config) Summary() string {
 // summary is the text Summary builds, a setting a line.
 type summary struct{ b strings.Builder }
 
-func (s *summary) set(key, value string) { fmt.Fprintf(&s.b, "%-17s%s\n", key, value) }
+func (s *summary) set(key, value string) { fmt.Fprintf(&s.b, "%-16s %s\n", key, value) }
 
 // rules writes the allow list in match order with each rule's origin.
 func (s *summary) rules(c *Config) {

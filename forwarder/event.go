@@ -68,8 +68,18 @@ const (
 
 	// Why a connection was denied before its hello was read.
 
-	// ReasonTooManyPending: a cap on connections still waiting for their hello was reached.
+	// ReasonTooManyPending: a cap on connections still waiting for their hello was reached,
+	// the source's (Config.MaxPendingPerSrc), or the box's while no other source held more.
 	ReasonTooManyPending allowlist.Reason = "too_many_pending"
+	// ReasonTooManyConns: the source (Config.MaxConnsPerSrc) or everyone together
+	// (Config.MaxConns) held as many open connections as allowed.
+	ReasonTooManyConns allowlist.Reason = "too_many_conns"
+	// ReasonConnRateLimited: the source opened new connections faster than Config.ConnRate.
+	ReasonConnRateLimited allowlist.Reason = "conn_rate_limited"
+	// ReasonHelloEvicted: the connection was still waiting for its hello when the pending
+	// table was full, its source held the most waiting connections, and it was the oldest
+	// of them: it was closed to make room for a newcomer.
+	ReasonHelloEvicted allowlist.Reason = "hello_evicted"
 
 	// Why an allowed stream could not be connected (a deny), or its upstream failed while
 	// the hello was replayed (a close).
@@ -101,7 +111,7 @@ const (
 func Reasons() []allowlist.Reason {
 	return []allowlist.Reason{
 		ReasonNotTLS, ReasonHelloTooLarge, ReasonHelloTimeout, ReasonMalformedHello, ReasonNoSNI, ReasonBadSNI,
-		ReasonClientClosed, ReasonTooManyPending,
+		ReasonClientClosed, ReasonTooManyPending, ReasonTooManyConns, ReasonConnRateLimited, ReasonHelloEvicted,
 		ReasonResolveFailed, ReasonPrivateTarget, ReasonUpstreamFailed, ReasonParentFailed, ReasonNoDescriptors,
 		ReasonRoute,
 		ReasonEOF, ReasonIdleTimeout, ReasonShutdown, ReasonRevoked, ReasonAuditUnavailable,
@@ -138,12 +148,11 @@ type Event struct {
 // emit logs the event and hands it to OnEvent, returning OnEvent's error.
 func (f *Forwarder) emit(e Event) error {
 	e.Time = time.Now()
-	var err error
+	f.logEvent(e) // first: whoever OnEvent wakes may read the log at once
 	if f.cfg.OnEvent != nil {
-		err = f.cfg.OnEvent(e)
+		return f.cfg.OnEvent(e)
 	}
-	defer f.logEvent(e)
-	return err
+	return nil
 }
 
 // logEvent writes the event to the process log at debug level: the audit trail already holds

@@ -94,8 +94,27 @@ type Config struct {
 	// (`on_revoke drain`). False: Commit closes them (`on_revoke revoke`).
 	DrainRevoked bool
 	// MaxPending caps connections still waiting for their ClientHello, in all and from one
-	// source address. Zero: DefaultMaxPending and DefaultMaxPendingPerSrc.
+	// source address. When all are taken, the oldest waiting connection of the source that
+	// holds the most makes room for a newcomer from a source holding fewer, and the hello
+	// deadline of new connections shrinks as the table fills (see helloTimeout).
+	// Zero: DefaultMaxPending and DefaultMaxPendingPerSrc. Negative: no cap.
 	MaxPending, MaxPendingPerSrc int
+	// MaxConns caps the connections open at once (waiting for a hello, connecting or
+	// spliced, on proxy ports and tcp routes), in all; MaxConnsPerSrc from one source
+	// address; ConnRate is a source's new connections a second, with bursts of twice as
+	// many. Past one, new connections are closed at once. Zero: DefaultMaxConns,
+	// DefaultMaxConnsPerSrc, DefaultConnRate. Negative: no limit.
+	MaxConns, MaxConnsPerSrc, ConnRate int
+	// Children are the boxes one level down: their per-source limits (MaxConnsPerSrc,
+	// ConnRate, MaxPendingPerSrc) are ChildFactor times the others'. Empty: none.
+	Children []netip.Prefix
+	// ChildFactor raises the per-source limits of Children. Zero: DefaultChildFactor.
+	ChildFactor int
+	// OnLimited, if set, hears of the connections closed without a record of their own: a
+	// LimitEvent per source every 10 seconds while there are any, and at Close. Past a few
+	// a period, a source's connections that a limit closed or that never sent a hello are
+	// only counted (floodReason), so a flood writes a summary, not a record per connection.
+	OnLimited func(LimitEvent)
 	// Logger receives one record per decision and per closed stream. Nil: discard.
 	Logger *slog.Logger
 	// OnEvent, if set, receives every connection event (the audit trail plugs in here). It
@@ -104,6 +123,8 @@ type Config struct {
 	// forwarded: what cannot be audited does not pass. Errors for deny and close events
 	// change nothing.
 	OnEvent func(Event) error
+	limits  limits // the limits above with their defaults, filled in by withDefaults
+
 	// NewID numbers connections; forwarders of one box share it so ids are unique per
 	// process. Nil: a counter of this Forwarder's own, from 1.
 	NewID func() uint64
@@ -114,10 +135,13 @@ type Config struct {
 // Forwarder serves the proxy and route ports of one Config. Prepare and Commit replace the
 // config while it runs.
 type Forwarder struct {
-	cfg     Config // as given to New: Listen, OnEvent, NewID, Dial, Logger, DrainTimeout never change
-	conf    atomic.Pointer[Config]
-	log     *slog.Logger
-	pending *pendingLimiter
+	cfg  Config // as given to New: Listen, OnEvent, NewID, Dial, Logger, DrainTimeout never change
+	conf atomic.Pointer[Config]
+	log  *slog.Logger
+	gate *gate
+	// stopSum is closed by Close once every stream ended: the limit summaries' last round,
+	// after which sumDone closes. Both nil until Start.
+	stopSum, sumDone chan struct{}
 	// acceptErrors counts failed accepts over all listeners, for metrics.
 	acceptErrors atomic.Uint64
 
@@ -155,12 +179,9 @@ func withDefaults(cfg Config) (Config, error) {
 	if cfg.MaxHelloSize <= 0 {
 		cfg.MaxHelloSize = MaxHelloSize
 	}
-	if cfg.MaxPending <= 0 {
-		cfg.MaxPending = DefaultMaxPending
-	}
-	if cfg.MaxPendingPerSrc <= 0 {
-		cfg.MaxPendingPerSrc = DefaultMaxPendingPerSrc
-	}
+	cfg.MaxPending = orDefault(cfg.MaxPending, DefaultMaxPending)
+	cfg.MaxPendingPerSrc = orDefault(cfg.MaxPendingPerSrc, DefaultMaxPendingPerSrc)
+	cfg.limits = newLimits(&cfg)
 	if !cfg.Listen.IsValid() {
 		return cfg, errors.New("forwarder: no listen address")
 	}
@@ -207,7 +228,7 @@ func New(cfg Config) (*Forwarder, error) {
 		log:       log.With("pkg", "forwarder"),
 		listeners: map[uint16]net.Listener{},
 		conns:     map[*stream]struct{}{},
-		pending:   newPendingLimiter(cfg.MaxPending, cfg.MaxPendingPerSrc),
+		gate:      newGate(),
 	}
 	f.conf.Store(&cfg)
 	f.ctx, f.cancel = context.WithCancel(context.Background())
@@ -239,6 +260,8 @@ func (f *Forwarder) Start() error {
 		return err
 	}
 	f.started = true
+	f.stopSum, f.sumDone = make(chan struct{}), make(chan struct{})
+	go f.summarizeLimits(f.stopSum, f.sumDone)
 	f.serve(lns)
 	return nil
 }
@@ -316,6 +339,10 @@ func (f *Forwarder) Close() error {
 		<-done
 	}
 	f.cancel()
+	if f.stopSum != nil {
+		close(f.stopSum)
+		<-f.sumDone
+	}
 	return nil
 }
 

@@ -26,9 +26,11 @@ type Prepared struct {
 
 // Prepare checks cfg as New does and binds the ports it adds. On an error nothing is bound
 // and nothing changes. Listen cannot change while the Forwarder runs; the hooks (OnEvent,
-// NewID, Dial, Logger), DrainTimeout and the pending limits stay those given to New.
+// OnLimited, NewID, Dial, Logger) and DrainTimeout stay those given to New. New limits
+// apply to new connections: what each source holds already is kept and counted.
 func (f *Forwarder) Prepare(cfg Config) (*Prepared, error) {
 	cfg.OnEvent, cfg.NewID, cfg.Dial, cfg.Logger = f.cfg.OnEvent, f.cfg.NewID, f.cfg.Dial, f.cfg.Logger
+	cfg.OnLimited = f.cfg.OnLimited
 	cfg, err := withDefaults(cfg)
 	if err != nil {
 		return nil, err

@@ -27,6 +27,11 @@ type stream struct {
 	via    Via
 	sni    allowlist.Name // set once the hello is read
 	pipe   *pipe          // nil until spliced; set and read under Forwarder.mu
+
+	// Under gate.mu: waiting while the stream holds a pending slot, in its source's list
+	// (prev, next); evicted once the gate closed it to make room.
+	waiting, evicted bool
+	prev, next       *stream
 }
 
 func (s *stream) abort(reason allowlist.Reason) {
@@ -82,15 +87,24 @@ func (f *Forwarder) serveTLS(c net.Conn, cfg *Config, pm PortMap) {
 		return
 	}
 
-	if !f.pending.acquire(ev.Client.Addr()) {
-		f.deny(c, ev, ReasonTooManyPending, nil)
+	reason, victim, timeout := f.gate.admit(s, &cfg.limits, true, cfg.HelloTimeout, start.UnixNano())
+	if reason != "" {
+		f.deny(c, ev, reason, nil)
 		return
 	}
-	c.SetReadDeadline(start.Add(cfg.HelloTimeout))
+	defer f.gate.release(s)
+	if victim != nil {
+		victim.client.Close() // its reader fails and records hello_evicted
+	}
+	c.SetReadDeadline(start.Add(timeout))
 	raw, hello, err := ReadClientHello(c, cfg.MaxHelloSize)
 	c.SetReadDeadline(time.Time{})
-	f.pending.release(ev.Client.Addr())
+	evicted := f.gate.helloDone(s)
 	ev.SNI, ev.ALPN, ev.ECH, ev.HelloSize = hello.SNI, hello.ALPN, hello.ECH, hello.Size
+	if evicted {
+		f.deny(c, ev, ReasonHelloEvicted, nil)
+		return
+	}
 	if err != nil {
 		reason, alert := ReasonMalformedHello, alertDecodeError
 		var he *HelloError
@@ -150,6 +164,11 @@ func (f *Forwarder) serveRoute(c net.Conn, cfg *Config, r Route) {
 		f.deny(c, ev, allowlist.ReasonSourceNotAllowed, nil)
 		return
 	}
+	if reason, _, _ := f.gate.admit(s, &cfg.limits, false, 0, start.UnixNano()); reason != "" {
+		f.deny(c, ev, reason, nil)
+		return
+	}
+	defer f.gate.release(s)
 	d := Decision{Verdict: allowlist.Allow, Reason: ReasonRoute, Via: ViaTCP, To: r.To}
 	// Not watched as serveTLS does: on a plain TCP route a client may well send first and
 	// close its side, and all of it goes upstream once connected.
@@ -221,7 +240,9 @@ func (f *Forwarder) splice(cfg *Config, s *stream, ev Event, d Decision, up net.
 	f.emit(ev)
 }
 
-// deny closes a connection that was not forwarded, after an optional TLS alert.
+// deny closes a connection that was not forwarded, after an optional TLS alert. A denial
+// for a flood reason past the first few of its source in a period is not recorded but
+// counted for the source's LimitEvent.
 func (f *Forwarder) deny(c net.Conn, ev Event, reason allowlist.Reason, alert []byte) {
 	if alert != nil {
 		c.SetWriteDeadline(time.Now().Add(time.Second))
@@ -231,6 +252,9 @@ func (f *Forwarder) deny(c net.Conn, ev Event, reason allowlist.Reason, alert []
 		tc.SetLinger(0) // nothing to say: free the socket at once
 	}
 	c.Close()
+	if floodReason(reason) && ev.SNI == "" && !f.gate.record(ev.Client.Addr(), time.Now()) {
+		return
+	}
 	ev.Kind, ev.Verdict, ev.Reason = EventDeny, VerdictDeny, reason
 	f.emit(ev)
 }

@@ -23,13 +23,15 @@ const (
 	limitSummaryEvery = 10 * time.Second
 )
 
-// LimitEvent is what the rate limit did to one client's UDP queries over a period: the
-// queries answered with TC (Slipped) and those dropped unanswered (Dropped). One event
-// stands for many packets.
+// LimitEvent is what the limits did to one client over a period: the UDP queries over the
+// rate limit answered with TC (Slipped) and those dropped unanswered (Dropped), or the TCP
+// connections closed at once because the client held MaxTCPPerSource (TCPRefused; an
+// event counts one or the other). One event stands for many packets or connections.
 type LimitEvent struct {
 	Client           netip.Addr
-	From, Until      time.Time // the first and the last limited query
+	From, Until      time.Time // the first and the last limited query or connection
 	Dropped, Slipped uint64
+	TCPRefused       uint64
 }
 
 func (ev LimitEvent) limited() uint64 { return ev.Dropped + ev.Slipped }

@@ -13,7 +13,7 @@ type Prepared struct {
 
 // Prepare checks cfg and builds everything answers depend on (list, TTL, addresses,
 // sources, zones, learn mode). What the server's sockets and goroutines were built with
-// cannot change while it runs: a different Addr, RateLimit or MaxTCPConns is refused, and
+// cannot change while it runs: a different Addr, RateLimit, MaxTCPConns or MaxTCPPerSource is refused, and
 // the hooks (Logger, OnQuery, OnLimited, NotifyStarted) stay those given to New.
 func (s *Server) Prepare(cfg Config) (*Prepared, error) {
 	if cfg.Addr != s.cfg.Addr {
@@ -27,6 +27,12 @@ func (s *Server) Prepare(cfg Config) (*Prepared, error) {
 	}
 	if cfg.MaxTCPConns != s.cfg.MaxTCPConns {
 		return nil, fmt.Errorf("resolver: TCP connection limit %d cannot change to %d while running", s.cfg.MaxTCPConns, cfg.MaxTCPConns)
+	}
+	if cfg.MaxTCPPerSource == 0 {
+		cfg.MaxTCPPerSource = DefaultMaxTCPPerSource
+	}
+	if cfg.MaxTCPPerSource != s.cfg.MaxTCPPerSource {
+		return nil, fmt.Errorf("resolver: TCP connections per source %d cannot change to %d while running", s.cfg.MaxTCPPerSource, cfg.MaxTCPPerSource)
 	}
 	pol, err := newPolicy(&cfg, s.Addr())
 	if err != nil {

@@ -89,6 +89,14 @@ type Config struct {
 	// MaxTCPConns bounds concurrent TCP connections; more wait in the kernel's backlog.
 	// Zero: 150 (BIND's tcp-clients). Negative: unbounded.
 	MaxTCPConns int
+	// MaxTCPPerSource bounds the TCP connections one client address holds at once; past it,
+	// a new one is closed at once and counted (OnLimited's TCPRefused). Zero:
+	// DefaultMaxTCPPerSource. Negative: unbounded.
+	MaxTCPPerSource int
+	// Children are the boxes one level down, whose MaxTCPPerSource is ChildFactor times
+	// larger. Empty: none. ChildFactor zero: DefaultChildFactor.
+	Children    []netip.Prefix
+	ChildFactor int
 	// Logger receives errors and panics, with a "pkg"="resolver" attribute. Nil: discarded.
 	Logger *slog.Logger
 	// OnQuery is called once per answered question, on the query's goroutine just before
@@ -113,8 +121,9 @@ type Config struct {
 	// retries over TCP, which is not limited) and the others none; OnQuery is not called
 	// for them. Zero: no limit.
 	RateLimit int
-	// OnLimited hears what the rate limit did, a summary per client every 10 seconds while
-	// it limits and at Close: never a call per packet. Nil: nothing is called.
+	// OnLimited hears what the rate limit and MaxTCPPerSource did, a summary per client
+	// every 10 seconds while they limit and at Close: never a call per packet or
+	// connection. Nil: nothing is called.
 	OnLimited func(LimitEvent)
 }
 
@@ -155,10 +164,11 @@ type Server struct {
 	servers []*dns.Server
 	// tcpAccept is the TCP listener's pacing, kept for AcceptErrors; nil before Start.
 	tcpAccept *pacedListener
-	served    sync.WaitGroup // the serving goroutines
-	limit     *limiter       // nil: no rate limit
-	stopSum   chan struct{}  // closed at Close: the summary goroutine's last round
-	sumDone   chan struct{}  // closed when it has returned
+	served    sync.WaitGroup             // the serving goroutines
+	limit     *limiter                   // nil: no rate limit
+	tcpLim    atomic.Pointer[tcpLimiter] // the TCP listener's per-source limit, once Start made it
+	stopSum   chan struct{}              // closed at Close: the summary goroutine's last round
+	sumDone   chan struct{}              // closed when it has returned
 
 	closeOnce sync.Once
 	closeErr  error
@@ -182,6 +192,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxTCPConns == 0 {
 		cfg.MaxTCPConns = defaultMaxTCPConns
+	}
+	if cfg.MaxTCPPerSource == 0 {
+		cfg.MaxTCPPerSource = DefaultMaxTCPPerSource
 	}
 	if cfg.RateLimit < 0 {
 		return nil, fmt.Errorf("resolver: rate limit %d is negative", cfg.RateLimit)
@@ -213,7 +226,14 @@ func (s *Server) summarizeLimits(every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	report := func() {
-		for _, ev := range s.limit.summarize(time.Now().UnixNano()) {
+		var evs []LimitEvent
+		if s.limit != nil {
+			evs = s.limit.summarize(time.Now().UnixNano())
+		}
+		if l := s.tcpLim.Load(); l != nil {
+			evs = append(evs, l.summarize()...)
+		}
+		for _, ev := range evs {
 			if s.cfg.OnLimited != nil {
 				s.cfg.OnLimited(ev)
 			}
@@ -317,7 +337,9 @@ func (s *Server) Start() error {
 	}
 	s.addr = netip.AddrPortFrom(s.cfg.Addr.Addr(), uint16(tl.Addr().(*net.TCPAddr).Port))
 	s.tcpAccept = newPacedListener(tl, s.log)
-	tl = s.tcpAccept
+	lim := newTCPLimiter(s.tcpAccept, &s.cfg, s.log)
+	s.tcpLim.Store(lim)
+	tl = lim
 	if s.cfg.MaxTCPConns > 0 {
 		tl = netutil.LimitListener(tl, s.cfg.MaxTCPConns)
 	}
@@ -368,7 +390,7 @@ func (s *Server) Start() error {
 	}
 	s.started = true
 	s.udp.Store(uc)
-	if s.limit != nil {
+	if s.limit != nil || s.cfg.MaxTCPPerSource > 0 {
 		s.stopSum, s.sumDone = make(chan struct{}), make(chan struct{})
 		go s.summarizeLimits(limitSummaryEvery)
 	}
