@@ -47,7 +47,7 @@ logs=$(realpath "$logs")
 lnm=$(realpath "$lnm")
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/lnm-boot-test.XXXXXX")
 ns_dev=lnmimg-dev-$$ ns_inet=lnmimg-inet-$$ ns_vm=lnmimg-vm-$$
-box_south=198.18.3.1 box_north=198.18.5.2 inet=198.18.5.1
+box_south=198.18.3.1 box_north=198.18.5.2 inet=198.18.5.1 probe=198.18.3.50
 pids=()
 qemu_pid=""
 
@@ -60,6 +60,7 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM
 
 in_dev() { ip netns exec "$ns_dev" "$@"; }
 in_inet() { ip netns exec "$ns_inet" "$@"; }
@@ -160,12 +161,15 @@ boot() {
 	ip -n "$ns_vm" link set taps netns "$ns_dev"
 	ip -n "$ns_inet" link set tapn master br0 up
 	ip -n "$ns_dev" link set taps master br0 up
+	# Probe from a fixed address outside the DHCP range, removed again before the checks.
+	in_dev ip addr add "$probe/24" dev br0
 	until in_dev dig +time=2 +tries=1 @"$box_south" api.azure.test >/dev/null 2>&1; do
 		if ! kill -0 "$qemu_pid" 2>/dev/null; then echo "boot $n: QEMU exited (see $logs/qemu-boot$n.log)"; return 1; fi
 		if [ $(($(date +%s) - t0)) -gt "$boot_timeout" ]; then echo "boot $n: box not answering DNS after ${boot_timeout}s"; return 1; fi
 		sleep 3
 	done
 	t1=$(date +%s)
+	in_dev ip addr del "$probe/24" dev br0
 	echo "boot $n: the box answers DNS $((t1 - t0)) s after QEMU started (TCG, no KVM)"
 	boot_times+=("$((t1 - t0))")
 }
@@ -229,9 +233,13 @@ denied_through_box() {
 	! in_dev curl -sS --max-time 20 --cacert "$work/ca.pem" --resolve "www.example.test:443:$box_south" https://www.example.test/
 }
 south_mgmt_closed() { ! in_dev curl -sS --max-time 5 "http://$box_south:9153/metrics"; }
-north_metrics() { in_inet curl -sS --max-time 10 "http://$box_north:9153/metrics" | grep -m3 '^server_uptime\|^go_'; }
+north_metrics() {
+	local out
+	out=$(in_inet curl -sS --max-time 10 "http://$box_north:9153/metrics") && grep '^server_uptime' <<<"$out"
+}
 audit_names_device() { # a DNS record of boot 1 carries the device's DHCP host name
-	"$lnm" audit query --dir "$1/lnm/audit" --json | grep '"device":"plc-07"' | grep -m3 api.azure.test
+	local out
+	out=$("$lnm" audit query --dir "$1/lnm/audit" --json) && grep '"device":"plc-07"' <<<"$out" | grep api.azure.test
 }
 lease_kept() { grep -rl --exclude-dir=audit plc-07 "$1/lnm"; }
 
@@ -250,7 +258,7 @@ boot 1
 echo "== boot 1: a device on the south side"
 check dhcp-lease "the device gets a lease by DHCP whose DNS server is the box, no router" dhcp_lease "$work/lease1"
 if ! in_dev ip -4 addr show br0 | grep -q inet; then
-	in_dev ip addr add 198.18.3.50/24 dev br0 # no lease: the other checks still run
+	in_dev ip addr add "$probe/24" dev br0 # no lease: the other checks still run
 fi
 check dns-allowed "dig gets the box's address for an allowed name" dig_allowed
 check dns-denied "dig gets NXDOMAIN for a name not on the list" dig_denied
@@ -271,7 +279,7 @@ sed -i "s/^Version: .*/Version: $ver+boottest1/" "$work/debroot/DEBIAN/control"
 dpkg-deb --root-owner-group -b "$work/debroot" "$work/lnm_${ver}+boottest1_amd64.deb" >/dev/null
 mcopy -o -i "$work/disk.raw@@$settings_off" "$work/lnm_${ver}+boottest1_amd64.deb" ::/upgrade/
 boot 2
-check upgrade-installed "boot 2 installed the newer lnm from LNM-SETTINGS:/upgrade" \
+check upgrade-installed "boot 2 installed the newer lnm from LNMSETTINGS:/upgrade" \
 	grep "upgrade: lnm $ver+boottest1 installed" "$logs/serial-boot2.log"
 check dhcp-after-reboot "the device gets a lease again after the reboot and upgrade" dhcp_lease "$work/lease2"
 check dns-after-reboot "the box answers an allowed name after the reboot and upgrade" dig_allowed

@@ -10,7 +10,7 @@
 # Disk layout (vm-images/README.md explains each):
 #   1 lnm-esp       FAT32  128 MiB  systemd-boot, the kernel and initrd
 #   2 lnm-root      ext4   sized    Debian + lnm, mounted read-only
-#   3 lnm-settings  FAT    16 MiB   LNM-SETTINGS: settings.conf (and upgrade/*.deb), edited by people
+#   3 lnm-settings  FAT    16 MiB   LNMSETTINGS: settings.conf (and upgrade/*.deb), edited by people
 #   4 lnm-state     ext4   STATE_MB LNM-STATE: /var/lib/lnm (audit log, leases), /etc/lnm, ssh keys
 set -euo pipefail
 
@@ -21,12 +21,14 @@ settings="$here/settings.example.conf"
 mirror=${MIRROR:-http://deb.debian.org/debian}
 security=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 state_mb=${STATE_MB:-512}
+keep_tree=""
 
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--deb) deb=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
 	--settings) settings=$2; shift 2 ;;
+	--tree) keep_tree=$2; shift 2 ;; # keep the root tree here; reuse it if present (overlay work)
 	*) echo "build.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -52,29 +54,43 @@ version=$(dpkg-deb -f "$deb" Version)
 mkdir -p "$out"
 out=$(realpath "$out")
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/lnm-image.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-tree=$work/root
+# Never rm -rf a tree that still has something mounted in it (an interrupted mmdebstrap).
+trap 'findmnt -rno TARGET | grep -q "^$work" || rm -rf "$work"' EXIT
+tree=${keep_tree:-$work/root}
 
 t0=$(date +%s)
-echo "build.sh: lnm $version: mmdebstrap into $tree"
-# minbase plus what an appliance needs; the lnm .deb brings its own dependencies.
-mmdebstrap --variant=minbase --mode=root --format=directory \
-	--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount \
-	--include=linux-image-amd64,initramfs-tools,systemd,systemd-sysv,udev,dbus,systemd-boot-efi \
-	--include=nftables,ca-certificates,iproute2,openssh-server,kmod,procps,adduser,zstd \
-	--include="$deb" \
-	--customize-hook="sync-in $here/rootfs /" \
-	--customize-hook='chroot "$1" systemctl enable lnm-settings.service nftables.service systemd-networkd.service' \
-	--customize-hook='chroot "$1" systemctl disable ssh.service' \
-	--customize-hook='chroot "$1" systemctl mask systemd-random-seed.service apt-daily.timer apt-daily-upgrade.timer' \
-	--customize-hook='rm -f "$1"/etc/ssh/ssh_host_*' \
-	--customize-hook='chmod 0755 "$1"/usr/lib/lnm-appliance/settings' \
-	--customize-hook='mkdir -p "$1"/state "$1"/var/lib/lnm "$1"/boot/efi' \
-	--customize-hook=': > "$1"/etc/machine-id' \
-	bookworm "$tree" \
-	"deb $mirror bookworm main" "deb $mirror bookworm-updates main" "deb $security bookworm-security main"
+if [ -n "$keep_tree" ] && [ -f "$tree/etc/os-release" ]; then
+	echo "build.sh: reusing the root tree in $tree (--tree); only the overlay is applied again"
+else
+	rm -rf "$tree"
+	echo "build.sh: lnm $version: mmdebstrap into $tree"
+	# minbase plus what an appliance needs; the lnm .deb brings its own dependencies.
+	# update-initramfs is a no-op while packages install (each kernel module package would
+	# rebuild the initrd) and runs once at the end.
+	mmdebstrap --variant=minbase --mode=root --format=directory \
+		--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount \
+		--include=linux-image-amd64,initramfs-tools,systemd,systemd-sysv,udev,dbus,systemd-boot-efi \
+		--include=nftables,ca-certificates,iproute2,openssh-server,kmod,procps,adduser,zstd \
+		--include="$deb" \
+		--essential-hook='chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs && ln -s /bin/true "$1/usr/sbin/update-initramfs"' \
+		--customize-hook='rm "$1/usr/sbin/update-initramfs" && chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs' \
+		--customize-hook='chroot "$1" update-initramfs -c -k all' \
+		bookworm "$tree" \
+		"deb $mirror bookworm main" "deb $mirror bookworm-updates main" "deb $security bookworm-security main"
+fi
 t1=$(date +%s)
 echo "build.sh: root tree in $((t1 - t0)) s ($(du -sm "$tree" | cut -f1) MiB)"
+
+# The appliance's own files and units, applied without a chroot.
+cp -a "$here/rootfs/." "$tree/"
+chmod 0755 "$tree/usr/lib/lnm-appliance/settings"
+systemctl --root="$tree" --quiet enable lnm-settings.service nftables.service systemd-networkd.service
+systemctl --root="$tree" --quiet disable ssh.service
+systemctl --root="$tree" --quiet mask systemd-random-seed.service apt-daily.timer apt-daily-upgrade.timer
+rm -f "$tree"/etc/ssh/ssh_host_*  # per box, made at first boot on the state partition
+mkdir -p "$tree/state" "$tree/var/lib/lnm" "$tree/boot/efi"
+mkdir -p "$tree/var/lib/systemd/linger" # logind's StateDirectory: it cannot make it on a read-only root
+: >"$tree/etc/machine-id"          # systemd makes one per boot on the read-only root
 
 # mmdebstrap leaves the build host's hostname and resolv.conf out; the box's own come from its
 # settings (hostname) and lnm.conf (upstream), so these are placeholders.
@@ -128,10 +144,10 @@ root_mb=$(($(du -sm "$tree" | cut -f1) * 5 / 4 + 128))
 
 mkfs.vfat -F 32 -n LNM-ESP -C "$work/esp.img" $((esp_mb * 1024)) >/dev/null
 mcopy -s -i "$work/esp.img" "$esp"/* ::/
-mkfs.vfat -n LNM-SETTINGS -C "$work/settings.img" $((settings_mb * 1024)) >/dev/null
+mkfs.vfat -n LNMSETTINGS -C "$work/settings.img" $((settings_mb * 1024)) >/dev/null
 mcopy -s -i "$work/settings.img" "$settingsdir"/* ::/
-mkfs.ext4 -q -L LNM-ROOT -d "$tree" "$work/root.img" "${root_mb}M"
-mkfs.ext4 -q -L LNM-STATE -d "$state" "$work/state.img" "${state_mb}M"
+mkfs.ext4 -q -L LNM-ROOT -d "$tree" "$work/root.img" "${root_mb}M" >/dev/null
+mkfs.ext4 -q -L LNM-STATE -d "$state" "$work/state.img" "${state_mb}M" >/dev/null
 
 raw=$out/lnm-amd64.raw
 total_mb=$((1 + esp_mb + root_mb + settings_mb + state_mb + 1))
