@@ -237,20 +237,38 @@ north_metrics() {
 	local out
 	out=$(in_inet curl -sS --max-time 10 "http://$box_north:9153/metrics") && grep '^server_uptime' <<<"$out"
 }
-audit_names_device() { # a DNS record of boot 1 carries the device's DHCP host name
+# device_records DIR: the audit records in DIR's log that name the device plc-07
+device_records() {
 	local out
-	out=$("$lnm" audit query --dir "$1/lnm/audit" --json) && grep '"device":"plc-07"' <<<"$out" | grep api.azure.test
+	out=$("$lnm" audit query --dir "$1/lnm/audit" --json) && grep '"device":"plc-07"' <<<"$out"
 }
-lease_kept() { grep -rl --exclude-dir=audit plc-07 "$1/lnm"; }
+audit_names_device() { device_records "$1" | grep '"kind":"dns"' | grep api.azure.test; }
+lease_stored() { grep -rl --exclude-dir=audit plc-07 "$1/lnm"; }
+# audit_kept: every record of boot 1 that names the device is still in the log after boot 2.
+audit_kept() {
+	local before after
+	local id='^\{"seq":[0-9]+,"time":"[^"]*"' # a record's identity: its sequence number and time
+	before=$(device_records "$logs/state-boot1" | grep -oE "$id") || return 1
+	after=$(device_records "$logs/state-boot2" | grep -oE "$id") || return 1
+	echo "$(wc -l <<<"$before") records of boot 1 name the device, $(wc -l <<<"$after") after boot 2"
+	[ -n "$before" ] && [ -z "$(grep -vxF -f <(echo "$after") <<<"$before")" ]
+}
+# same_lease: after the reboot the box gives the device the address it leased before.
+same_lease() {
+	dhcp_lease "$work/lease2" || return 1
+	echo "boot 1: $(grep '^ip=' "$work/lease1")  boot 2: $(grep '^ip=' "$work/lease2")"
+	[ "$(grep '^ip=' "$work/lease1")" = "$(grep '^ip=' "$work/lease2")" ]
+}
 
 # ---- run ------------------------------------------------------------------------------------
 
 boot_times=()
-in_inet dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces --listen-address="$inet" \
+# Started as plain commands (not through in_inet) so that $! is the server's own PID.
+ip netns exec "$ns_inet" dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces --listen-address="$inet" \
 	--user=nobody --group=nogroup --pid-file= --log-queries --log-facility="$logs/dnsmasq.log" \
 	--address=/azure.test/"$inet" --address=/example.test/"$inet" &
 pids+=($!)
-in_inet openssl s_server -accept "$inet:443" -cert "$work/srv.pem" -key "$work/srv.key" -www -quiet \
+ip netns exec "$ns_inet" openssl s_server -accept "$inet:443" -cert "$work/srv.pem" -key "$work/srv.key" -www -quiet \
 	>"$logs/s_server.log" 2>&1 &
 pids+=($!)
 boot 1
@@ -270,7 +288,7 @@ check north-metrics "metrics answer on the north side (enabled in settings)" nor
 poweroff
 read_state "$logs/state-boot1"
 check audit-device "the audit record names the device by its DHCP host name" audit_names_device "$logs/state-boot1"
-check lease-stored "the lease is on the state partition" lease_kept "$logs/state-boot1"
+check lease-stored "the lease is on the state partition" lease_stored "$logs/state-boot1"
 
 echo "== boot 2: upgrade to a newer lnm .deb from the settings partition"
 ver=$(dpkg-deb -f "$deb" Version)
@@ -281,12 +299,13 @@ mcopy -o -i "$work/disk.raw@@$settings_off" "$work/lnm_${ver}+boottest1_amd64.de
 boot 2
 check upgrade-installed "boot 2 installed the newer lnm from LNMSETTINGS:/upgrade" \
 	grep "upgrade: lnm $ver+boottest1 installed" "$logs/serial-boot2.log"
-check dhcp-after-reboot "the device gets a lease again after the reboot and upgrade" dhcp_lease "$work/lease2"
+in_dev ip -4 addr flush dev br0
+check dhcp-after-reboot "after reboot and upgrade the device gets the same address again" same_lease
 check dns-after-reboot "the box answers an allowed name after the reboot and upgrade" dig_allowed
 poweroff
 read_state "$logs/state-boot2"
-check audit-kept "boot 1's audit records are still there after reboot and upgrade" audit_names_device "$logs/state-boot2"
-check lease-kept "the lease is still on the state partition after reboot and upgrade" lease_kept "$logs/state-boot2"
+check audit-kept "boot 1's audit records are still there after reboot and upgrade" audit_kept
+check lease-kept "the lease is still on the state partition after reboot and upgrade" lease_stored "$logs/state-boot2"
 
 t_end=$(date +%s)
 echo "== boot times: ${boot_times[*]} s (QEMU start to DNS answered); whole test $((t_end - t_start)) s"

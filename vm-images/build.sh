@@ -131,6 +131,8 @@ EOF
 state=$work/state
 mkdir -p "$state/lnm" "$state/etc-lnm" "$state/ssh"
 cp -a "$tree/etc/lnm/." "$state/etc-lnm/"
+chown --reference="$tree/etc/lnm" "$state/etc-lnm"  # the package's owner and mode: lnm writes lnm.allow there
+chmod --reference="$tree/etc/lnm" "$state/etc-lnm"
 
 # Settings: the example file, which people edit on any computer before first boot.
 settingsdir=$work/settings
