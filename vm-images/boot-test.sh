@@ -218,10 +218,16 @@ dhcp_lease() { # dhcp_lease FILE: a lease from the box whose DNS server is the b
 	grep -qx "dns=$box_south" "$1" && ! grep -q '^router=' "$1"
 }
 dig_allowed() { [ "$(in_dev dig +short @"$box_south" api.azure.test A | tee /dev/stderr)" = "$box_south" ]; }
-dig_denied() { in_dev dig @"$box_south" www.example.test A | tee /dev/stderr | grep -q 'status: NXDOMAIN'; }
+# Outputs are read whole, then matched: `grep -q` in a pipe under pipefail would fail the
+# check whenever it closes the pipe before the writer is done.
+dig_denied() {
+	local out
+	out=$(in_dev dig @"$box_south" www.example.test A) && echo "$out" && grep 'status: NXDOMAIN' <<<"$out"
+}
 https_through_box() {
-	in_dev curl -sS --max-time 20 --cacert "$work/ca.pem" --resolve "api.azure.test:443:$box_south" \
-		https://api.azure.test/ | tee /dev/stderr | grep -q s_server
+	local out
+	out=$(in_dev curl -sS --max-time 20 --cacert "$work/ca.pem" --resolve "api.azure.test:443:$box_south" \
+		https://api.azure.test/) && grep -m1 s_server <<<"$out"
 }
 # The device tries to use the box as a router to reach the internet namespace: TCP and DNS.
 no_direct_path() {
@@ -275,7 +281,7 @@ boot 1
 
 echo "== boot 1: a device on the south side"
 check dhcp-lease "the device gets a lease by DHCP whose DNS server is the box, no router" dhcp_lease "$work/lease1"
-if ! in_dev ip -4 addr show br0 | grep -q inet; then
+if [ -z "$(in_dev ip -4 -o addr show dev br0)" ]; then
 	in_dev ip addr add "$probe/24" dev br0 # no lease: the other checks still run
 fi
 check dns-allowed "dig gets the box's address for an allowed name" dig_allowed
@@ -295,7 +301,11 @@ ver=$(dpkg-deb -f "$deb" Version)
 dpkg-deb -R "$deb" "$work/debroot"
 sed -i "s/^Version: .*/Version: $ver+boottest1/" "$work/debroot/DEBIAN/control"
 dpkg-deb --root-owner-group -b "$work/debroot" "$work/lnm_${ver}+boottest1_amd64.deb" >/dev/null
-mcopy -o -i "$work/disk.raw@@$settings_off" "$work/lnm_${ver}+boottest1_amd64.deb" ::/upgrade/
+# A plain file name: mtools (4.0.33) drops the long name of some names with '~' and dots,
+# such as lnm_0.0~git157.a6ec780-1_amd64.deb; any lnm_*.deb is taken, by its version inside.
+cp "$work/lnm_${ver}+boottest1_amd64.deb" "$work/lnm_boottest_amd64.deb"
+mcopy -o -i "$work/disk.raw@@$settings_off" "$work/lnm_boottest_amd64.deb" ::/upgrade/
+mdir -i "$work/disk.raw@@$settings_off" ::/upgrade
 boot 2
 check upgrade-installed "boot 2 installed the newer lnm from LNMSETTINGS:/upgrade" \
 	grep "upgrade: lnm $ver+boottest1 installed" "$logs/serial-boot2.log"
