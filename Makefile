@@ -93,7 +93,7 @@ image: image-deps $(if $(DEB),,deb)
 	echo "image: built in $$(( $$(date +%s) - start )) s"
 
 # image-test (root) builds the image, boots it twice in QEMU (TCG, no KVM) between two network
-# namespaces and checks it with real clients; see vm-images/README.md. About 15 minutes here.
+# namespaces and checks it with real clients; see vm-images/README.md. 12 to 20 minutes here.
 image-test: image build
 	@deb="$(DEB)"; deb=$${deb:-$$(ls -t bin/lnm_*_amd64.deb 2>/dev/null | head -1)}; \
 	vm-images/boot-test.sh --image $(IMAGE_DIR)/lnm-amd64.raw --deb "$$deb" --lnm $(BIN) --logs bin/image-test
