@@ -26,7 +26,7 @@ FUZZ := \
 	./audit:FuzzAppendQuoted \
 	./dhcp:FuzzDecide
 
-.PHONY: build run check test unit fuzz deb deb-test lint bench deps demo clean
+.PHONY: build run check test unit fuzz deb deb-test lint bench bench-peers deps demo clean
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/lnm
@@ -93,6 +93,14 @@ demo: deps
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+# bench-peers (root, Debian 12) installs unbound, dnsmasq, HAProxy, nginx, sniproxy and dnsperf
+# when missing, builds CoreDNS and lnm into a temp dir and measures them side by side on
+# loopback (bench/README.md). Not part of `make test`. BENCH_FLAGS shortens a run, e.g.
+# BENCH_FLAGS='-rounds 1 -bulk-mib 256'; BENCH_ROUNDS sets the rounds.
+BENCH_FLAGS ?=
+bench-peers:
+	$(GO) run ./bench $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin
