@@ -146,7 +146,7 @@ func run(o options) error {
 		return err
 	}
 	header := fmt.Sprintf("Machine: %s. Open-file limit %d. Command: `%s`. Versions: %s. %d rounds; %s.",
-		machine(), lim.Cur, strings.Join(os.Args, " "), strings.Join(t.versions, ", "), o.rounds, time.Now().UTC().Format("2006-01-02 15:04 MST"))
+		machine(), lim.Cur, strings.Join(append([]string{"bench"}, os.Args[1:]...), " "), strings.Join(t.versions, ", "), o.rounds, time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Println(header)
 	var out []string
 	for part := range strings.SplitSeq(o.parts, ",") {

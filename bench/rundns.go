@@ -22,6 +22,7 @@ func runDNS(o options, t *tools, dir string) ([]string, error) {
 			{key: "avg_mix_us", title: "avg µs"},
 			{key: "p50_us", title: fmt.Sprintf("p50 µs at %d qps", o.fixedQPS)},
 			{key: "p99_us", title: fmt.Sprintf("p99 µs at %d qps", o.fixedQPS), ratio: true},
+			{key: "lost", title: "lost at that rate"},
 		},
 		notes: []string{
 			"Every server answers bench.test and every name below it with one A record and refuses or NXDOMAINs the rest; " +
@@ -84,6 +85,7 @@ func measureDNS(o options, s dnsServer, r int, tb *table, allowed, mix string) e
 	fmt.Printf("round %d %-8s fixed    p50 %6.0f µs p99 %6.0f µs lost %d of %d\n", r+1, s.name, us(res.p50), us(res.p99), res.lost, res.sent)
 	tb.record(r, s.name, "p50_us", us(res.p50))
 	tb.record(r, s.name, "p99_us", us(res.p99))
+	tb.record(r, s.name, "lost", float64(res.lost))
 	return nil
 }
 
