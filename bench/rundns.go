@@ -28,7 +28,7 @@ func runDNS(o options, t *tools, dir string) ([]string, error) {
 			"Every server answers bench.test and every name below it with one A record and refuses or NXDOMAINs the rest; " +
 				"the run checks that before measuring. 10,000 allowed names (host0000.bench.test …); the mix has 30% names not on the list " +
 				"(bench.test.evil.test, hostN.bench.test.evil.test, hostN.xbench.test, bench.hostN.test, hostN.example.test). " +
-				"dnsperf: 2 threads, 8 sockets, 200 queries outstanding. p50/p99 from a Go client sending allowed names at a fixed rate from one socket.",
+				"dnsperf: 2 threads, 8 sockets, 200 queries outstanding. p50/p99 from a Go client sending allowed names at a fixed rate from one socket; a query with no reply a second after the last one was sent counts as lost, not in p99.",
 			"lnm runs with its defaults and auditing on (the log on disk and the store in memory); only `dns_rate_limit` is off, because all the load comes from one address. " +
 				"unbound runs 2 threads with SO_REUSEPORT; dnsmasq is single-threaded; CoreDNS and lnm use both cores.",
 		},
