@@ -34,7 +34,7 @@ IMAGE_DIR ?= bin/image
 IMAGE_DEBS := mmdebstrap e2fsprogs dosfstools mtools fdisk qemu-utils qemu-system-x86 ovmf \
 	busybox dnsmasq-base openssl bind9-dnsutils curl iproute2
 
-.PHONY: build run check test unit fuzz deb deb-test lint bench deps demo clean image image-test image-deps
+.PHONY: build run check test unit fuzz deb deb-test lint bench bench-peers deps demo clean image image-test image-deps
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/lnm
@@ -124,6 +124,14 @@ image-deps:
 		echo "installing image tools (missing:$$missing)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(IMAGE_DEBS) >/dev/null; \
 	fi
+
+# bench-peers (root, Debian 12) installs unbound, dnsmasq, HAProxy, nginx, sniproxy and dnsperf
+# when missing, builds CoreDNS and lnm into a temp dir and measures them side by side on
+# loopback (bench/README.md). Not part of `make test`. BENCH_FLAGS shortens a run, e.g.
+# BENCH_FLAGS='-rounds 1 -bulk-mib 256'; BENCH_ROUNDS sets the rounds.
+BENCH_FLAGS ?=
+bench-peers:
+	$(GO) run ./bench $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin
