@@ -64,7 +64,9 @@ func TestProgressSeesWedgedAcceptLoop(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	prev := waitProgress(t, f, func(p Progress) bool { return p.Backlog >= 2 })
+	// Wait until the loop has taken the first (and so waits for f.mu) and two wait in the
+	// queue: before that, the loop may still take one during the interval below.
+	prev := waitProgress(t, f, func(p Progress) bool { return p.Accepts > idle.Accepts && p.Backlog >= 2 })
 	time.Sleep(50 * time.Millisecond)
 	err = f.Progress().Stalled(prev)
 	f.mu.Unlock()
