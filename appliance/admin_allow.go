@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/adminapi"
+	"github.com/lnm-project/lnm/allowfile"
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/config"
@@ -48,12 +49,12 @@ func RemoveManaged(configPath string, pattern allowlist.Pattern) (*config.Config
 }
 
 func addManaged(configPath string, specs []adminapi.RuleSpec, uid *int, apply func(*config.Config) error) (*config.Config, adminapi.AllowChange, error) {
-	ch := adminapi.AllowChange{Managed: config.ManagedPath(configPath)}
+	ch := adminapi.AllowChange{Managed: allowfile.PathFor(configPath)}
 	if len(specs) == 0 {
 		return nil, ch, errors.New("no rules to add")
 	}
 	var keys []string
-	next, err := config.EditManagedApply(configPath, func(m *config.Managed) error {
+	next, err := config.EditManagedApply(configPath, func(m *allowfile.File) error {
 		for i, s := range specs {
 			r, err := s.Rule()
 			if err != nil {
@@ -80,8 +81,8 @@ func addManaged(configPath string, specs []adminapi.RuleSpec, uid *int, apply fu
 }
 
 func removeManaged(configPath string, pattern allowlist.Pattern, apply func(*config.Config) error) (*config.Config, adminapi.AllowChange, error) {
-	ch := adminapi.AllowChange{Managed: config.ManagedPath(configPath)}
-	next, err := config.EditManagedApply(configPath, func(m *config.Managed) error {
+	ch := adminapi.AllowChange{Managed: allowfile.PathFor(configPath)}
+	next, err := config.EditManagedApply(configPath, func(m *allowfile.File) error {
 		var kept []string
 		conf := m.ConfigRules()
 		for i := range conf {
@@ -129,8 +130,8 @@ func LoadAllowList(configPath string) (adminapi.AllowList, error) {
 }
 
 // allowListOf lists c's rules in match order, with the notes of m's rules (m may be nil).
-func allowListOf(c *config.Config, m *config.Managed) adminapi.AllowList {
-	mpath := config.ManagedPath(c.File)
+func allowListOf(c *config.Config, m *allowfile.File) adminapi.AllowList {
+	mpath := allowfile.PathFor(c.File)
 	out := adminapi.AllowList{Config: c.File, Managed: mpath, Rules: []adminapi.AllowRule{}}
 	notes := map[string][]string{} // origin + rule → note
 	if m != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/lnm-project/lnm/adminapi"
+	"github.com/lnm-project/lnm/allowfile"
 	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/config"
 	"github.com/lnm-project/lnm/internal/testkit"
@@ -107,7 +108,7 @@ func resolves(t *testing.T, addr, name string) bool {
 // refused with FILE:LINE, and every change is a config record with the caller's uid.
 func TestAdminAllow(t *testing.T) {
 	conf, dnsAddr, api := allowBox(t)
-	mpath := config.ManagedPath(conf)
+	mpath := allowfile.PathFor(conf)
 	if resolves(t, dnsAddr, "historian.plant.test") {
 		t.Fatal("historian.plant.test resolves before it is added")
 	}
@@ -239,7 +240,7 @@ func TestAdminAllowConcurrent(t *testing.T) {
 // put back as it was: absent, then its previous text.
 func TestAdminAllowApplyRefused(t *testing.T) {
 	conf, dnsAddr, api := allowBox(t)
-	mpath := config.ManagedPath(conf)
+	mpath := allowfile.PathFor(conf)
 	add := func(pattern string) (int, string) {
 		return call(t, api, "POST", adminapi.PathAllow, adminapi.AllowAdd{Rules: []adminapi.RuleSpec{{Pattern: pattern}}}, nil)
 	}

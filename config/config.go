@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/lnm-project/lnm/allowfile"
 	"github.com/lnm-project/lnm/allowlist"
 )
 
@@ -149,7 +150,7 @@ type Config struct {
 
 	// Rules is the allow list, in the order written (`allow { ... }`, one rule per line; the
 	// directive may appear more than once), then, when Load read one, the rules of the managed
-	// file (ManagedPath). Each rule's Origin is "FILE:LINE". Empty: every name is denied.
+	// file (allowfile.PathFor). Each rule's Origin is "FILE:LINE". Empty: every name is denied.
 	// Match order is List().Ordered().
 	Rules []allowlist.Rule
 
@@ -231,14 +232,14 @@ func Defaults() *Config {
 }
 
 // Load reads, parses and validates the config file at path, together with its managed rules
-// file (ManagedPath) when that exists: the managed rules follow the config's own in Rules,
+// file (allowfile.PathFor) when that exists: the managed rules follow the config's own in Rules,
 // with origins in the managed file.
 func Load(path string) (*Config, error) {
 	data, err := readConfigFile(path)
 	if err != nil {
 		return nil, err
 	}
-	managed, err := readManaged(ManagedPath(path))
+	managed, err := readManaged(allowfile.PathFor(path))
 	if err != nil {
 		return nil, err
 	}

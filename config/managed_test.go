@@ -2,31 +2,16 @@ package config
 
 import (
 	"errors"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lnm-project/lnm/allowfile"
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/internal/atomicfile"
 )
-
-func TestManagedPath(t *testing.T) {
-	for in, want := range map[string]string{
-		"/etc/lnm/lnm.conf":     "/etc/lnm/lnm.allow",
-		"lnm.conf":              "lnm.allow",
-		"/etc/lnm/box.v2.conf":  "/etc/lnm/box.v2.allow",
-		"/etc/lnm/lnm":          "/etc/lnm/lnm.allow",
-		"/etc/lnm.d/.hidden":    "/etc/lnm.d/.hidden.allow",
-		"relative/dir/lnm.conf": "relative/dir/lnm.allow",
-	} {
-		if got := ManagedPath(in); got != want {
-			t.Errorf("ManagedPath(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
 
 const managedTestConf = `lnm {
     listen 127.0.0.1
@@ -51,17 +36,17 @@ func writeConf(t *testing.T, text string) string {
 
 func rule(t *testing.T, text string) allowlist.Rule {
 	t.Helper()
-	m, err := parseManaged("test", []byte(text))
-	if err != nil || len(m.entries) != 1 {
+	entries, err := parseManaged("test", []byte(text))
+	if err != nil || len(entries) != 1 {
 		t.Fatalf("rule %q: %v", text, err)
 	}
-	r := m.entries[0].Rule
+	r := entries[0].Rule
 	r.Origin = ""
 	return r
 }
 
-func fixedNow(m *Managed) {
-	m.now = func() time.Time { return time.Date(2026, 11, 28, 7, 0, 0, 0, time.UTC) }
+func fixedNow(m *allowfile.File) {
+	m.Now = func() time.Time { return time.Date(2026, 11, 28, 7, 0, 0, 0, time.UTC) }
 }
 
 // TestManagedRoundTrip adds rules through EditManaged, checks the exact text written, then
@@ -69,7 +54,7 @@ func fixedNow(m *Managed) {
 func TestManagedRoundTrip(t *testing.T) {
 	conf := writeConf(t, managedTestConf)
 	uid := 1000
-	next, err := EditManaged(conf, func(m *Managed) error {
+	next, err := EditManaged(conf, func(m *allowfile.File) error {
 		fixedNow(m)
 		if len(m.Rules()) != 0 || len(m.ConfigRules()) != 2 {
 			t.Fatalf("fresh managed file: %d rules, %d config rules", len(m.Rules()), len(m.ConfigRules()))
@@ -82,12 +67,12 @@ func TestManagedRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mpath := ManagedPath(conf)
+	mpath := allowfile.PathFor(conf)
 	got, err := os.ReadFile(mpath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := strings.Join(managedHeader, "\n") + `
+	want := strings.Join(allowfile.Header(), "\n") + `
 
 # added by uid 1000 at 2026-11-28T07:00:00Z: MES historian
 historian.plant.test 443 from 198.18.3.0/24 to 198.18.4.20:443
@@ -124,7 +109,7 @@ historian.plant.test 443 from 198.18.3.0/24 to 198.18.4.20:443
 	}
 
 	// Remove one; the other keeps its note and moves up.
-	if _, err := EditManaged(conf, func(m *Managed) error {
+	if _, err := EditManaged(conf, func(m *allowfile.File) error {
 		if n := m.Remove(allowlist.Pattern{Kind: allowlist.Exact, Base: "historian.plant.test"}); n != 1 {
 			t.Errorf("Remove = %d, want 1", n)
 		}
@@ -136,7 +121,7 @@ historian.plant.test 443 from 198.18.3.0/24 to 198.18.4.20:443
 		t.Fatal(err)
 	}
 	got, _ = os.ReadFile(mpath)
-	want = strings.Join(managedHeader, "\n") + "\n\n# added at 2026-11-28T07:00:00Z\n.contoso.test\n"
+	want = strings.Join(allowfile.Header(), "\n") + "\n\n# added at 2026-11-28T07:00:00Z\n.contoso.test\n"
 	if string(got) != want {
 		t.Fatalf("after remove:\n%s\nwant:\n%s", got, want)
 	}
@@ -159,7 +144,7 @@ func TestManagedLoadErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			conf := writeConf(t, managedTestConf)
 			dir := filepath.Dir(conf)
-			if err := os.WriteFile(ManagedPath(conf), []byte(tc.managed), 0o644); err != nil {
+			if err := os.WriteFile(allowfile.PathFor(conf), []byte(tc.managed), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			_, err := Load(conf)
@@ -168,11 +153,11 @@ func TestManagedLoadErrors(t *testing.T) {
 				t.Fatalf("Load = %v, want an error containing %q", err, filepath.Join(dir, want))
 			}
 			// An edit of a broken file is refused and leaves it as it was.
-			_, err = EditManaged(conf, func(m *Managed) error { return nil })
+			_, err = EditManaged(conf, func(m *allowfile.File) error { return nil })
 			if err == nil {
 				t.Fatal("EditManaged of a broken managed file succeeded")
 			}
-			if got, _ := os.ReadFile(ManagedPath(conf)); string(got) != tc.managed {
+			if got, _ := os.ReadFile(allowfile.PathFor(conf)); string(got) != tc.managed {
 				t.Fatalf("file changed to %q", got)
 			}
 		})
@@ -183,68 +168,38 @@ func TestManagedLoadErrors(t *testing.T) {
 // error all leave the file as it was.
 func TestManagedEditRefused(t *testing.T) {
 	conf := writeConf(t, managedTestConf)
-	if _, err := EditManaged(conf, func(m *Managed) error {
+	if _, err := EditManaged(conf, func(m *allowfile.File) error {
 		return m.Add(rule(t, "a.test"), "first", nil)
 	}); err != nil {
 		t.Fatal(err)
 	}
-	before, _ := os.ReadFile(ManagedPath(conf))
+	before, _ := os.ReadFile(allowfile.PathFor(conf))
 	for _, tc := range []struct {
 		name string
-		edit func(m *Managed) error
+		edit func(m *allowfile.File) error
 		want string
 	}{
-		{"duplicate of config rule", func(m *Managed) error { return m.Add(rule(t, "*.azure.test"), "", nil) },
+		{"duplicate of config rule", func(m *allowfile.File) error { return m.Add(rule(t, "*.azure.test"), "", nil) },
 			"already in the allow list at " + conf + ":6"},
-		{"duplicate of managed rule", func(m *Managed) error { return m.Add(rule(t, "a.test"), "", nil) },
-			"already in the allow list at " + ManagedPath(conf) + ":6"},
-		{"duplicate within the edit", func(m *Managed) error {
+		{"duplicate of managed rule", func(m *allowfile.File) error { return m.Add(rule(t, "a.test"), "", nil) },
+			"already in the allow list at " + allowfile.PathFor(conf) + ":6"},
+		{"duplicate within the edit", func(m *allowfile.File) error {
 			m.Add(rule(t, "b.test 443"), "", nil)
 			return m.Add(rule(t, "b.test 443"), "", nil)
 		}, "already in the allow list earlier in this change"},
-		{"port without proxy", func(m *Managed) error { return m.Add(rule(t, "c.test 9999"), "", nil) },
+		{"port without proxy", func(m *allowfile.File) error { return m.Add(rule(t, "c.test 9999"), "", nil) },
 			"port 9999 has no proxy listener"},
-		{"callback error", func(m *Managed) error { m.Remove(rule(t, "a.test").Pattern); return errors.New("no") }, "no"},
+		{"callback error", func(m *allowfile.File) error { m.Remove(rule(t, "a.test").Pattern); return errors.New("no") }, "no"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := EditManaged(conf, tc.edit)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("EditManaged = %v, want an error containing %q", err, tc.want)
 			}
-			if after, _ := os.ReadFile(ManagedPath(conf)); string(after) != string(before) {
+			if after, _ := os.ReadFile(allowfile.PathFor(conf)); string(after) != string(before) {
 				t.Fatalf("file changed:\n%s", after)
 			}
 		})
-	}
-	err := (&Managed{}).Add(rule(t, "*.azure.test"), "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &Managed{conf: []allowlist.Rule{rule(t, "d.test")}}
-	if err := m.Add(rule(t, "d.test"), "", nil); !errors.Is(err, ErrDuplicateRule) {
-		t.Fatalf("Add of a duplicate = %v, want ErrDuplicateRule", err)
-	}
-}
-
-// TestManagedAddCanonical: ports and sources are sorted, so a rule written in another order
-// is still a duplicate.
-func TestManagedAddCanonical(t *testing.T) {
-	m := &Managed{}
-	r := allowlist.Rule{Pattern: allowlist.Pattern{Base: "x.test"}, Ports: []uint16{8883, 443},
-		From: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/16")}}
-	if err := m.Add(r, "", nil); err != nil {
-		t.Fatal(err)
-	}
-	if got := m.Rules()[0].Rule.String(); got != "x.test 443 8883 from 10.0.0.0/8 10.0.0.0/16" {
-		t.Fatalf("added %q", got)
-	}
-	r.Ports = []uint16{443, 8883}
-	if err := m.Add(r, "", nil); !errors.Is(err, ErrDuplicateRule) {
-		t.Fatalf("reordered duplicate: %v", err)
-	}
-	r.Ports = []uint16{443, 443}
-	if err := m.Add(r, "", nil); err == nil {
-		t.Fatal("a port given twice was accepted")
 	}
 }
 
@@ -252,10 +207,10 @@ func TestManagedAddCanonical(t *testing.T) {
 // whole file that parses, never a prefix or an empty file.
 func TestManagedAtomicWrite(t *testing.T) {
 	conf := writeConf(t, managedTestConf)
-	mpath := ManagedPath(conf)
+	mpath := allowfile.PathFor(conf)
 	write := func(i int) {
 		t.Helper()
-		_, err := EditManaged(conf, func(m *Managed) error {
+		_, err := EditManaged(conf, func(m *allowfile.File) error {
 			fixedNow(m)
 			m.Remove(allowlist.Pattern{Base: allowlist.Name("v" + strings.Repeat("x", i%5+1) + ".test")})
 			return m.Add(allowlist.Rule{Pattern: allowlist.Pattern{Base: allowlist.Name("r" + strings.Repeat("y", i) + ".test")}}, strings.Repeat("long comment ", 200), nil)

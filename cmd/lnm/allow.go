@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lnm-project/lnm/adminapi"
+	"github.com/lnm-project/lnm/allowfile"
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/appliance"
 	"github.com/lnm-project/lnm/config"
@@ -282,7 +283,7 @@ func changeError(err error) error {
 	var ce *config.ConfigError
 	switch {
 	case errors.As(err, &api) && api.Code == http.StatusUnprocessableEntity,
-		errors.As(err, &ce), errors.Is(err, config.ErrDuplicateRule):
+		errors.As(err, &ce), errors.Is(err, allowfile.ErrDuplicateRule):
 		return &exitError{2, err}
 	}
 	return &exitError{1, err}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/lnm-project/lnm/allowfile"
 	"github.com/lnm-project/lnm/appliance"
 	"github.com/lnm-project/lnm/config"
 	"github.com/lnm-project/lnm/internal/testkit"
@@ -35,7 +36,7 @@ func TestAllowImportDryRun(t *testing.T) {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
 	testkit.Golden(t, "testdata/allow_import_dry.golden", strings.ReplaceAll(stdout, conf, "CONF"))
-	if _, err := os.Stat(config.ManagedPath(conf)); !os.IsNotExist(err) {
+	if _, err := os.Stat(allowfile.PathFor(conf)); !os.IsNotExist(err) {
 		t.Errorf("a dry run wrote the managed file: %v", err)
 	}
 
@@ -51,7 +52,7 @@ func TestAllowImportDryRun(t *testing.T) {
 // rules already in the list are skipped, and an import the box would refuse adds nothing.
 func TestAllowImportFiles(t *testing.T) {
 	conf := noBoxConfig(t)
-	mpath := config.ManagedPath(conf)
+	mpath := allowfile.PathFor(conf)
 	for _, tc := range []struct {
 		name           string
 		args           []string

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lnm-project/lnm/allowfile"
 	"github.com/lnm-project/lnm/appliance"
 	"github.com/lnm-project/lnm/audit"
-	"github.com/lnm-project/lnm/config"
 	"github.com/lnm-project/lnm/internal/testkit"
 )
 
@@ -87,7 +87,7 @@ func TestAllowSuggestApply(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "lnm is not running") || !strings.Contains(stderr, "edited the file directly") {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
-	mpath := config.ManagedPath(conf)
+	mpath := allowfile.PathFor(conf)
 	for _, want := range []string{
 		"added telemetry.vendor.test 8883 (" + mpath + ":6)\n",
 		"added b.blob.vendor.test 443 (" + mpath + ":9)\n",
