@@ -40,6 +40,12 @@ func TestStalledIdleAndBusy(t *testing.T) {
 			t.Fatal(err)
 		}
 		conn.Close()
+		// A box that keeps up takes each connection before the next check; checks run
+		// seconds apart under the watchdog, microseconds apart here, so wait for the take.
+		deadline := time.Now().Add(10 * time.Second)
+		for rt.fwds[0].Progress().Backlog > 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
 		if err := rt.Stalled(); err != nil {
 			t.Errorf("busy: %v", err)
 		}
