@@ -46,6 +46,18 @@ const (
 	DefaultQueue            = 64 << 10
 )
 
+// RuntimeOverhead is what a box needs beside its store's records: code, listener buffers,
+// the audit writer's queue, goroutine stacks, and the garbage the store's copy-on-write
+// index leaves between collections. MemoryLimit adds it to the store's bound.
+const RuntimeOverhead int64 = 256 << 20
+
+// MemoryLimit returns the soft memory limit (runtime/debug.SetMemoryLimit) for a process
+// whose store is bounded at maxBytes (0: DefaultMaxBytes). Without one, Go's collector lets
+// the heap grow to twice what is live, and a full store's box to twice its bound.
+func MemoryLimit(maxBytes int64) int64 {
+	return cmp.Or(maxBytes, DefaultMaxBytes) + RuntimeOverhead
+}
+
 const (
 	// evictBatch is how many records one eviction transaction deletes at most, so that a
 	// large eviction (after a clock jump, or a lowered bound) never holds the writer lock

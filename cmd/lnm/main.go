@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 
 	"github.com/lnm-project/lnm/appliance"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/store"
 )
 
 const defaultConfig = "/etc/lnm/lnm.conf"
@@ -114,6 +116,10 @@ func runAppliance(path string, log *slog.Logger) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return &exitError{2, err}
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A full store then costs its bound plus a fixed allowance, not twice its bound.
+		debug.SetMemoryLimit(store.MemoryLimit(cfg.StoreMemory))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
