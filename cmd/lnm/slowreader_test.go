@@ -224,3 +224,82 @@ func TestCase18SlowReader(t *testing.T) {
 		t.Errorf("the box's RSS grew by %d KiB while a slow reader downloaded %d MiB: it buffers in user space", grew, size>>20)
 	}
 }
+
+// TestCase18ManySlowReaders is case 18 across many connections: 200 devices open a stream
+// each and do not read while their servers send 2 MiB each. The box's RSS per stalled
+// stream stays within what the catalog allows a splice (32 KiB a direction) plus the
+// bookkeeping of a connection, and far below what the servers sent, which waits in kernel
+// socket buffers; then every device reads its 2 MiB in full.
+func TestCase18ManySlowReaders(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the lnm binary and holds hundreds of streams")
+	}
+	const conns, each = 200, 2 << 20
+	ca := testkit.NewCA(t)
+	var sent atomic.Int64
+	upstream := testkit.ServeTLS(t, "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "big.test")}}, func(c *tls.Conn) {
+		buf := make([]byte, 64<<10)
+		for n := 0; n < each; n += len(buf) {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+			sent.Add(int64(len(buf)))
+		}
+		c.CloseWrite()
+		io.Copy(io.Discard, c)
+	})
+	bin := buildLNM(t)
+	box := startLoopbackBox(t, bin, []string{fmt.Sprintf("big.test PROXY to 127.0.0.1:%d", upstream.Port())},
+		[]string{"conn_rate_limit off", "max_conns_per_source off"}, nil) // one test client opens them all
+
+	dial := func() *tls.Conn {
+		c, err := tls.Dial("tcp", box.proxyAddr(), ca.Client("big.test"))
+		if err != nil {
+			t.Fatalf("TLS through the box: %v\n%s", err, readFile(box.log))
+		}
+		return c
+	}
+	warm := dial() // a first stream, read in full, before the baseline
+	if n, err := io.Copy(io.Discard, warm); n != each || err != nil {
+		t.Fatalf("warm-up stream: %d bytes, %v", n, err)
+	}
+	warm.Close()
+	sent.Store(0)
+	base := box.status(t, "VmRSS")
+
+	streams := make([]*tls.Conn, conns)
+	for i := range streams {
+		streams[i] = dial()
+		defer streams[i].Close()
+	}
+	// Wait until the servers are held back: nothing more sent for a second.
+	var last int64 = -1
+	if !waitFor(60*time.Second, func() bool {
+		now := sent.Load()
+		settled := now == last
+		last = now
+		if !settled {
+			time.Sleep(time.Second) // the settling window, not synchronisation
+		}
+		return settled
+	}) {
+		t.Fatalf("the servers kept sending for 60 s: %d MiB", sent.Load()>>20)
+	}
+	rss := box.status(t, "VmRSS")
+	per := (rss - base) / conns
+	t.Logf("%d stalled streams: the servers sent %d MiB and are held back; VmRSS %d KiB → %d KiB, %d KiB a stream",
+		conns, last>>20, base, rss, per)
+	if per > 128 {
+		t.Errorf("the box's RSS grew by %d KiB a stalled stream: it buffers more than 2 × 32 KiB plus a connection's keep", per)
+	}
+	// The 400 MiB the servers sent sit in kernel socket buffers, not in the box.
+	if grew := (rss - base) << 10; grew > last/10 {
+		t.Errorf("the box grew by %d MiB of the %d MiB sent to devices that did not read", grew>>20, last>>20)
+	}
+	for i, c := range streams {
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		if n, err := io.Copy(io.Discard, c); n != each || err != nil {
+			t.Fatalf("stream %d, once read: %d of %d bytes, %v", i, n, each, err)
+		}
+	}
+}
