@@ -107,7 +107,7 @@ func TestCase37MixedLoadCompleteness(t *testing.T) {
 	}
 	for range spliced {
 		wg.Go(func() {
-			c, err := echoes("127.0.0.1", proxy, "api.azure.test", ca)
+			c, err := echoesWithin("127.0.0.1", proxy, "api.azure.test", ca, 30*time.Second)
 			if err != nil {
 				fail("spliced stream: %v", err)
 				return
@@ -117,7 +117,7 @@ func TestCase37MixedLoadCompleteness(t *testing.T) {
 	}
 	for i := range denied {
 		wg.Go(func() {
-			c, err := tls.Dial("tcp", proxy, ca.Client(fmt.Sprintf("n%d.blocked.test", i)))
+			c, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", proxy, ca.Client(fmt.Sprintf("n%d.blocked.test", i)))
 			if err == nil {
 				c.Close()
 				fail("an unlisted name got through")

@@ -41,7 +41,7 @@ func TestCase42ReloadsUnderLoad(t *testing.T) {
 	server := fmt.Sprintf("127.0.0.1:%d", b.dnsPort)
 	for w := range 4 {
 		wg.Go(func() {
-			cl := dns.Client{Net: []string{"udp", "tcp"}[w%2], Timeout: 5 * time.Second}
+			cl := dns.Client{Net: []string{"udp", "tcp"}[w%2], Timeout: 10 * time.Second}
 			tick := time.NewTicker(8 * time.Millisecond) // 4 × 125 a second
 			defer tick.Stop()
 			for {
@@ -79,10 +79,10 @@ func TestCase42ReloadsUnderLoad(t *testing.T) {
 			t.Fatalf("reload %d: %v", i, err)
 		}
 		if extra >= 0 {
-			if rcode, n := b.ask(t, fmt.Sprintf("extra%d.contoso.test.", extra)); rcode != dns.RcodeSuccess || n != 1 {
+			if rcode, n := askWithin(t, server, fmt.Sprintf("extra%d.contoso.test.", extra)); rcode != dns.RcodeSuccess || n != 1 {
 				t.Fatalf("reload %d: the rule it added is not answered yet: rcode %s", i, dns.RcodeToString[rcode])
 			}
-		} else if rcode, _ := b.ask(t, fmt.Sprintf("extra%d.contoso.test.", i-1)); rcode != dns.RcodeNameError {
+		} else if rcode, _ := askWithin(t, server, fmt.Sprintf("extra%d.contoso.test.", i-1)); rcode != dns.RcodeNameError {
 			t.Fatalf("reload %d: the rule it removed still answers: rcode %s", i, dns.RcodeToString[rcode])
 		}
 		if i%10 == 9 {
@@ -111,4 +111,15 @@ func TestCase42ReloadsUnderLoad(t *testing.T) {
 		t.Errorf("%d reload records with a hash, want %d", n, reloads)
 	}
 	t.Logf("%d reloads in %v with %d streams spliced; %d questions, %d failed", reloads, took.Round(time.Millisecond), splices, asked.Load(), failed.Load())
+}
+
+// askWithin is box.ask with a timeout a loaded machine cannot reach.
+func askWithin(t *testing.T, server, name string) (rcode, answers int) {
+	t.Helper()
+	cl := dns.Client{Timeout: 10 * time.Second}
+	r, _, err := cl.Exchange(new(dns.Msg).SetQuestion(name, dns.TypeA), server)
+	if err != nil {
+		t.Fatalf("query %s: %v", name, err)
+	}
+	return r.Rcode, len(r.Answer)
 }

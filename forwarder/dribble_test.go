@@ -13,15 +13,15 @@ import (
 
 // TestCase21DribblingStreams is the faults catalog's case 21 one way at a time: a device
 // that sends a byte every 100 ms to a server that never answers, and a server that sends a
-// byte every 100 ms to a device that never writes, each for two and a half idle timeouts.
+// byte every 100 ms to a device that never writes, each for more than two idle timeouts.
 // Traffic in either direction alone keeps the splice; once it stops, the idle timer ends it.
-// (Time is scaled down: a 2 s idle timer stands for the configured hour, 100 ms for a
-// second; a stall of the test of nearly 2 s would be needed to break it.)
+// (Time is scaled down: a 3 s idle timer stands for the configured hour, 100 ms for a
+// second; a stall of the test of nearly 3 s would be needed to break it.)
 func TestCase21DribblingStreams(t *testing.T) {
 	const (
-		idle  = 2 * time.Second
+		idle  = 3 * time.Second
 		every = 100 * time.Millisecond
-		bytes = 50 // 5 s of dribbling
+		bytes = 80 // 8 s of dribbling
 	)
 	ca := testkit.NewCA(t)
 	cert := ca.Issue(t, "up.example.test", "down.example.test")

@@ -66,7 +66,7 @@ func TestCase16UpstreamFaults(t *testing.T) {
 			DialTimeout: dialTimeout,
 		}, 9)
 		began := time.Now()
-		c, err := tls.Dial("tcp", s.addr(), ca.Client("hole.example.test"))
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", s.addr(), ca.Client("hole.example.test"))
 		if err == nil {
 			c.Close()
 			t.Fatal("the handshake went through to a blackhole")
