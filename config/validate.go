@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/levelid"
 )
 
 // Validate checks how the directives fit together: listen is given, no two listeners share
@@ -102,6 +103,9 @@ func (v *validator) settings() {
 	}
 	if c.AuditDir != "" && c.Fsync <= 0 && !c.FsyncAlways {
 		v.add(c.line("fsync"), "fsync must be a duration above zero, or always")
+	}
+	if c.LevelIdentity > 0 && c.Name != "" && !levelid.ValidName(c.Name) {
+		v.add(c.line("name"), "name %q cannot travel in a level-identity header: use 1 to %d letters, digits, '-', '_' or '.'", c.Name, levelid.MaxNameLen)
 	}
 	if c.Parent.IsValid() && slices.Contains(c.Listen, c.Parent) {
 		v.add(c.line("parent"), "parent %s is this box's own listen address", c.Parent)
