@@ -21,6 +21,7 @@ func (f *Forwarder) identify(c net.Conn, cfg *Config, ev *Event) (io.Reader, err
 		return c, nil
 	}
 	h, pending, err := cfg.Identity.Accept(c, ev.Client.Addr())
+	ev.Origin = h // a header refused for its path (loop, hop limit) is recorded with it
 	if err != nil {
 		reason := levelid.ReasonOf(err)
 		if reason == levelid.ReasonLoop || reason == levelid.ReasonHopLimit {
@@ -30,7 +31,6 @@ func (f *Forwarder) identify(c net.Conn, cfg *Config, ev *Event) (io.Reader, err
 		}
 		return nil, &HelloError{Reason: reason, Err: err}
 	}
-	ev.Origin = h
 	if len(pending) == 0 {
 		return c, nil
 	}

@@ -127,8 +127,12 @@ func TestLevelIdentityRefusals(t *testing.T) {
 			}
 			defer conn.Close()
 			conn.Write(c.send)
-			if ev := s.events.next(t, forwarder.EventDeny); string(ev.Reason) != c.reason {
+			ev := s.events.next(t, forwarder.EventDeny)
+			if string(ev.Reason) != c.reason {
 				t.Errorf("deny %s, want %s", ev.Reason, c.reason)
+			}
+			if c.reason == string(levelid.ReasonLoop) && !slices.Equal(ev.Origin.Path, []string{"l4", "l3"}) {
+				t.Errorf("the loop's deny carries origin %+v, want the path that came back", ev.Origin)
 			}
 			conn.SetReadDeadline(time.Now().Add(20 * time.Second))
 			io.ReadAll(conn) // closed by the box

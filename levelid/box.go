@@ -56,7 +56,8 @@ var (
 // either version is refused (ReasonRefused).
 //
 // It returns the header (the zero Header when there was none) and the bytes it read that
-// are not a header: the start of the device's stream, to be read again before the rest.
+// are not a header: the start of the device's stream, to be read again before the rest. A
+// header refused by Check (a loop, the hop limit) is returned with the error, for the record.
 // Errors are *Error. A read error before a signature is complete is not Accept's to judge:
 // the bytes read so far are returned with no error, and the hello reader meets the error
 // again.
