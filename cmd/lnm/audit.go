@@ -80,6 +80,7 @@ func auditCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 				Flags:  filters(false),
 				Action: func(c *cli.Context) error { return auditFollow(c, stdout) },
 			},
+			auditTraceCommand(stdout, stderr),
 		},
 	}
 }

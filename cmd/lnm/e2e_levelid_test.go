@@ -6,7 +6,12 @@ package main
 // connection long before the hop limit, each logging why.
 
 import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -112,6 +117,33 @@ func TestE2ELevelIdentity(t *testing.T) {
 		}
 		if other := l.auditQuery(bin, "l5", "--origin", devAddr2); len(other) != 0 {
 			t.Errorf("--origin %s selected %d records of another device", devAddr2, len(other))
+		}
+
+		// `lnm audit trace` from level 5's record down through the three logs.
+		dirs := []string{"--dir", filepath.Join(l.dir, "l5", "audit"), "--dir", filepath.Join(l.dir, "l4", "audit"), "--dir", filepath.Join(l.dir, "l3", "audit")}
+		seq := strconv.FormatUint(at5.Seq, 10)
+		out, err := exec.Command(bin, append(append([]string{"audit", "trace"}, dirs...), seq)...).CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), "device "+at3.Client.String()+"\n") {
+			t.Fatalf("lnm audit trace %s: %v\n%s", seq, err, out)
+		}
+		t.Logf("lnm audit trace %s:\n%s", seq, out)
+		out, err = exec.Command(bin, append(append([]string{"audit", "trace", "--json"}, dirs...), seq)...).Output()
+		if err != nil {
+			t.Fatalf("lnm audit trace --json %s: %v", seq, err)
+		}
+		var chain []string
+		for line := range strings.Lines(string(out)) {
+			var r audit.Record
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Event == audit.EventOpen {
+				chain = append(chain, fmt.Sprintf("%s#%d", r.Box, r.Seq))
+			}
+		}
+		want := []string{fmt.Sprintf("l3-gw#%d", at3.Seq), fmt.Sprintf("l4-site#%d", at4.Seq), fmt.Sprintf("l5-dmz#%d", at5.Seq)}
+		if !slices.Equal(chain, want) {
+			t.Errorf("trace's open records %v, want %v\n%s", chain, want, out)
 		}
 	})
 
