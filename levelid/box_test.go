@@ -152,3 +152,38 @@ func TestMaxHops(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAccept is a parent's cost per connection from a child: sniff, read and parse a
+// two-box header, check it, and build the next one.
+func BenchmarkAccept(b *testing.B) {
+	box := &Box{Name: "l5", Children: []netip.Prefix{netip.MustParsePrefix("198.18.4.0/24")}}
+	src := netip.MustParseAddr("198.18.4.2")
+	in := append(mustMarshal(b, sample()), hello...)
+	r := bytes.NewReader(in)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Reset(in)
+		h, _, err := box.Accept(r, src)
+		if err != nil {
+			b.Fatal(err)
+		}
+		next := box.Next(&h, netip.AddrPort{}, netip.AddrPort{}, 1)
+		if _, err := Marshal(&next); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAcceptDevice is the cost for a device's connection: one byte sniffed.
+func BenchmarkAcceptDevice(b *testing.B) {
+	box := &Box{Name: "l5"}
+	src := netip.MustParseAddr("198.18.3.20")
+	r := bytes.NewReader(hello)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Reset(hello)
+		if _, _, err := box.Accept(r, src); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
