@@ -288,6 +288,9 @@ func (c *Config) Warnings() []string {
 	for _, rt := range c.Routes {
 		nameTargets = nameTargets || rt.To.Name != ""
 	}
+	if c.LevelIdentity > 0 && !c.Parent.IsValid() && len(c.Children) == 0 {
+		warn(c.File+":"+strconv.Itoa(c.line("level_identity")), "level_identity has no parent to tell and no children to hear: it only refuses PROXY headers from devices")
+	}
 	if c.Parent.IsValid() && len(c.Upstream) > 0 && !nameTargets {
 		warn(c.File+":"+strconv.Itoa(c.line("upstream")), "upstream is unused: connections go to the parent, and no tcp route or to destination is a name")
 	}
