@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -37,10 +38,9 @@ func auditTrace(c *cli.Context, stdout, stderr io.Writer) error {
 		return &exitError{2, fmt.Errorf("audit trace %q: want a record's seq, a number above zero", c.Args().First())}
 	}
 	dirs := c.StringSlice("dir")
-	conns := audit.Filter{Kind: audit.KindConn}
 	var corrupt error
-	read := func(dir string, fn func(*audit.Record) bool) error {
-		err := audit.Read(dir, conns, fn)
+	read := func(dir string, f audit.Filter, fn func(*audit.Record) bool) error {
+		err := audit.Read(dir, f, fn)
 		if errors.Is(err, audit.ErrCorrupt) {
 			corrupt = err
 			return nil
@@ -49,7 +49,7 @@ func auditTrace(c *cli.Context, stdout, stderr io.Writer) error {
 	}
 
 	var start *audit.Record
-	if err := read(dirs[0], func(r *audit.Record) bool {
+	if err := read(dirs[0], audit.Filter{Kind: audit.KindConn}, func(r *audit.Record) bool {
 		if r.Seq == seq {
 			start = r
 		}
@@ -60,10 +60,12 @@ func auditTrace(c *cli.Context, stdout, stderr io.Writer) error {
 	if start == nil {
 		return &exitError{1, fmt.Errorf("no conn record with seq %d in %s", seq, dirs[0])}
 	}
-	lookup := func(box string, id uint64) ([]*audit.Record, error) {
+	lookup := func(box string, id uint64, near time.Time) ([]*audit.Record, error) {
 		var out []*audit.Record
+		// Segments older than that are not read at all.
+		f := audit.Filter{Kind: audit.KindConn, Since: near.Add(-auditview.MaxSkew)}
 		for _, dir := range dirs {
-			err := read(dir, func(r *audit.Record) bool {
+			err := read(dir, f, func(r *audit.Record) bool {
 				if r.Box == box && r.ID == id {
 					out = append(out, r)
 				}

@@ -27,8 +27,13 @@ type Hop struct {
 }
 
 // Lookup returns a box's conn records with the given id, in any order. Ids restart with
-// the box's process, so more than one connection may answer; Trace picks by time.
-type Lookup func(box string, id uint64) ([]*audit.Record, error)
+// the box's process, so more than one connection may answer; Trace picks the one nearest
+// to near. A lookup may leave out records from before near less MaxSkew (the child's open
+// comes a moment before its parent's; its close may come days later).
+type Lookup func(box string, id uint64, near time.Time) ([]*audit.Record, error)
+
+// MaxSkew is how far apart two boxes' clocks may be for a trace to find a child's records.
+const MaxSkew = time.Hour
 
 // maxTraceHops bounds a trace however the logs are made (levelid.MaxHops).
 const maxTraceHops = 16
@@ -46,7 +51,7 @@ func Trace(start *audit.Record, lookup Lookup) (netip.AddrPort, []Hop, error) {
 	var device netip.AddrPort
 	var path []string // from the last origin read: the boxes still below
 	for range maxTraceHops {
-		recs, err := lookup(box, id)
+		recs, err := lookup(box, id, near)
 		if err != nil {
 			return device, nil, err
 		}

@@ -32,7 +32,7 @@ func threeBoxes() []*audit.Record {
 }
 
 func lookupIn(recs []*audit.Record, without string) Lookup {
-	return func(box string, id uint64) ([]*audit.Record, error) {
+	return func(box string, id uint64, _ time.Time) ([]*audit.Record, error) {
 		var out []*audit.Record
 		for _, r := range recs {
 			if r.Box == box && r.ID == id && r.Box != without {
