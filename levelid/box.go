@@ -126,3 +126,19 @@ func (b *Box) Next(from *Header, client, local netip.AddrPort, id uint64) Header
 	}
 	return h
 }
+
+// Stream is Accept for a reader the rest of the connection is read from: it returns that
+// reader (the bytes Accept read and did not keep come first), the header, and Accept's error.
+func (b *Box) Stream(r io.Reader, src netip.Addr) (io.Reader, Header, error) {
+	h, pending, err := b.Accept(r, src)
+	if err != nil || len(pending) == 0 {
+		return r, h, err
+	}
+	return io.MultiReader(bytes.NewReader(pending), r), h, nil
+}
+
+// Announce returns the bytes of the header Next makes.
+func (b *Box) Announce(from *Header, client, local netip.AddrPort, id uint64) ([]byte, error) {
+	h := b.Next(from, client, local, id)
+	return Marshal(&h)
+}

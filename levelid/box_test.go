@@ -187,3 +187,31 @@ func BenchmarkAcceptDevice(b *testing.B) {
 		}
 	}
 }
+
+func TestStreamAndAnnounce(t *testing.T) {
+	l4 := &Box{Name: "l4", Children: []netip.Prefix{netip.MustParsePrefix("198.18.3.0/24")}}
+	sample3 := sample()
+	sample3.Path, sample3.Hops, sample3.Box = []string{"l3"}, 1, "l3"
+	in := append(mustMarshal(t, sample3), hello...)
+	r, h, err := l4.Stream(bytes.NewReader(in), netip.MustParseAddr("198.18.3.2"))
+	if err != nil || h.Box != "l3" {
+		t.Fatalf("%+v %v", h, err)
+	}
+	if rest, _ := io.ReadAll(r); !bytes.Equal(rest, hello) {
+		t.Errorf("stream after the header %x", rest)
+	}
+	r, h, err = l4.Stream(bytes.NewReader(hello), netip.MustParseAddr("198.18.2.10"))
+	if rest, _ := io.ReadAll(r); err != nil || h.Hops != 0 || !bytes.Equal(rest, hello) {
+		t.Errorf("a device's stream: %+v %v %x", h, err, rest)
+	}
+	b, err := l4.Announce(&h, netip.MustParseAddrPort("198.18.2.10:1"), netip.MustParseAddrPort("198.18.2.1:443"), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Parse(b); err != nil || got.Hops != 1 || got.ID != 5 || got.Box != "l4" {
+		t.Errorf("announced %+v %v", got, err)
+	}
+	if _, err := (&Box{Name: "no spaces"}).Announce(&Header{}, netip.MustParseAddrPort("198.18.2.10:1"), netip.MustParseAddrPort("198.18.2.1:443"), 5); ReasonOf(err) != ReasonBadHeader {
+		t.Errorf("a name that cannot travel: %v", err)
+	}
+}
