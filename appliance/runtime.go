@@ -20,6 +20,7 @@ import (
 	"github.com/lnm-project/lnm/config"
 	"github.com/lnm-project/lnm/dhcp"
 	"github.com/lnm-project/lnm/forwarder"
+	"github.com/lnm-project/lnm/levelid"
 	"github.com/lnm-project/lnm/resolver"
 	"github.com/lnm-project/lnm/store"
 )
@@ -318,6 +319,7 @@ func (rt *Runtime) plan(cfg *config.Config, learn bool, prev *plan) (*plan, erro
 			MaxConns:     limitOrNone(cfg.MaxConns),
 			ConnRate:     limitOrNone(cfg.ConnRateLimit),
 			Children:     cfg.Children,
+			Identity:     levelIdentity(cfg, rt.trail.box),
 			OnLimited:    rt.trail.onConnLimited,
 
 			MaxConnsPerSrc: limitOrNone(cfg.MaxConnsPerSource),
@@ -332,6 +334,14 @@ func (rt *Runtime) plan(cfg *config.Config, learn bool, prev *plan) (*plan, erro
 		}
 	}
 	return pl, nil
+}
+
+// levelIdentity is the box's side of `level_identity`; nil when it is off.
+func levelIdentity(cfg *config.Config, box string) *levelid.Box {
+	if cfg.LevelIdentity == 0 {
+		return nil
+	}
+	return &levelid.Box{Name: box, Level: cfg.Level, MaxHops: cfg.LevelIdentity, Children: cfg.Children}
 }
 
 // limitOrNone turns a config limit, where zero is `off`, into the data path's, where zero

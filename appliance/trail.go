@@ -188,6 +188,9 @@ func (t *trail) onConn(ev forwarder.Event) error {
 	if ev.ECH {
 		r.Flags = []string{audit.FlagECH}
 	}
+	if o := ev.Origin; o.Hops > 0 {
+		r.Origin = &audit.Origin{Device: o.Device, Path: o.Path, ID: o.ID}
+	}
 	t.metrics.conn(ev)
 	return t.record(r)
 }

@@ -60,6 +60,12 @@ type Config struct {
 	// /128). Their connections resolved the name at their own level, where the link to the
 	// device's query is recorded, so this box does not flag them unlinked. Empty: none.
 	Children []netip.Prefix
+	// LevelIdentity is `level_identity on [HOPS]`: the hop limit, the most boxes a
+	// connection may pass (levelid.DefaultMaxHops without a number). On, the box sends a
+	// level-identity header (package levelid) first on every stream to Parent, reads one from
+	// Children, and refuses a PROXY header from anyone else. Zero (`off`, the default):
+	// no header is sent or read.
+	LevelIdentity int
 
 	// Sources limits who may use the box (`sources CIDR...`); a bare address is a /32 or
 	// /128. DNS queries from elsewhere are REFUSED and connections closed. Empty: anyone.

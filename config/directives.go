@@ -132,6 +132,15 @@ var directives = []directive{
 		value: func(c *Config) any { return c.Children },
 	},
 	{
+		name: "level_identity", parse: (*parser).levelIdentity, reload: true,
+		summary: func(c *Config, s *summary) {
+			if c.LevelIdentity > 0 {
+				s.set("level_identity", fmt.Sprintf("on, %d hops (a PROXY v2 header to the parent; read from children, refused from devices)", c.LevelIdentity))
+			}
+		},
+		value: func(c *Config) any { return c.LevelIdentity },
+	},
+	{
 		name: "ttl", parse: (*parser).ttl, reload: true,
 		def:     func(c *Config) { c.TTL = resolver.DefaultTTL },
 		summary: func(c *Config, s *summary) { s.set("ttl", duration(c.TTL)) },

@@ -13,6 +13,7 @@ import (
 	"github.com/coredns/caddy/caddyfile"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/levelid"
 	"github.com/lnm-project/lnm/resolver"
 )
 
@@ -248,6 +249,27 @@ func (p *parser) level(args []string) error {
 		return p.Errf("level %q: want a Purdue level from 0 to 5", s)
 	}
 	p.c.Level = n
+	return nil
+}
+
+// levelIdentity reads `level_identity on [HOPS]` or `level_identity off`.
+func (p *parser) levelIdentity(args []string) error {
+	const want = "on, on HOPS (1 to %d) or off"
+	if len(args) == 0 || len(args) > 2 || args[0] != "on" && (args[0] != "off" || len(args) != 1) {
+		return p.ArgErr("level_identity", fmt.Sprintf(want, levelid.MaxHops))
+	}
+	p.c.LevelIdentity = 0
+	if args[0] == "off" {
+		return nil
+	}
+	p.c.LevelIdentity = levelid.DefaultMaxHops
+	if len(args) == 2 {
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n < 1 || n > levelid.MaxHops {
+			return p.Errf("level_identity on %q: want a hop limit from 1 to %d", args[1], levelid.MaxHops)
+		}
+		p.c.LevelIdentity = n
+	}
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/levelid"
 )
 
 // Validate checks how the directives fit together: listen is given, no two listeners share
@@ -102,6 +103,9 @@ func (v *validator) settings() {
 	}
 	if c.AuditDir != "" && c.Fsync <= 0 && !c.FsyncAlways {
 		v.add(c.line("fsync"), "fsync must be a duration above zero, or always")
+	}
+	if c.LevelIdentity > 0 && c.Name != "" && !levelid.ValidName(c.Name) {
+		v.add(c.line("name"), "name %q cannot travel in a level-identity header: use 1 to %d letters, digits, '-', '_' or '.'", c.Name, levelid.MaxNameLen)
 	}
 	if c.Parent.IsValid() && slices.Contains(c.Listen, c.Parent) {
 		v.add(c.line("parent"), "parent %s is this box's own listen address", c.Parent)
@@ -283,6 +287,9 @@ func (c *Config) Warnings() []string {
 	}
 	for _, rt := range c.Routes {
 		nameTargets = nameTargets || rt.To.Name != ""
+	}
+	if c.LevelIdentity > 0 && !c.Parent.IsValid() && len(c.Children) == 0 {
+		warn(c.File+":"+strconv.Itoa(c.line("level_identity")), "level_identity has no parent to tell and no children to hear: it only refuses PROXY headers from devices")
 	}
 	if c.Parent.IsValid() && len(c.Upstream) > 0 && !nameTargets {
 		warn(c.File+":"+strconv.Itoa(c.line("upstream")), "upstream is unused: connections go to the parent, and no tcp route or to destination is a name")

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/levelid"
 )
 
 // EventKind is the stage of a connection an Event reports.
@@ -143,6 +144,9 @@ type Event struct {
 	// On close: bytes from the device, bytes to the device, and the stream's lifetime.
 	BytesUp, BytesDown int64
 	Duration           time.Duration
+	// Origin is the level-identity header the connection arrived with from a child box:
+	// the device behind it and the boxes it passed. Zero (Hops 0): none.
+	Origin levelid.Header
 }
 
 // emit logs the event and hands it to OnEvent, returning OnEvent's error.
@@ -190,6 +194,9 @@ func (f *Forwarder) logEvent(e Event) {
 	}
 	if e.Upstream.IsValid() {
 		attrs = append(attrs, slog.String("upstream", e.Upstream.String()))
+	}
+	if e.Origin.Hops > 0 {
+		attrs = append(attrs, slog.String("origin", e.Origin.Device.String()), slog.Any("origin_path", e.Origin.Path))
 	}
 	if e.Kind == EventClose {
 		attrs = append(attrs, slog.Int64("bytes_up", e.BytesUp), slog.Int64("bytes_down", e.BytesDown),

@@ -18,6 +18,7 @@ import (
 
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/internal/acceptpace"
+	"github.com/lnm-project/lnm/levelid"
 )
 
 // PortMap is one proxy port: devices connect to Listen, the stream leaves for Upstream.
@@ -110,6 +111,11 @@ type Config struct {
 	Children []netip.Prefix
 	// ChildFactor raises the per-source limits of Children. Zero: DefaultChildFactor.
 	ChildFactor int
+	// Identity is the box's side of level identity (`level_identity on`, package levelid):
+	// a child's header is read before the ClientHello and recorded as Event.Origin, a PROXY
+	// header from anyone else is refused, and a stream to Parent begins with this box's
+	// header. Nil: off; no header is read or sent.
+	Identity *levelid.Box
 	// OnLimited, if set, hears of the connections closed without a record of their own: a
 	// LimitEvent per source every 10 seconds while there are any, and at Close. Past a few
 	// a period, a source's connections that a limit closed or that never sent a hello are

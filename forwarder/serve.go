@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/levelid"
 )
 
 // TLS alert records sent before closing (RFC 8446 §6). The legacy record version 0x0303 is
@@ -97,7 +98,12 @@ func (f *Forwarder) serveTLS(c net.Conn, cfg *Config, pm PortMap) {
 		victim.client.Close() // its reader fails and records hello_evicted
 	}
 	c.SetReadDeadline(start.Add(timeout))
-	raw, hello, err := ReadClientHello(c, cfg.MaxHelloSize)
+	in, err := f.identify(c, cfg, &ev) // a child box's level-identity header first (identity.go)
+	var raw []byte
+	var hello Hello
+	if err == nil {
+		raw, hello, err = ReadClientHello(in, cfg.MaxHelloSize)
+	}
 	c.SetReadDeadline(time.Time{})
 	evicted := f.gate.helloDone(s)
 	ev.SNI, ev.ALPN, ev.ECH, ev.HelloSize = hello.SNI, hello.ALPN, hello.ECH, hello.Size
@@ -116,6 +122,10 @@ func (f *Forwarder) serveTLS(c net.Conn, cfg *Config, pm PortMap) {
 			alert = nil // not a TLS peer, or nobody left to tell
 		case ReasonNoSNI, ReasonBadSNI:
 			alert = alertUnrecognized
+		case levelid.ReasonRefused, levelid.ReasonBadHeader:
+			alert = nil // it spoke PROXY, not TLS
+		case levelid.ReasonLoop, levelid.ReasonHopLimit:
+			alert = alertAccessDenied
 		}
 		f.deny(c, ev, reason, alert)
 		return
@@ -227,11 +237,12 @@ func (f *Forwarder) splice(cfg *Config, s *stream, ev Event, d Decision, up net.
 	} else if len(replay) > 0 {
 		// Replay the hello exactly as the device sent it; the upstream (or the parent box,
 		// which reads it again) completes the handshake with the device.
-		n, err := up.Write(replay)
+		hdr := f.announce(cfg, s.client, &ev, d) // the level-identity header, to a parent only
+		n, err := up.Write(append(hdr, replay...))
 		if err != nil {
 			p.closeBoth(ReasonUpstreamFailed)
 		}
-		ev.BytesUp = int64(n)
+		ev.BytesUp = int64(max(n-len(hdr), 0))
 	}
 	moved, back := p.run()
 	ev.BytesUp += moved

@@ -158,6 +158,9 @@ func (rd *Renderer) connDetail(d *detail, r *audit.Record) {
 		}
 		d.add("alpn " + strings.Join(a, ","))
 	}
+	if r.Origin != nil {
+		d.add(originText(r.Origin))
+	}
 	if r.QuerySeq != 0 {
 		d.add(rd.link(r))
 	}
