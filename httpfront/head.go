@@ -51,15 +51,12 @@ const (
 	// ReasonSNIMismatch: the TLS ClientHello that followed a CONNECT names another host than
 	// the CONNECT line did.
 	ReasonSNIMismatch allowlist.Reason = "sni_mismatch"
-	// ReasonAddrNotNamed: the host is an IP address and no rule's `to` names that address
-	// and port.
-	ReasonAddrNotNamed allowlist.Reason = "address_not_named"
 )
 
 // Reasons lists the reasons above, for documentation tests.
 func Reasons() []allowlist.Reason {
 	return []allowlist.Reason{ReasonNotHTTP, ReasonBadRequest, ReasonNoHost, ReasonBadHost, ReasonHeadTooLarge,
-		ReasonHeadTimeout, ReasonMethodNotAllowed, ReasonSNIMismatch, ReasonAddrNotNamed}
+		ReasonHeadTimeout, ReasonMethodNotAllowed, ReasonSNIMismatch}
 }
 
 // Error is a refused request: why, and the reply to send (nil when nobody is left to tell,
@@ -109,6 +106,14 @@ func (r *Request) Target() string {
 		return host
 	}
 	return host + ":" + strconv.Itoa(int(r.Port))
+}
+
+// Host is the host as a name for records: Name, or Addr in text form.
+func (r *Request) Host() allowlist.Name {
+	if r.Addr.IsValid() {
+		return allowlist.Name(r.Addr.String())
+	}
+	return r.Name
 }
 
 // ReadHead reads from r until a complete request head has arrived, across any number of

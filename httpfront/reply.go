@@ -68,5 +68,15 @@ func Suggest(e allowlist.Explanation, name allowlist.Name, port uint16, src neti
 
 // AddrForbidden is the 403 for an IP-literal host no rule's `to` names.
 func AddrForbidden(target string) []byte {
-	return Reply(403, ReasonAddrNotNamed, target+" is an address: a device may reach an address only when a rule's `to` names it; connect by name instead")
+	return Reply(403, allowlist.ReasonNotListed, target+" is an address: a device may reach an address only when a rule's `to` names it; connect by name instead")
+}
+
+// Denied is the reply to a request the list denies: Forbidden with the list's explanation
+// for a name decided on port, AddrForbidden for an address.
+func Denied(l *allowlist.List, req *Request, port uint16, src netip.Addr) []byte {
+	if req.Name == "" {
+		return AddrForbidden(req.Target())
+	}
+	e := allowlist.Explain(l, allowlist.Query{Name: req.Name, Port: port, Source: src})
+	return Forbidden(e, req.Name, req.Target(), port, src)
 }
