@@ -24,7 +24,8 @@ FUZZ := \
 	./config:FuzzParse \
 	./onboard:FuzzImportLnm \
 	./audit:FuzzAppendQuoted \
-	./dhcp:FuzzDecide
+	./dhcp:FuzzDecide \
+	./httpfront:FuzzReadHead
 
 # The appliance image (vm-images/). DEB names the lnm package to put in it; left empty, `make
 # image` builds it with `make deb` first and takes the newest bin/lnm_*_amd64.deb.
