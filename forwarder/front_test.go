@@ -256,3 +256,48 @@ func TestConnectFront(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectRevoked: a reload decides live tunnels again on the CONNECT's port (not the
+// connect port's own) and an IP-literal tunnel on its address: both survive a list that
+// still allows them and are closed as revoked by one that does not.
+func TestConnectRevoked(t *testing.T) {
+	ca := testkit.NewCA(t)
+	be := testkit.TLSEcho(t, "127.0.0.1:0", ca.Issue(t, "allowed.test"))
+	port := be.Port()
+	toRule := fmt.Sprintf("historian.test to 127.0.0.1:%d", port)
+	s := startFront(t, forwarder.Config{
+		List:   rules(t, fmt.Sprintf("allowed.test %d", port), toRule),
+		Parent: netip.MustParseAddr("127.0.0.1"),
+	}, forwarder.FrontConnect, 0)
+	open := func(target string) *tls.Conn {
+		c, resp := connectTunnel(t, s.addr(), target)
+		if resp.StatusCode != 200 {
+			t.Fatalf("CONNECT %s: %s", target, resp.Status)
+		}
+		tc := tls.Client(c, ca.Client("allowed.test"))
+		alive(t, tc, "allowed.test")
+		s.events.next(t, forwarder.EventOpen)
+		return tc
+	}
+	byName := open(fmt.Sprintf("allowed.test:%d", port))
+	byAddr := open(fmt.Sprintf("127.0.0.1:%d", port))
+
+	cfg := s.cfg
+	cfg.List = rules(t, fmt.Sprintf("allowed.test %d", port), toRule, "other.test")
+	if err := reconfigure(s.fwd, cfg); err != nil {
+		t.Fatal(err)
+	}
+	noEvent(t, s)
+	alive(t, byName, "allowed.test")
+	alive(t, byAddr, "allowed.test")
+
+	cfg.List = rules(t, "other.test")
+	if err := reconfigure(s.fwd, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if ev := s.events.next(t, forwarder.EventClose); ev.Reason != forwarder.ReasonRevoked || ev.Proto != forwarder.FrontConnect {
+			t.Errorf("close event %+v, want revoked", ev)
+		}
+	}
+}
