@@ -301,3 +301,41 @@ func TestConnectRevoked(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPFrontSlowAndNotHTTP: a head that stops arriving is closed at hello_timeout from
+// accept (request_head_timeout), and a TLS hello on an http port is not HTTP; neither
+// reaches the server.
+func TestHTTPFrontSlowAndNotHTTP(t *testing.T) {
+	bePort, seen := hostBackend(t)
+	s := startFront(t, forwarder.Config{
+		List:         rules(t, "allowed.test"),
+		Parent:       netip.MustParseAddr("127.0.0.1"),
+		HelloTimeout: 300 * time.Millisecond,
+	}, forwarder.FrontHTTP, bePort)
+	for _, tc := range []struct {
+		name, send string
+		reason     allowlist.Reason
+	}{
+		{"slow", "GET / HTTP/1.1\r\nHost: allo", httpfront.ReasonHeadTimeout},
+		{"TLS", string(rawHello(t, "allowed.test")), httpfront.ReasonNotHTTP},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", s.addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, tc.send)
+			if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != tc.reason || ev.Proto != forwarder.FrontHTTP {
+				t.Errorf("deny event %+v, want %s", ev, tc.reason)
+			}
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			if b, _ := io.ReadAll(c); len(b) != 0 {
+				t.Errorf("the box answered %q; it closes without a reply", b)
+			}
+		})
+	}
+	if got := seen(); len(got) != 0 {
+		t.Errorf("the server saw %q", got)
+	}
+}
