@@ -11,6 +11,7 @@ package httpfront
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"io"
 	"net/netip"
@@ -247,7 +248,7 @@ func Parse(head []byte, connect bool) (Request, error) {
 		}
 		if len(hosts) == 1 {
 			var h Request
-			if err := h.setHost(hosts[0], false); err != nil || h.Name != req.Name || h.Addr != req.Addr || h.Port != req.Port {
+			if err := h.setHost(hosts[0], false); err != nil || h.Name != req.Name || h.Addr != req.Addr || cmp.Or(h.Port, 80) != cmp.Or(req.Port, 80) {
 				return req, badHost("Host " + strconv.Quote(hosts[0]) + " disagrees with the request target")
 			}
 		}
