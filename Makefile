@@ -14,7 +14,7 @@ FUZZTIME ?= 100000x
 # Debian packages the tests drive as real clients: dig, kdig, curl, openssl, mosquitto_pub, ip,
 # the DHCP clients udhcpc (busybox) and dhclient (isc-dhcp-client); zsh checks the completion
 # script and lintian the package.
-TEST_DEBS := iproute2 bind9-dnsutils knot-dnsutils curl openssl mosquitto-clients ca-certificates busybox isc-dhcp-client zsh lintian
+TEST_DEBS := iproute2 bind9-dnsutils knot-dnsutils curl wget openssl mosquitto-clients ca-certificates busybox isc-dhcp-client zsh lintian
 
 # Every native fuzz target, as package:Target; `make test` runs each for FUZZTIME executions.
 FUZZ := \
@@ -25,7 +25,8 @@ FUZZ := \
 	./onboard:FuzzImportLnm \
 	./audit:FuzzAppendQuoted \
 	./dhcp:FuzzDecide \
-	./levelid:FuzzAccept
+	./levelid:FuzzAccept \
+	./httpfront:FuzzReadHead
 
 # The appliance image (vm-images/). DEB names the lnm package to put in it; left empty, `make
 # image` builds it with `make deb` first and takes the newest bin/lnm_*_amd64.deb.
@@ -71,7 +72,7 @@ fuzz:
 
 deps:
 	@missing=""; \
-	for cmd in ip dig kdig curl openssl mosquitto_pub busybox dhclient zsh lintian; do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
+	for cmd in ip dig kdig curl wget openssl mosquitto_pub busybox dhclient zsh lintian; do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing test clients (missing:$$missing)"; \

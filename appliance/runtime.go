@@ -274,7 +274,7 @@ func (rt *Runtime) plan(cfg *config.Config, learn bool, prev *plan) (*plan, erro
 	}
 	ports := make([]forwarder.PortMap, len(cfg.Proxies))
 	for i, p := range cfg.Proxies {
-		ports[i] = forwarder.PortMap{Listen: p.Listen, Upstream: p.Upstream}
+		ports[i] = forwarder.PortMap{Listen: p.Listen, Upstream: p.Upstream, Front: p.Front}
 	}
 	self := selfAddrs(cfg.Listen)
 	for _, addr := range cfg.Listen {
@@ -434,9 +434,9 @@ func (rt *Runtime) listeners() []adminapi.Listener {
 	for _, f := range rt.fwds {
 		addrs := f.Addrs()
 		for i, a := range addrs {
-			proto := "proxy"
-			if i >= len(rt.config().Proxies) {
-				proto = "tcp-route"
+			proto := "tcp-route"
+			if ps := rt.config().Proxies; i < len(ps) {
+				proto = map[forwarder.Front]string{forwarder.FrontTLS: "proxy", forwarder.FrontHTTP: "http", forwarder.FrontConnect: "connect"}[ps[i].Front]
 			}
 			out = append(out, adminapi.Listener{Proto: proto, Addr: a.String()})
 		}

@@ -182,6 +182,9 @@ func (t *trail) onConn(ev forwarder.Event) error {
 		Upstream: ev.Upstream,
 		Via:      string(ev.Via),
 	}
+	if ev.Proto != forwarder.FrontTLS {
+		r.Proto = ev.Proto.String()
+	}
 	if ev.Kind == forwarder.EventClose {
 		r.BytesUp, r.BytesDown, r.DurationMS = ev.BytesUp, ev.BytesDown, ev.Duration.Milliseconds()
 	}

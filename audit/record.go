@@ -91,7 +91,8 @@ type Record struct {
 	Event    string // open, close, deny
 	ID       uint64 // the connection's id, shared by its open and close records
 	Port     uint16 // the port the device connected to
-	SNI      string
+	Proto    string // http or connect; empty: TLS (or a tcp route)
+	SNI      string // the name decided on: the SNI, an HTTP Host, a CONNECT's host
 	ALPN     []string
 	Upstream netip.AddrPort
 	Via      string // parent, direct, to, tcp
@@ -161,6 +162,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 		b = append(b, `,"port":`...)
 		b = strconv.AppendUint(b, uint64(r.Port), 10)
 	}
+	b = appendField(b, `,"proto":`, r.Proto)
 	b = appendField(b, `,"sni":`, r.SNI)
 	b = appendStrings(b, "alpn", r.ALPN)
 	b = appendField(b, `,"verdict":`, r.Verdict)
@@ -386,6 +388,7 @@ type wire struct {
 	Name     string   `json:"name"`
 	QType    string   `json:"qtype"`
 	Port     uint16   `json:"port"`
+	Proto    string   `json:"proto"`
 	SNI      string   `json:"sni"`
 	ALPN     []string `json:"alpn"`
 	Verdict  string   `json:"verdict"`
@@ -425,7 +428,7 @@ func (r *Record) UnmarshalJSON(data []byte) error {
 	}
 	*r = Record{
 		Seq: w.Seq, Time: t, Box: w.Box, Level: w.Level, Kind: w.Kind, Device: w.Device, MAC: w.MAC, Event: w.Event, ID: w.ID,
-		Name: w.Name, QType: w.QType, Port: w.Port, SNI: w.SNI, ALPN: w.ALPN, Verdict: w.Verdict,
+		Name: w.Name, QType: w.QType, Port: w.Port, Proto: w.Proto, SNI: w.SNI, ALPN: w.ALPN, Verdict: w.Verdict,
 		Rule: w.Rule, Reason: w.Reason, Rcode: w.Rcode, Via: w.Via, QuerySeq: w.QuerySeq,
 		Flags: w.Flags, BytesUp: w.BytesUp, BytesDown: w.BytesDown, DurationMS: w.DurationMS,
 		Change: w.Change, Hash: w.Hash, UID: w.UID, Count: w.Count,

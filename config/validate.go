@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/forwarder"
 	"github.com/lnm-project/lnm/levelid"
 )
 
@@ -132,11 +133,12 @@ func (v *validator) ports() {
 		}
 	}
 	for _, m := range c.Proxies {
+		d := frontDirective(m.Front)
 		if prev, ok := owner[m.Listen]; ok {
-			v.add(c.line("proxy"), "proxy port %d is already used by %s", m.Listen, prev)
+			v.add(c.line(d), "%s port %d is already used by %s", d, m.Listen, prev)
 			continue
 		}
-		owner[m.Listen] = fmt.Sprintf("proxy (line %d)", c.line("proxy"))
+		owner[m.Listen] = fmt.Sprintf("%s (line %d)", d, c.line(d))
 	}
 	for _, r := range c.Routes {
 		if prev, ok := owner[r.Port]; ok {
@@ -160,9 +162,24 @@ func (c *Config) ProxyText() string {
 	return "proxy listens on " + strings.Join(listening, " ")
 }
 
+// portsText lists the ports of one front in config syntax, "" when there are none.
+func (c *Config) portsText(front forwarder.Front) string {
+	var out []string
+	for _, m := range c.Proxies {
+		if m.Front == front {
+			out = append(out, m.String())
+		}
+	}
+	return strings.Join(out, " ")
+}
+
 // Unserved lists the ports of r that no proxy listens on: a rule narrowed to them could
-// never allow a connection, which Validate refuses.
+// never allow a connection, which Validate refuses. With a connect port, any port may be a
+// CONNECT's target, so none is unserved.
 func (c *Config) Unserved(r *allowlist.Rule) []uint16 {
+	if c.portsText(forwarder.FrontConnect) != "" {
+		return nil
+	}
 	var out []uint16
 	for _, port := range r.Ports {
 		if !slices.ContainsFunc(c.Proxies, func(m PortMap) bool { return m.Listen == port }) {

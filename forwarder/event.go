@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/httpfront"
 	"github.com/lnm-project/lnm/levelid"
 )
 
@@ -110,13 +111,13 @@ const (
 
 // Reasons lists the reasons the forwarder defines, for documentation tests.
 func Reasons() []allowlist.Reason {
-	return []allowlist.Reason{
+	return append([]allowlist.Reason{
 		ReasonNotTLS, ReasonHelloTooLarge, ReasonHelloTimeout, ReasonMalformedHello, ReasonNoSNI, ReasonBadSNI,
 		ReasonClientClosed, ReasonTooManyPending, ReasonTooManyConns, ReasonConnRateLimited, ReasonHelloEvicted,
 		ReasonResolveFailed, ReasonPrivateTarget, ReasonUpstreamFailed, ReasonParentFailed, ReasonNoDescriptors,
 		ReasonRoute,
 		ReasonEOF, ReasonIdleTimeout, ReasonShutdown, ReasonRevoked, ReasonAuditUnavailable,
-	}
+	}, httpfront.Reasons()...)
 }
 
 // Event is one record of a connection's life, for logs and the audit trail.
@@ -126,9 +127,12 @@ type Event struct {
 	Time   time.Time
 	Client netip.AddrPort
 	Port   uint16 // the port the device connected to
-	SNI    allowlist.Name
-	ALPN   []string
-	ECH    bool // the hello carried an encrypted_client_hello extension; SNI is the outer name
+	// Proto is what the port read: TLS (a tcp route's events too), HTTP or CONNECT.
+	Proto Front
+	// SNI is the name decided on: the hello's, an HTTP Host, a CONNECT's host (or address).
+	SNI  allowlist.Name
+	ALPN []string
+	ECH  bool // the hello carried an encrypted_client_hello extension; SNI is the outer name
 	// Verdict is what was done; Reason says why (a hello error, an allow-list reason, an
 	// upstream failure on deny, or how the stream ended on close).
 	Verdict  Verdict
@@ -171,6 +175,7 @@ func (f *Forwarder) logEvent(e Event) {
 		slog.Uint64("id", e.ID),
 		slog.String("client", e.Client.String()),
 		slog.Int("port", int(e.Port)),
+		slog.String("proto", e.Proto.String()),
 		slog.String("verdict", e.Verdict.String()),
 		slog.String("reason", string(e.Reason)),
 	}

@@ -25,6 +25,9 @@ import (
 type PortMap struct {
 	Listen   uint16
 	Upstream uint16 // zero: same as Listen
+	// Front is what the port reads to decide: a ClientHello (the zero FrontTLS), an HTTP
+	// request head, or a CONNECT.
+	Front Front
 }
 
 // Route is a static TCP route: every connection to Port goes to To, no SNI is read.

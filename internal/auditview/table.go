@@ -145,6 +145,9 @@ func (rd *Renderer) connDetail(d *detail, r *audit.Record) {
 	if r.Port != 0 {
 		d.append(" :" + strconv.Itoa(int(r.Port)))
 	}
+	if r.Proto != "" {
+		d.append(" " + Field(r.Proto))
+	}
 	if r.Via != "" {
 		d.append(" via " + Field(r.Via))
 	}
