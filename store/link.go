@@ -15,7 +15,8 @@ import (
 // linked to its NXDOMAIN is informative). So a device that asked for A and AAAA and got
 // only an IPv4 answer links to the A query, not to the empty AAAA one. Without any query
 // for the name it is flagged unlinked, and also sni_mismatch when the same client queried
-// other names within the window. Names are compared as they are: both sides were
+// other names within the window; a CONNECT tunnel (Proto "connect") is never flagged, as a
+// device that uses a proxy asks it, not DNS, for names. Names are compared as they are: both sides were
 // normalized when they came off the wire.
 //
 // A close (or any record with an ID but no open event) takes the link of its connection's
@@ -41,8 +42,16 @@ func (s *Store) Link(r *audit.Record) {
 		}
 	}
 	seq, flags := s.links.lookup(r.Client.Addr().Unmap(), r.SNI, at)
+	if r.Proto == ProtoConnect {
+		// A device with a proxy setting leaves name lookups to the proxy: no query is
+		// expected, so its absence (or other names asked) is no finding.
+		flags = linkFlags{}
+	}
 	setLink(r, seq, flags)
 }
+
+// ProtoConnect is audit.Record.Proto for a connection that came through a CONNECT port.
+const ProtoConnect = "connect"
 
 // linkable reports whether a conn record is one Link ties to a query: it named a host, did
 // not come through a static tcp route, and has a client.

@@ -387,3 +387,20 @@ func TestLinkIgnoresOtherKinds(t *testing.T) {
 		t.Errorf("a dns record was linked: %d %v", r.QuerySeq, r.Flags)
 	}
 }
+
+func TestLinkConnectNotFlagged(t *testing.T) {
+	s := newStore(t, Config{})
+	q := dnsAt(1, 0, "10.3.0.7", "other.example.com", audit.VerdictAllow)
+	s.Add(&q)
+	r := connAt(2, time.Second, "10.3.0.7:40000", "www.example.com", "direct")
+	r.Proto = ProtoConnect
+	s.Link(&r)
+	if r.QuerySeq != 0 || r.Flags != nil {
+		t.Errorf("a CONNECT without its query: seq %d flags %v, want neither", r.QuerySeq, r.Flags)
+	}
+	r.Proto = ""
+	s.Link(&r)
+	if !r.HasFlag(audit.FlagUnlinked) || !r.HasFlag(audit.FlagSNIMismatch) {
+		t.Errorf("a TLS connection without its query: flags %v, want unlinked and sni_mismatch", r.Flags)
+	}
+}
