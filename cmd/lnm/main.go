@@ -140,7 +140,7 @@ func runAppliance(path string, log *slog.Logger) error {
 			if err != nil {
 				svc.reloadRefused()
 			} else {
-				err = rt.Reload(next, nil)
+				err = rt.Reload(next, appliance.Caller{})
 			}
 			if err != nil {
 				log.Error("SIGHUP: reload refused; the running configuration keeps serving", "err", err)
