@@ -570,7 +570,7 @@ func TestLiveEvents(t *testing.T) {
 		t.Fatalf("live: %s %s", resp.Status, resp.Header.Get("Content-Type"))
 	}
 	sc := bufio.NewScanner(resp.Body)
-	sc.Scan() // ": following"
+	sc.Scan()                    // ": following"
 	l.query(t, "api.azure.test") // allowed: filtered out
 	l.query(t, "live.plant.test")
 	for sc.Scan() {
