@@ -103,6 +103,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			modeCommand(configFlag, stdout),
 			allowCommand(configFlag, stdout, stderr),
 			dhcpCommand(configFlag, stdout),
+			consoleCommand(configFlag, stdout, stderr),
 			versionCommand(stdout),
 			completionCommand(stdout),
 			manCommand(stdout),
@@ -126,6 +127,11 @@ func runAppliance(path string, log *slog.Logger) error {
 	appliance.Version = buildVersion()
 	rt, err := appliance.Start(cfg, log)
 	if err != nil {
+		return &exitError{1, err}
+	}
+	con, err := startConsole(cfg, log)
+	if err != nil {
+		rt.Close()
 		return &exitError{1, err}
 	}
 	svc := &service{rt: rt, log: log}
@@ -158,6 +164,9 @@ func runAppliance(path string, log *slog.Logger) error {
 	<-watchDone
 	log.Info("stopping")
 	start := time.Now()
+	if con != nil {
+		con.Close() // Live pages end before the box's follow streams are cut
+	}
 	err = rt.Close()
 	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond).String())
 	if err != nil {

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// TestConsolePasswd: `lnm console passwd` writes the user with a bcrypt hash and the role
+// to the console's directory (mode 0600), replaces a password, and refuses a bad name, role
+// or short password without writing.
+func TestConsolePasswd(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "lnm.conf")
+	os.WriteFile(conf, fmt.Appendf(nil, "lnm {\n    listen 127.0.0.1\n    console 127.0.0.1:8444 dir %s/console\n}\n", dir), 0o644)
+	users := filepath.Join(dir, "console", "users")
+	passwd := func(pw string, args ...string) (int, string, string) {
+		t.Helper()
+		old := stdin
+		stdin = strings.NewReader(pw + "\n")
+		defer func() { stdin = old }()
+		return runCLI(t, append([]string{"console", "passwd", "--config", conf}, args...)...)
+	}
+	if code, out, errOut := passwd("first password", "--role", "admin", "alice"); code != 0 || !strings.Contains(out, "user alice (admin) written to "+users) {
+		t.Fatalf("passwd alice: %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := passwd("second password", "victor"); code != 0 {
+		t.Fatalf("passwd victor: %d %s", code, errOut)
+	}
+	if code, _, _ := passwd("new password", "--role", "admin", "alice"); code != 0 {
+		t.Fatal("passwd alice again")
+	}
+	st, err := os.Stat(users)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("users file: %v %v, want mode 0600", st, err)
+	}
+	lines := map[string][]string{}
+	for line := range strings.Lines(readFile(users)) {
+		if f := strings.Fields(line); len(f) == 3 && f[0] != "#" {
+			lines[f[0]] = f
+		}
+	}
+	if len(lines) != 2 || lines["alice"][1] != "admin" || lines["victor"][1] != "viewer" {
+		t.Fatalf("users file:\n%s", readFile(users))
+	}
+	if bcrypt.CompareHashAndPassword([]byte(lines["alice"][2]), []byte("new password")) != nil {
+		t.Error("alice's hash is not of her new password")
+	}
+	before := readFile(users)
+	for _, bad := range [][]string{
+		{"long enough", "--role", "root", "mallory"},
+		{"long enough", "bad name"},
+		{"short", "mallory"},
+		{"long enough"},
+	} {
+		if code, _, _ := passwd(bad[0], bad[1:]...); code == 0 {
+			t.Errorf("passwd %v succeeded", bad[1:])
+		}
+	}
+	if readFile(users) != before {
+		t.Error("a refused passwd changed the users file")
+	}
+}
