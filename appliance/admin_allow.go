@@ -223,7 +223,7 @@ func (a *adminServer) allowAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	if who.User != "" {
 		for i := range req.Rules {
-			req.Rules[i].Comment = strings.TrimSpace("console user " + who.User + ": " + req.Rules[i].Comment)
+			req.Rules[i].Comment = strings.TrimSuffix("console user "+who.User+": "+req.Rules[i].Comment, ": ")
 		}
 	}
 	_, ch, err := addManaged(a.rt.config().File, req.Rules, who.UID, func(next *config.Config) error { return a.rt.Reload(next, who) })
