@@ -61,7 +61,7 @@ func (c *clock) add(d time.Duration) {
 
 const password = "correct horse battery"
 
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB, directives ...string) *lab {
 	t.Helper()
 	dnsPort, proxyPort := testkit.FreePort(t), testkit.FreePort(t)
 	dir := t.TempDir()
@@ -74,11 +74,12 @@ func newLab(t *testing.T) *lab {
     parent  127.0.0.2
     admin   %s/admin.sock
     audit   %s/audit
+    %s
     allow {
         *.azure.test
     }
 }
-`, dnsPort, proxyPort, dir, dir)
+`, dnsPort, proxyPort, dir, dir, strings.Join(directives, "\n    "))
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -118,13 +119,13 @@ func newLab(t *testing.T) *lab {
 // browser is one client with its own cookies; it does not follow redirects, so tests see
 // them.
 type browser struct {
-	t    *testing.T
+	t    testing.TB
 	l    *lab
 	http *http.Client
 	csrf string // the last page's CSRF token
 }
 
-func (l *lab) browser(t *testing.T) *browser {
+func (l *lab) browser(t testing.TB) *browser {
 	jar, _ := cookiejar.New(nil)
 	return &browser{t: t, l: l, http: &http.Client{
 		Jar:           jar,
@@ -185,7 +186,7 @@ func (b *browser) signIn(user, pw string) int {
 	return code
 }
 
-func (l *lab) query(t *testing.T, name string) int {
+func (l *lab) query(t testing.TB, name string) int {
 	t.Helper()
 	r, err := dns.Exchange(new(dns.Msg).SetQuestion(dns.Fqdn(name), dns.TypeA), l.dns)
 	if err != nil {
