@@ -490,6 +490,7 @@ func TestPages(t *testing.T) {
 	}
 	for _, c := range []struct{ path, want string }{
 		{"/", "enforce"},
+		{"/", `id="chart"`},
 		{"/live", "/static/live.js"},
 		{"/devices", "127.0.0.1"},
 		{"/names", "denied.plant.test"},

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/adminapi"
+	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
 )
 
@@ -277,13 +278,72 @@ func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/signin", http.StatusSeeOther)
 }
 
+// overviewView is the Overview page's data: `lnm status` and the last hour by minute.
+type overviewView struct {
+	*adminapi.Status
+	Chart chart
+}
+
+// chart is the last hour in one bar a minute, oldest first: DNS queries and connections,
+// and the denials among them, scaled to chartHeight.
+type chart struct {
+	Bars          []bar
+	Max, Denials  int
+	Width, Height int
+}
+
+type bar struct {
+	X, H, DenyH, Y, DenyY int
+	Label                 string
+}
+
+const chartHeight = 60
+
+// chartOf counts the records per minute of the hour before now.
+func chartOf(recs []audit.Record, now time.Time) chart {
+	var all, denied [60]int
+	for i := range recs {
+		r := &recs[i]
+		if r.Kind != audit.KindDNS && !(r.Kind == audit.KindConn && r.Event != audit.EventClose) {
+			continue
+		}
+		m := int(now.Sub(r.Time) / time.Minute)
+		if m < 0 || m >= 60 {
+			continue
+		}
+		all[59-m]++
+		if r.Verdict != audit.VerdictAllow {
+			denied[59-m]++
+		}
+	}
+	c := chart{Width: 60 * 8, Height: chartHeight}
+	for i := range all {
+		c.Max = max(c.Max, all[i])
+		c.Denials += denied[i]
+	}
+	for i := range all {
+		b := bar{X: i * 8, Label: fmt.Sprintf("%d min ago: %d, %d denied", 59-i, all[i], denied[i])}
+		if c.Max > 0 {
+			b.H, b.DenyH = all[i]*chartHeight/c.Max, denied[i]*chartHeight/c.Max
+		}
+		b.Y, b.DenyY = chartHeight-b.H, chartHeight-b.DenyH
+		c.Bars = append(c.Bars, b)
+	}
+	return c
+}
+
 func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 	_, st, err := s.opt.Admin.Status(r.Context())
 	if err != nil {
 		s.apiFail(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "overview", view{Data: st})
+	recs, err := s.recent(r.Context(), audit.Filter{})
+	if err != nil {
+		s.apiFail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "overview", view{Data: overviewView{Status: st, Chart: chartOf(recs, s.opt.Now())}})
 }
 
 // recent reads the records of the last recentAge (at most recentMax, the newest) that f
@@ -403,6 +463,10 @@ type name struct {
 	Allowed, Denied    int
 	Verdict, Rule, Why string // of the last record
 	Last               time.Time
+	// Near and Explain are `allow test`'s answer for a name last denied: the nearest rule
+	// and why it did not match.
+	Near, Explain string
+	query         allowlist.Query
 }
 
 func namesOf(recs []audit.Record) []*name {
@@ -432,6 +496,10 @@ func namesOf(recs []audit.Record) []*name {
 		}
 		if !r.Time.Before(e.Last) {
 			e.Last, e.Verdict, e.Rule, e.Why = r.Time, r.Verdict, r.Rule, r.Reason
+			e.query = allowlist.Query{Name: allowlist.Name(n), Port: r.Port, Source: r.Client.Addr().Unmap()}
+			if r.Kind != audit.KindConn {
+				e.query.Port = 0
+			}
 		}
 	}
 	out := make([]*name, 0, len(by))
@@ -448,5 +516,41 @@ func (s *Server) names(w http.ResponseWriter, r *http.Request) {
 		s.apiFail(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "names", view{Data: namesOf(recs)})
+	al, err := s.opt.Admin.AllowList(r.Context())
+	if err != nil {
+		s.apiFail(w, r, err)
+		return
+	}
+	names := namesOf(recs)
+	if l, err := listOf(al); err == nil {
+		for _, n := range names {
+			if n.Verdict == audit.VerdictDeny || n.Verdict == audit.VerdictWouldDeny {
+				e := allowlist.Explain(l, n.query)
+				if e.Near != nil {
+					n.Near = e.Near.String() + " (" + e.Near.Origin + ")"
+				}
+				n.Explain = e.Why
+			}
+		}
+	}
+	s.render(w, r, http.StatusOK, "names", view{Data: names})
+}
+
+// listOf rebuilds the running list from the admin API's rules, for allowlist.Explain, the
+// explanation `lnm allow test` gives.
+func listOf(al adminapi.AllowList) (*allowlist.List, error) {
+	rules := make([]allowlist.Rule, 0, len(al.Rules))
+	for _, ar := range al.Rules {
+		spec := adminapi.RuleSpec{Pattern: ar.Pattern, From: ar.From, To: ar.To}
+		for _, p := range ar.Ports {
+			spec.Ports = append(spec.Ports, int(p))
+		}
+		rule, err := spec.Rule()
+		if err != nil {
+			return nil, err
+		}
+		rule.Origin = ar.Origin
+		rules = append(rules, rule)
+	}
+	return allowlist.New(rules)
 }

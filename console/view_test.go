@@ -1,0 +1,95 @@
+package console
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/lnm-project/lnm/adminapi"
+	"github.com/lnm-project/lnm/audit"
+)
+
+// TestChartOf: records count in the minute they fall in, denials also on their own; closes,
+// config records and records older than an hour are left out.
+func TestChartOf(t *testing.T) {
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	recs := []audit.Record{
+		{Kind: audit.KindDNS, Time: now.Add(-30 * time.Second), Verdict: audit.VerdictAllow},
+		{Kind: audit.KindDNS, Time: now.Add(-40 * time.Second), Verdict: audit.VerdictDeny},
+		{Kind: audit.KindConn, Event: audit.EventOpen, Time: now.Add(-90 * time.Second), Verdict: audit.VerdictAllow},
+		{Kind: audit.KindConn, Event: audit.EventClose, Time: now.Add(-90 * time.Second), Verdict: audit.VerdictAllow},
+		{Kind: audit.KindConfig, Time: now.Add(-10 * time.Second)},
+		{Kind: audit.KindDNS, Time: now.Add(-61 * time.Minute), Verdict: audit.VerdictDeny},
+	}
+	c := chartOf(recs, now)
+	if len(c.Bars) != 60 || c.Max != 2 || c.Denials != 1 {
+		t.Fatalf("chart: %d bars, max %d, %d denials; want 60, 2, 1", len(c.Bars), c.Max, c.Denials)
+	}
+	last, before := c.Bars[59], c.Bars[58]
+	if last.H != chartHeight || last.DenyH != chartHeight/2 || before.H != chartHeight/2 || before.DenyH != 0 || c.Bars[0].H != 0 {
+		t.Errorf("bars: last %+v, one before %+v, first %+v", last, before, c.Bars[0])
+	}
+	if empty := chartOf(nil, now); empty.Max != 0 || empty.Bars[0].Y != chartHeight {
+		t.Errorf("empty chart: %+v", empty.Bars[0])
+	}
+}
+
+// TestDevicesOf: a device is named by its records' DHCP name or else its bound lease, and
+// counts queries, opened connections, bytes of closes and denials.
+func TestDevicesOf(t *testing.T) {
+	a := netip.MustParseAddrPort("198.18.3.20:4000")
+	b := netip.MustParseAddrPort("198.18.3.21:4000")
+	recs := []audit.Record{
+		{Kind: audit.KindDNS, Client: a, Name: "x.test", Verdict: audit.VerdictDeny},
+		{Kind: audit.KindConn, Event: audit.EventOpen, Client: a, SNI: "y.test", Verdict: audit.VerdictAllow, Flags: []string{audit.FlagUnlinked}},
+		{Kind: audit.KindConn, Event: audit.EventClose, Client: a, SNI: "y.test", Verdict: audit.VerdictAllow, BytesUp: 10, BytesDown: 20},
+		{Kind: audit.KindDNS, Client: b, Name: "z.test", Device: "hmi-1", MAC: "02:00:00:00:00:01", Verdict: audit.VerdictAllow},
+	}
+	leases := []adminapi.DHCPLease{{Addr: a.Addr(), MAC: "00:1b:1b:aa:bb:07", Device: "plc-07", State: "bound"}}
+	ds := devicesOf(recs, leases)
+	if len(ds) != 2 {
+		t.Fatalf("%d devices", len(ds))
+	}
+	d := ds[0]
+	if d.Name != "plc-07" || d.MAC != "00:1b:1b:aa:bb:07" || d.Queries != 1 || d.Conns != 1 || d.Denied != 1 ||
+		d.BytesUp != 10 || d.BytesDown != 20 || len(d.Names) != 2 || len(d.Flag) != 1 {
+		t.Errorf("device a: %+v", d)
+	}
+	if ds[1].Name != "hmi-1" || ds[1].MAC != "02:00:00:00:00:01" {
+		t.Errorf("device b: %+v", ds[1])
+	}
+}
+
+// TestThrottleWait: three failures are free, then each further one doubles the wait, up to
+// the maximum; an hour of quiet starts over.
+func TestThrottleWait(t *testing.T) {
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		n    int
+		ago  time.Duration
+		want time.Duration
+	}{
+		{2, 0, 0},
+		{3, 0, time.Second},
+		{4, 0, 2 * time.Second},
+		{4, time.Second, time.Second},
+		{4, 3 * time.Second, 0},
+		{30, 0, throttleMaxWait},
+		{30, 2 * time.Hour, 0},
+	} {
+		if got := (failures{n: c.n, last: now.Add(-c.ago)}).wait(now); got != c.want {
+			t.Errorf("%d failures, last %v ago: wait %v, want %v", c.n, c.ago, got, c.want)
+		}
+	}
+}
+
+// TestLocalNext: the page after sign-in stays on this site.
+func TestLocalNext(t *testing.T) {
+	for in, want := range map[string]string{
+		"/devices": "/devices", "": "/", "https://evil.test/": "/", "//evil.test/": "/", "/\\evil.test": "/",
+	} {
+		if got := localNext(in); got != want {
+			t.Errorf("localNext(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
