@@ -60,11 +60,33 @@ func consoleCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command 
 				if err := console.SetPassword(path, args[0], role, pw); err != nil {
 					return &exitError{1, err}
 				}
+				if err := ownLikeParent(dir, path); err != nil {
+					return &exitError{1, err}
+				}
 				fmt.Fprintf(stdout, "user %s (%s) written to %s\n", args[0], role, path)
 				return nil
 			},
 		}},
 	}
+}
+
+// ownLikeParent gives the console directory and the users file the owner of the directory
+// above (the service's state directory, lnm:lnm) when root made them: the service must read
+// the file that `sudo lnm console passwd` wrote.
+func ownLikeParent(dir, file string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Dir(dir), &st); err != nil {
+		return fmt.Errorf("console directory: %w", err)
+	}
+	for _, p := range []string{dir, file} {
+		if err := os.Lchown(p, int(st.Uid), int(st.Gid)); err != nil {
+			return fmt.Errorf("console users: %w", err)
+		}
+	}
+	return nil
 }
 
 // consoleDir is the console's directory: the configured one, or the default when the config

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
@@ -63,5 +64,31 @@ func TestConsolePasswd(t *testing.T) {
 	}
 	if readFile(users) != before {
 		t.Error("a refused passwd changed the users file")
+	}
+}
+
+// TestConsolePasswdOwner: run by root, passwd gives the directory and the users file the
+// owner of the directory above, so that the service's user can read what root wrote.
+func TestConsolePasswdOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to write files for another user: run as root (CI does)")
+	}
+	state := t.TempDir()
+	if err := os.Chown(state, 4242, 4343); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "lnm.conf")
+	os.WriteFile(conf, fmt.Appendf(nil, "lnm {\n    listen 127.0.0.1\n    console 127.0.0.1:8444 dir %s/console\n}\n", state), 0o644)
+	old := stdin
+	stdin = strings.NewReader("a good password\n")
+	defer func() { stdin = old }()
+	if code, _, errOut := runCLI(t, "console", "passwd", "--config", conf, "alice"); code != 0 {
+		t.Fatalf("passwd: %d %s", code, errOut)
+	}
+	for _, p := range []string{filepath.Join(state, "console"), filepath.Join(state, "console", "users")} {
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil || st.Uid != 4242 || st.Gid != 4343 {
+			t.Errorf("%s: owner %d:%d (%v), want 4242:4343", p, st.Uid, st.Gid, err)
+		}
 	}
 }
