@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
 )
 
@@ -51,10 +53,11 @@ func eventOf(r *audit.Record) liveEvent {
 		e.Name, e.Port = r.SNI, r.Port
 	}
 	if e.Name != "" && (r.Verdict == audit.VerdictDeny || r.Verdict == audit.VerdictWouldDeny) {
-		e.Allow = "/allow?pattern=" + e.Name
-		if r.Kind == audit.KindConn && r.Reason == "port_not_allowed" {
-			e.Allow += fmt.Sprintf("&ports=%d", r.Port)
+		v := url.Values{"pattern": {e.Name}}
+		if r.Kind == audit.KindConn && r.Reason == string(allowlist.ReasonPortNotAllowed) {
+			v.Set("ports", fmt.Sprint(r.Port))
 		}
+		e.Allow = "/allow?" + v.Encode()
 	}
 	return e
 }

@@ -93,3 +93,22 @@ func TestLocalNext(t *testing.T) {
 		}
 	}
 }
+
+// TestEventAllowLink: a denied name's allow link carries it escaped, with the port when the
+// port was what the list refused; allowed records have none.
+func TestEventAllowLink(t *testing.T) {
+	c := netip.MustParseAddrPort("198.18.3.20:4000")
+	for _, tc := range []struct {
+		r    audit.Record
+		want string
+	}{
+		{audit.Record{Kind: audit.KindDNS, Client: c, Name: "a.test", Verdict: audit.VerdictDeny}, "/allow?pattern=a.test"},
+		{audit.Record{Kind: audit.KindDNS, Client: c, Name: "a.test&ports=1", Verdict: audit.VerdictWouldDeny}, "/allow?pattern=a.test%26ports%3D1"},
+		{audit.Record{Kind: audit.KindConn, Client: c, SNI: "m.test", Port: 8883, Verdict: audit.VerdictDeny, Reason: "port_not_allowed"}, "/allow?pattern=m.test&ports=8883"},
+		{audit.Record{Kind: audit.KindDNS, Client: c, Name: "ok.test", Verdict: audit.VerdictAllow}, ""},
+	} {
+		if got := eventOf(&tc.r).Allow; got != tc.want {
+			t.Errorf("%s %s: allow link %q, want %q", tc.r.Name+tc.r.SNI, tc.r.Verdict, got, tc.want)
+		}
+	}
+}
