@@ -68,8 +68,19 @@ func (l *lab) browserIn(host string) context.Context {
 		logFile.Close()
 	})
 	start := time.Now()
-	if err := chromedp.Do(ctx); err != nil { // starts the browser
-		l.t.Fatalf("starting chromium in %s: %v\n%s", l.ns(host), err, readFile(logFile.Name()))
+	// The first Do starts the browser; its context must not carry a deadline (it would stop
+	// the browser when it passed), so a start that hangs is cut here instead.
+	started := make(chan error, 1)
+	go func() { started <- chromedp.Do(ctx) }()
+	select {
+	case err := <-started:
+		if err != nil {
+			l.t.Fatalf("starting chromium in %s: %v\n%s", l.ns(host), err, readFile(logFile.Name()))
+		}
+	case <-time.After(2 * time.Minute):
+		cancel()
+		<-started
+		l.t.Fatalf("chromium in %s did not start within 2 minutes\n%s", l.ns(host), readFile(logFile.Name()))
 	}
 	l.t.Logf("chromium started in %s in %v", l.ns(host), time.Since(start).Round(time.Millisecond))
 	return ctx
