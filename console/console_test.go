@@ -30,7 +30,10 @@ import (
 	"github.com/lnm-project/lnm/internal/testkit"
 )
 
-func TestMain(m *testing.M) { testkit.Main(m) }
+func TestMain(m *testing.M) {
+	console.FastHashes()
+	testkit.Main(m)
+}
 
 // lab is a running box on loopback with a console in front of it, served by an httptest TLS
 // server, and the users alice (admin) and victor (viewer).

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -100,7 +101,7 @@ func SetPassword(path, name string, role Role, password string) error {
 	if err != nil {
 		return err
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcryptCost)
 	if err != nil {
 		return fmt.Errorf("password: %w", err)
 	}
@@ -124,9 +125,15 @@ func SetPassword(path, name string, role Role, password string) error {
 	return nil
 }
 
+// bcryptCost is the work factor of new hashes (the handler tests lower it).
+var bcryptCost = bcrypt.DefaultCost
+
 // dummyHash is compared against when the user is unknown, so that a wrong name costs as much
 // time as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("no such user, no such password"), bcrypt.DefaultCost)
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("no such user, no such password"), bcryptCost)
+	return h
+})
 
 // authenticate returns the user whose name and password match, reading the file each time
 // (an edit by `lnm console passwd` applies at the next sign-in).
@@ -143,7 +150,7 @@ func authenticate(path, name, password string) (user, error) {
 			return u, nil
 		}
 	}
-	bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+	bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
 	return user{}, errBadCredentials
 }
 
