@@ -24,18 +24,18 @@ func cpuTime(b *testing.B) time.Duration {
 
 // BenchmarkConsoleCost measures what the console costs the box's DNS path: CPU per denied
 // query (each one an audit record), the client in the same process, with nobody looking at
-// the console (idle: its listener only) and with one Live page following every record.
-// Compare cpu-µs/query of idle and live; the console does no work of its own when idle.
+// the console (idle: its listener only), without one (off), and with one Live page following
+// every record. Compare cpu-µs/query; the console does no work of its own when idle.
 //
 //	go test ./console -run '^$' -bench ConsoleCost -benchtime 20000x
 func BenchmarkConsoleCost(b *testing.B) {
-	for _, live := range []bool{false, true} {
-		name := "idle"
-		if live {
-			name = "live"
-		}
+	for _, name := range []string{"off", "idle", "live"} {
+		live := name == "live"
 		b.Run(name, func(b *testing.B) {
-			l := newLab(b, "dns_rate_limit off")
+			l, dir := newBox(b, "dns_rate_limit off")
+			if name != "off" {
+				l.startConsole(b, dir)
+			}
 			var events atomic.Int64
 			if live {
 				br := l.browser(b)

@@ -68,6 +68,14 @@ const password = "correct horse battery"
 
 func newLab(t testing.TB, directives ...string) *lab {
 	t.Helper()
+	l, dir := newBox(t, directives...)
+	l.startConsole(t, dir)
+	return l
+}
+
+// newBox starts the box alone; it returns the lab without a console and the box's directory.
+func newBox(t testing.TB, directives ...string) (*lab, string) {
+	t.Helper()
 	dnsPort, proxyPort := testkit.FreePort(t), testkit.FreePort(t)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "lnm.conf")
@@ -99,6 +107,12 @@ func newLab(t testing.TB, directives ...string) *lab {
 	t.Cleanup(func() { rt.Close() })
 	api := adminapi.NewClient(filepath.Join(dir, "admin.sock"))
 	t.Cleanup(api.Close)
+	return &lab{dns: fmt.Sprintf("127.0.0.1:%d", dnsPort), api: api}, dir
+}
+
+// startConsole serves a console for the lab's box, with its users alice and victor.
+func (l *lab) startConsole(t testing.TB, dir string) {
+	t.Helper()
 	cdir := filepath.Join(dir, "console")
 	if err := os.Mkdir(cdir, 0o700); err != nil {
 		t.Fatal(err)
@@ -112,13 +126,13 @@ func newLab(t testing.TB, directives ...string) *lab {
 		}
 	}
 	clk := &clock{t: time.Now()}
-	c, err := console.New(console.Options{Dir: cdir, Admin: api, Box: "box3", Now: clk.now, Log: slog.New(slog.DiscardHandler)})
+	c, err := console.New(console.Options{Dir: cdir, Admin: l.api, Box: "box3", Now: clk.now, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewTLSServer(c.Handler())
 	t.Cleanup(srv.Close)
-	return &lab{dns: fmt.Sprintf("127.0.0.1:%d", dnsPort), api: api, url: srv.URL, clock: clk}
+	l.url, l.clock = srv.URL, clk
 }
 
 // browser is one client with its own cookies; it does not follow redirects, so tests see
