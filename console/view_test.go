@@ -1,7 +1,12 @@
 package console
 
 import (
+	"bytes"
+	"crypto/x509"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,5 +115,48 @@ func TestEventAllowLink(t *testing.T) {
 		if got := eventOf(&tc.r).Allow; got != tc.want {
 			t.Errorf("%s %s: allow link %q, want %q", tc.r.Name+tc.r.SNI, tc.r.Verdict, got, tc.want)
 		}
+	}
+}
+
+// TestCertificate: the first start makes a self-signed certificate (key mode 0600) that later
+// starts keep; a configured certificate is used instead, and a bad one is an error naming it.
+func TestCertificate(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(Options{Dir: dir, Admin: adminapi.NewClient(filepath.Join(dir, "none.sock")), Box: "box3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.TLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, keyName))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key: %v %v, want mode 0600", st, err)
+	}
+	again, err := s.TLSConfig()
+	if err != nil || !bytes.Equal(first.Certificates[0].Certificate[0], again.Certificates[0].Certificate[0]) {
+		t.Fatalf("second start made another certificate (%v)", err)
+	}
+	leaf, err := x509.ParseCertificate(first.Certificates[0].Certificate[0])
+	if err != nil || leaf.Subject.CommonName != "box3 lnm console" {
+		t.Errorf("certificate %v: %v", leaf.Subject, err)
+	}
+
+	other := t.TempDir()
+	if err := SelfSigned(filepath.Join(other, "c.pem"), filepath.Join(other, "k.pem"), "configured", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s.opt.CertFile, s.opt.KeyFile = filepath.Join(other, "c.pem"), filepath.Join(other, "k.pem")
+	cfg, err := s.TLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaf, _ := x509.ParseCertificate(cfg.Certificates[0].Certificate[0]); leaf.Subject.CommonName != "configured lnm console" {
+		t.Errorf("configured certificate not used: %v", leaf.Subject)
+	}
+	s.opt.KeyFile = filepath.Join(other, "missing.pem")
+	if _, err := s.TLSConfig(); err == nil || !strings.Contains(err.Error(), "missing.pem") {
+		t.Errorf("missing key: %v, want an error naming it", err)
 	}
 }
