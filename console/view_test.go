@@ -160,3 +160,31 @@ func TestCertificate(t *testing.T) {
 		t.Errorf("missing key: %v, want an error naming it", err)
 	}
 }
+
+// TestUsersFile: a bad line is an error naming the file and line; SetPassword refuses bad
+// names, roles and short passwords.
+func TestUsersFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), UsersFile)
+	if err := SetPassword(path, "alice", RoleAdmin, "long enough"); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := authenticate(path, "alice", "long enough"); err != nil || u.Role != RoleAdmin {
+		t.Fatalf("authenticate: %+v %v", u, err)
+	}
+	for _, bad := range []string{"bob viewer", "bob boss $2a$04$abc", "bob viewer not-a-hash", "b/b viewer $2a$04$abc"} {
+		data, _ := os.ReadFile(path)
+		os.WriteFile(path+".bad", append(data, bad+"\n"...), 0o600)
+		if _, err := readUsers(path + ".bad"); err == nil || !strings.Contains(err.Error(), path+".bad:3:") {
+			t.Errorf("line %q: %v, want an error at line 3", bad, err)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		role Role
+		pw   string
+	}{{"bad name", RoleViewer, "long enough"}, {"bob", "root", "long enough"}, {"bob", RoleViewer, "short"}} {
+		if err := SetPassword(path, c.name, c.role, c.pw); err == nil {
+			t.Errorf("SetPassword(%q, %q, %q) succeeded", c.name, c.role, c.pw)
+		}
+	}
+}
