@@ -145,7 +145,13 @@ func (s *Server) liveEvents(w http.ResponseWriter, r *http.Request) {
 		s.apiFail(w, r, err)
 		return
 	}
-	if err != nil && r.Context().Err() == nil {
+	if r.Context().Err() == nil {
+		// The box ended the stream: it stopped, or it dropped a follower that fell behind.
+		// The page is told; its EventSource connects again.
 		s.log.Debug("console: live stream ended", "err", err)
+		mu.Lock()
+		w.Write([]byte("event: cut\ndata: the box ended the stream (too many records to follow, or it stopped)\n\n"))
+		fl.Flush()
+		mu.Unlock()
 	}
 }

@@ -8,6 +8,7 @@
   function cell(tr, text) { var td = document.createElement('td'); td.textContent = text || ''; tr.appendChild(td); return td; }
   es.onopen = function () { state.textContent = 'following'; };
   es.onerror = function () { state.textContent = 'disconnected; retrying…'; };
+  es.addEventListener('cut', function (ev) { state.textContent = ev.data + '; reconnecting…'; });
   es.addEventListener('dropped', function (ev) { state.textContent = 'following (' + ev.data + ' records skipped: too many to show)'; });
   es.onmessage = function (ev) {
     var e = JSON.parse(ev.data);
