@@ -281,7 +281,8 @@ func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
 // overviewView is the Overview page's data: `lnm status` and the last hour by minute.
 type overviewView struct {
 	*adminapi.Status
-	Chart chart
+	Chart   chart
+	Console string // the console's own address; empty when served by a test
 }
 
 // chart is the last hour in one bar a minute, oldest first: DNS queries and connections,
@@ -343,7 +344,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		s.apiFail(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "overview", view{Data: overviewView{Status: st, Chart: chartOf(recs, s.opt.Now())}})
+	s.render(w, r, http.StatusOK, "overview", view{Data: overviewView{Status: st, Chart: chartOf(recs, s.opt.Now()), Console: s.addr}})
 }
 
 // recent reads the records of the last recentAge (at most recentMax, the newest) that f

@@ -59,6 +59,7 @@ type Server struct {
 	log      *slog.Logger
 	handler  http.Handler
 	srv      *http.Server
+	addr     string // where Listen bound; empty before
 	live     liveCount
 }
 
@@ -157,6 +158,7 @@ func (s *Server) Listen(addr string) error {
 	if err != nil {
 		return fmt.Errorf("console: %w", err)
 	}
+	s.addr = ln.Addr().String()
 	s.srv = &http.Server{
 		Handler:           s.handler,
 		TLSConfig:         cfg,
