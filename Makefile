@@ -15,7 +15,7 @@ FUZZTIME ?= 100000x
 # the DHCP clients udhcpc (busybox) and dhclient (isc-dhcp-client), headless chromium for the
 # console's browser tests; zsh checks the completion
 # script and lintian the package.
-TEST_DEBS := iproute2 bind9-dnsutils knot-dnsutils curl openssl mosquitto-clients ca-certificates busybox isc-dhcp-client chromium zsh lintian
+TEST_DEBS := iproute2 bind9-dnsutils knot-dnsutils curl wget openssl mosquitto-clients ca-certificates busybox isc-dhcp-client chromium zsh lintian
 
 # Every native fuzz target, as package:Target; `make test` runs each for FUZZTIME executions.
 FUZZ := \
@@ -25,7 +25,9 @@ FUZZ := \
 	./config:FuzzParse \
 	./onboard:FuzzImportLnm \
 	./audit:FuzzAppendQuoted \
-	./dhcp:FuzzDecide
+	./dhcp:FuzzDecide \
+	./levelid:FuzzAccept \
+	./httpfront:FuzzReadHead
 
 # The appliance image (vm-images/). DEB names the lnm package to put in it; left empty, `make
 # image` builds it with `make deb` first and takes the newest bin/lnm_*_amd64.deb.
@@ -71,7 +73,7 @@ fuzz:
 
 deps:
 	@missing=""; \
-	for cmd in ip dig kdig curl openssl mosquitto_pub busybox dhclient chromium zsh lintian; do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
+	for cmd in ip dig kdig curl wget openssl mosquitto_pub busybox dhclient chromium zsh lintian; do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing test clients (missing:$$missing)"; \

@@ -106,7 +106,8 @@ type Query struct {
 }
 
 // Values encodes a Query as URL query parameters: since, until (RFC 3339), client (an
-// address or CIDR), device (a DHCP host name), name (an allow-list pattern), verdict, kind,
+// address or CIDR), device (a DHCP host name), origin (a device address or CIDR behind a child
+// box), name (an allow-list pattern), verdict, kind,
 // unlinked=1, limit, and seq (comma-separated).
 func (q Query) Values() url.Values {
 	v := url.Values{}
@@ -121,6 +122,9 @@ func (q Query) Values() url.Values {
 	}
 	if q.Device != "" {
 		v.Set("device", q.Device)
+	}
+	if q.Origin.IsValid() {
+		v.Set("origin", q.Origin.String())
 	}
 	if q.Name != nil {
 		v.Set("name", q.Name.String())
@@ -167,6 +171,11 @@ func ParseQuery(v url.Values) (Query, error) {
 		}
 	}
 	q.Device = v.Get("device")
+	if s := v.Get("origin"); s != "" {
+		if q.Origin, err = ParseClient(s); err != nil {
+			return q, fmt.Errorf("origin: %v", err)
+		}
+	}
 	if s := v.Get("name"); s != "" {
 		p, err := allowlist.ParsePattern(s)
 		if err != nil {

@@ -34,3 +34,24 @@ func (p *Policy) Decide(q Query) Decision {
 	}
 	return d
 }
+
+// DecideAddr decides a connection to an address the device named itself rather than a name
+// (a CONNECT to an IP literal, an HTTP Host that is an address): only a rule whose `to` is
+// exactly that address and port allows it, on that port and from that device; the rule's
+// pattern is not consulted, since there is no name to match. Anything else is denied with
+// ReasonNotListed, in learn mode too: learn mode opens names, never addresses. It walks
+// the rules; addresses are the exception.
+func (p *Policy) DecideAddr(dst netip.AddrPort, src netip.Addr) Decision {
+	if src.IsValid() && !p.Admits(src) {
+		return Decision{Reason: ReasonSourceNotAllowed}
+	}
+	if p.List != nil {
+		for _, r := range p.List.Ordered() {
+			if r.To.Addr.IsValid() && r.To.Addr == dst.Addr().Unmap() && r.To.Port == dst.Port() &&
+				r.allowsPort(dst.Port()) && r.allowsSource(src) {
+				return Decision{Verdict: Allow, Reason: ReasonListed, Rule: r}
+			}
+		}
+	}
+	return Decision{Reason: ReasonNotListed}
+}

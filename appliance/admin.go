@@ -21,6 +21,7 @@ import (
 	"github.com/lnm-project/lnm/adminapi"
 	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/config"
+	"github.com/lnm-project/lnm/forwarder"
 )
 
 // adminServer serves the admin API on a Unix socket.
@@ -332,8 +333,8 @@ func (rt *Runtime) Status(ctx context.Context) adminapi.Status {
 	if rt.Learn() {
 		st.Mode = "learn"
 	}
-	if cfg.Parent.IsValid() && len(cfg.Proxies) > 0 {
-		st.Parent = probeParent(ctx, netip.AddrPortFrom(cfg.Parent, cfg.Proxies[0].Upstream))
+	if i := slices.IndexFunc(cfg.Proxies, func(m config.PortMap) bool { return m.Front == forwarder.FrontTLS }); cfg.Parent.IsValid() && i >= 0 {
+		st.Parent = probeParent(ctx, netip.AddrPortFrom(cfg.Parent, cfg.Proxies[i].Upstream))
 	}
 	st.Counters = rt.counters()
 	st.TopClients, st.TopNames = rt.top(now.Add(-time.Hour), 5)

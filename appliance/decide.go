@@ -1,6 +1,8 @@
 package appliance
 
 import (
+	"slices"
+
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/config"
 	"github.com/lnm-project/lnm/forwarder"
@@ -65,12 +67,15 @@ func Decide(cfg *config.Config, q allowlist.Query) (Answer, error) {
 	return a, nil
 }
 
-// proxies reports whether a proxy listens on port.
+// proxies reports whether a proxy listens on port, or a connect port may tunnel to it (any
+// port no tcp route holds: a CONNECT names its own).
 func proxies(cfg *config.Config, port uint16) bool {
+	connect := false
 	for _, m := range cfg.Proxies {
 		if m.Listen == port {
 			return true
 		}
+		connect = connect || m.Front == forwarder.FrontConnect
 	}
-	return false
+	return connect && !slices.ContainsFunc(cfg.Routes, func(r config.Route) bool { return r.Port == port })
 }

@@ -33,6 +33,7 @@ type boxMetrics struct {
 	dnsQueries             *counterVec // qtype, verdict
 	dnsSlipped, dnsDropped prometheus.Counter
 	conns                  *counterVec // port, verdict, reason
+	frontConns             *counterVec // proto (http, connect), verdict
 	bytesUp, bytesDown     prometheus.Counter
 	reloadsOK, reloadsErr  prometheus.Counter
 	active                 atomic.Int64
@@ -53,6 +54,12 @@ func newBoxMetrics(started time.Time) *boxMetrics {
 	limited := m.counterVec("lnm_dns_rate_limited_total", "UDP queries over a client's rate limit, by action: slip (a truncated reply) or drop.", "action")
 	m.dnsSlipped, m.dnsDropped = limited.child("slip"), limited.child("drop")
 	m.conns = m.counterVec("lnm_connections_total", "Connections by port, verdict and reason.", "port", "verdict", "reason")
+	m.frontConns = m.counterVec("lnm_http_connections_total", "Connections on http and connect ports, by proto and verdict (counted in lnm_connections_total too).", "proto", "verdict")
+	for _, p := range []forwarder.Front{forwarder.FrontHTTP, forwarder.FrontConnect} {
+		for _, v := range forwarder.Verdicts() {
+			m.frontConns.child(p.String(), v.String())
+		}
+	}
 	bytes := m.counterVec("lnm_bytes_total", "Bytes spliced; up is from devices, down is to devices.", "direction")
 	m.bytesUp, m.bytesDown = bytes.child("up"), bytes.child("down")
 	reloads := m.counterVec("lnm_reloads_total", "Configuration loads and reloads, by result.", "result")
@@ -148,11 +155,15 @@ func (m *boxMetrics) conn(ev forwarder.Event) {
 		m.conns.add(1, strconv.Itoa(int(ev.Port)), ev.Verdict.String(), string(ev.Reason))
 		m.observeConnect(ev)
 	}
+	if ev.Kind != forwarder.EventClose && ev.Proto != forwarder.FrontTLS {
+		m.frontConns.add(1, ev.Proto.String(), ev.Verdict.String())
+	}
 	if ev.Kind != forwarder.EventClose && ev.Via != forwarder.ViaTCP {
 		m.serverTotalConns.Inc()
-		if ev.SNI != "" {
+		tls := ev.Proto == forwarder.FrontTLS // an http or connect port reads no ClientHello first
+		if tls && ev.SNI != "" {
 			m.sniFound.Inc()
-		} else if ev.Reason != allowlist.ReasonSourceNotAllowed && !limitReason(ev.Reason) {
+		} else if tls && ev.Reason != allowlist.ReasonSourceNotAllowed && !limitReason(ev.Reason) {
 			m.sniNotFound.Inc()
 		}
 		if ev.HelloSize > 0 {

@@ -36,6 +36,7 @@ var wantMetrics = []struct {
 	{name: "lnm_dns_queries_total", kind: dto.MetricType_COUNTER},
 	{name: "lnm_dns_rate_limited_total", kind: dto.MetricType_COUNTER},
 	{name: "lnm_connections_total", kind: dto.MetricType_COUNTER},
+	{name: "lnm_http_connections_total", kind: dto.MetricType_COUNTER},
 	{name: "lnm_bytes_total", kind: dto.MetricType_COUNTER},
 	{name: "lnm_reloads_total", kind: dto.MetricType_COUNTER},
 	{name: "lnm_active_connections", kind: dto.MetricType_GAUGE},

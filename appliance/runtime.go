@@ -20,6 +20,7 @@ import (
 	"github.com/lnm-project/lnm/config"
 	"github.com/lnm-project/lnm/dhcp"
 	"github.com/lnm-project/lnm/forwarder"
+	"github.com/lnm-project/lnm/levelid"
 	"github.com/lnm-project/lnm/resolver"
 	"github.com/lnm-project/lnm/store"
 )
@@ -273,7 +274,7 @@ func (rt *Runtime) plan(cfg *config.Config, learn bool, prev *plan) (*plan, erro
 	}
 	ports := make([]forwarder.PortMap, len(cfg.Proxies))
 	for i, p := range cfg.Proxies {
-		ports[i] = forwarder.PortMap{Listen: p.Listen, Upstream: p.Upstream}
+		ports[i] = forwarder.PortMap{Listen: p.Listen, Upstream: p.Upstream, Front: p.Front}
 	}
 	self := selfAddrs(cfg.Listen)
 	for _, addr := range cfg.Listen {
@@ -318,6 +319,7 @@ func (rt *Runtime) plan(cfg *config.Config, learn bool, prev *plan) (*plan, erro
 			MaxConns:     limitOrNone(cfg.MaxConns),
 			ConnRate:     limitOrNone(cfg.ConnRateLimit),
 			Children:     cfg.Children,
+			Identity:     levelIdentity(cfg, rt.trail.box),
 			OnLimited:    rt.trail.onConnLimited,
 
 			MaxConnsPerSrc: limitOrNone(cfg.MaxConnsPerSource),
@@ -332,6 +334,14 @@ func (rt *Runtime) plan(cfg *config.Config, learn bool, prev *plan) (*plan, erro
 		}
 	}
 	return pl, nil
+}
+
+// levelIdentity is the box's side of `level_identity`; nil when it is off.
+func levelIdentity(cfg *config.Config, box string) *levelid.Box {
+	if cfg.LevelIdentity == 0 {
+		return nil
+	}
+	return &levelid.Box{Name: box, Level: cfg.Level, MaxHops: cfg.LevelIdentity, Children: cfg.Children}
 }
 
 // limitOrNone turns a config limit, where zero is `off`, into the data path's, where zero
@@ -424,9 +434,9 @@ func (rt *Runtime) listeners() []adminapi.Listener {
 	for _, f := range rt.fwds {
 		addrs := f.Addrs()
 		for i, a := range addrs {
-			proto := "proxy"
-			if i >= len(rt.config().Proxies) {
-				proto = "tcp-route"
+			proto := "tcp-route"
+			if ps := rt.config().Proxies; i < len(ps) {
+				proto = map[forwarder.Front]string{forwarder.FrontTLS: "proxy", forwarder.FrontHTTP: "http", forwarder.FrontConnect: "connect"}[ps[i].Front]
 			}
 			out = append(out, adminapi.Listener{Proto: proto, Addr: a.String()})
 		}

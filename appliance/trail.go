@@ -182,11 +182,17 @@ func (t *trail) onConn(ev forwarder.Event) error {
 		Upstream: ev.Upstream,
 		Via:      string(ev.Via),
 	}
+	if ev.Proto != forwarder.FrontTLS {
+		r.Proto = ev.Proto.String()
+	}
 	if ev.Kind == forwarder.EventClose {
 		r.BytesUp, r.BytesDown, r.DurationMS = ev.BytesUp, ev.BytesDown, ev.Duration.Milliseconds()
 	}
 	if ev.ECH {
 		r.Flags = []string{audit.FlagECH}
+	}
+	if o := ev.Origin; o.Hops > 0 {
+		r.Origin = &audit.Origin{Device: o.Device, Path: o.Path, ID: o.ID}
 	}
 	t.metrics.conn(ev)
 	return t.record(r)

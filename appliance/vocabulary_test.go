@@ -11,6 +11,7 @@ import (
 	"github.com/lnm-project/lnm/audit"
 	"github.com/lnm-project/lnm/dhcp"
 	"github.com/lnm-project/lnm/forwarder"
+	"github.com/lnm-project/lnm/levelid"
 	"github.com/lnm-project/lnm/onboard"
 	"github.com/lnm-project/lnm/resolver"
 )
@@ -28,6 +29,9 @@ func codeReasons() map[string][]audit.Kind {
 		add(string(r), audit.KindDNS)
 	}
 	for _, r := range forwarder.Reasons() {
+		add(string(r), audit.KindConn)
+	}
+	for _, r := range levelid.Reasons() {
 		add(string(r), audit.KindConn)
 	}
 	for _, r := range append(audit.Reasons(), SummaryReasons()...) {

@@ -13,12 +13,15 @@ type Filter struct {
 	Client       netip.Prefix // the client address lies in it; zero: any client
 	// Name matches a dns record's name or a conn record's SNI; nil: any name. Records
 	// without a name (config, summary, conns that sent no SNI) never match a name filter.
-	Name     *allowlist.Pattern
-	Verdict  string // "allow", "deny", …; "deny" also selects "refused"; empty: any
-	Kind     Kind   // empty: any
-	Device   string // the record's device (its DHCP host name) is exactly this; empty: any
-	Unlinked bool   // only conn records flagged unlinked
-	Limit    int    // at most this many records, the newest; 0: no limit
+	Name    *allowlist.Pattern
+	Verdict string // "allow", "deny", …; "deny" also selects "refused"; empty: any
+	Kind    Kind   // empty: any
+	Device  string // the record's device (its DHCP host name) is exactly this; empty: any
+	// Origin selects conn records a child box forwarded for a device in it (Record.Origin);
+	// zero: any record.
+	Origin   netip.Prefix
+	Unlinked bool // only conn records flagged unlinked
+	Limit    int  // at most this many records, the newest; 0: no limit
 }
 
 // Match reports whether the record passes every condition except Limit.
@@ -46,6 +49,9 @@ func (f *Filter) Match(r *Record) bool {
 		if n == "" || !f.Name.Match(allowlist.Name(n)) {
 			return false
 		}
+	}
+	if f.Origin.IsValid() && !(r.Origin != nil && f.Origin.Contains(r.Origin.Device.Addr().Unmap())) {
+		return false
 	}
 	if f.Device != "" && r.Device != f.Device {
 		return false

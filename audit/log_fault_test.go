@@ -149,7 +149,14 @@ func TestWriteFailure(t *testing.T) {
 					t.Fatalf("Append while failing = %v, want %v", err, tc.errno)
 				}
 			}
-			time.Sleep(50 * time.Millisecond) // a retry or two fails
+			// A retry fails before the disk heals (the writer retries every 20 ms; a loaded
+			// machine may take much longer to run it).
+			for deadline := time.Now().Add(10 * time.Second); l.Stats().WriteErrors < 2; {
+				if time.Now().After(deadline) {
+					t.Fatalf("no retry failed within 10 s: %+v", l.Stats())
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
 			fs.set(func(f *faults) { f.writeErr, f.partial, f.syncErr, f.openErr = nil, false, nil, nil })
 			waitHealthy(t, l)
 			for i := range after {

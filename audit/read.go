@@ -167,6 +167,9 @@ func prefilterOf(f *Filter) prefilter {
 	if f.Unlinked {
 		p.all = append(p.all, appendQuoted(nil, FlagUnlinked))
 	}
+	if f.Origin.IsValid() {
+		p.all = append(p.all, []byte(`"origin":{`))
+	}
 	if f.Device != "" {
 		p.all = append(p.all, appendString(nil, "device", f.Device)[1:])
 	}

@@ -88,14 +88,18 @@ type Record struct {
 	Answer []netip.Addr
 
 	// conn
-	Event      string // open, close, deny
-	ID         uint64 // the connection's id, shared by its open and close records
-	Port       uint16 // the port the device connected to
-	SNI        string
-	ALPN       []string
-	Upstream   netip.AddrPort
-	Via        string // parent, direct, to, tcp
-	QuerySeq   uint64 // seq of the linked dns record; 0: not linked
+	Event    string // open, close, deny
+	ID       uint64 // the connection's id, shared by its open and close records
+	Port     uint16 // the port the device connected to
+	Proto    string // http or connect; empty: TLS (or a tcp route)
+	SNI      string // the name decided on: the SNI, an HTTP Host, a CONNECT's host
+	ALPN     []string
+	Upstream netip.AddrPort
+	Via      string // parent, direct, to, tcp
+	QuerySeq uint64 // seq of the linked dns record; 0: not linked
+	// Origin is what a child box said about the connection (level identity): the device
+	// behind it. Nil: it came straight from Client, or from a child that said nothing.
+	Origin     *Origin
 	Flags      []string
 	BytesUp    int64 // close only: bytes from the device
 	BytesDown  int64 // close only: bytes to the device
@@ -109,6 +113,16 @@ type Record struct {
 
 	// summary
 	Count uint64 // how many records this summary stands for
+}
+
+// Origin is where a connection recorded at a parent box began, as the child box told it in
+// its level-identity header: the device that opened it, the boxes it passed, and its id at
+// the last of them (the child's open and close records carry it as "id"), by which `lnm
+// audit trace` finds it in the child's log.
+type Origin struct {
+	Device netip.AddrPort // the device's address and port at the first box
+	Path   []string       // the boxes it passed, the first box first; never empty
+	ID     uint64         // its connection id at Path's last box
 }
 
 // timeLayout is RFC 3339 with exactly three fractional digits, in UTC. appendTime writes it by
@@ -149,6 +163,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 		b = append(b, `,"port":`...)
 		b = strconv.AppendUint(b, uint64(r.Port), 10)
 	}
+	b = appendField(b, `,"proto":`, r.Proto)
 	b = appendField(b, `,"sni":`, r.SNI)
 	b = appendStrings(b, "alpn", r.ALPN)
 	b = appendField(b, `,"verdict":`, r.Verdict)
@@ -178,6 +193,15 @@ func (r *Record) AppendJSON(b []byte) []byte {
 		b = strconv.AppendUint(b, r.QuerySeq, 10)
 	}
 	b = appendStrings(b, "flags", r.Flags)
+	if o := r.Origin; o != nil {
+		b = append(b, `,"origin":{"device":"`...)
+		b = o.Device.AppendTo(b)
+		b = append(b, '"')
+		b = appendStrings(b, "path", o.Path)
+		b = append(b, `,"id":`...)
+		b = strconv.AppendUint(b, o.ID, 10)
+		b = append(b, '}')
+	}
 	if r.Kind == KindConn && r.Event == EventClose {
 		b = append(b, `,"bytes_up":`...)
 		b = strconv.AppendInt(b, r.BytesUp, 10)
@@ -353,38 +377,44 @@ func appendStrings(b []byte, key string, vs []string) []byte {
 
 // wire is the JSON form for decoding.
 type wire struct {
-	Seq        uint64   `json:"seq"`
-	Time       string   `json:"time"`
-	Box        string   `json:"box"`
-	Level      int      `json:"level"`
-	Kind       Kind     `json:"kind"`
-	Client     string   `json:"client"`
-	Device     string   `json:"device"`
-	MAC        string   `json:"mac"`
-	Event      string   `json:"event"`
-	ID         uint64   `json:"id"`
-	Name       string   `json:"name"`
-	QType      string   `json:"qtype"`
-	Port       uint16   `json:"port"`
-	SNI        string   `json:"sni"`
-	ALPN       []string `json:"alpn"`
-	Verdict    string   `json:"verdict"`
-	Rule       string   `json:"rule"`
-	Reason     string   `json:"reason"`
-	Rcode      string   `json:"rcode"`
-	Answer     []string `json:"answer"`
-	Upstream   string   `json:"upstream"`
-	Via        string   `json:"via"`
-	QuerySeq   uint64   `json:"query_seq"`
-	Flags      []string `json:"flags"`
-	BytesUp    int64    `json:"bytes_up"`
-	BytesDown  int64    `json:"bytes_down"`
-	DurationMS int64    `json:"duration_ms"`
-	Change     string   `json:"change"`
-	Hash       string   `json:"hash"`
-	UID        *int     `json:"uid"`
-	User       string   `json:"user"`
-	Count      uint64   `json:"count"`
+	Seq      uint64   `json:"seq"`
+	Time     string   `json:"time"`
+	Box      string   `json:"box"`
+	Level    int      `json:"level"`
+	Kind     Kind     `json:"kind"`
+	Client   string   `json:"client"`
+	Device   string   `json:"device"`
+	MAC      string   `json:"mac"`
+	Event    string   `json:"event"`
+	ID       uint64   `json:"id"`
+	Name     string   `json:"name"`
+	QType    string   `json:"qtype"`
+	Port     uint16   `json:"port"`
+	Proto    string   `json:"proto"`
+	SNI      string   `json:"sni"`
+	ALPN     []string `json:"alpn"`
+	Verdict  string   `json:"verdict"`
+	Rule     string   `json:"rule"`
+	Reason   string   `json:"reason"`
+	Rcode    string   `json:"rcode"`
+	Answer   []string `json:"answer"`
+	Upstream string   `json:"upstream"`
+	Via      string   `json:"via"`
+	QuerySeq uint64   `json:"query_seq"`
+	Flags    []string `json:"flags"`
+	Origin   *struct {
+		Device string   `json:"device"`
+		Path   []string `json:"path"`
+		ID     uint64   `json:"id"`
+	} `json:"origin"`
+	BytesUp    int64  `json:"bytes_up"`
+	BytesDown  int64  `json:"bytes_down"`
+	DurationMS int64  `json:"duration_ms"`
+	Change     string `json:"change"`
+	Hash       string `json:"hash"`
+	UID        *int   `json:"uid"`
+	User       string `json:"user"`
+	Count      uint64 `json:"count"`
 }
 
 // UnmarshalJSON reads the form AppendJSON writes. Unknown fields are ignored, so newer logs
@@ -401,7 +431,7 @@ func (r *Record) UnmarshalJSON(data []byte) error {
 	}
 	*r = Record{
 		Seq: w.Seq, Time: t, Box: w.Box, Level: w.Level, Kind: w.Kind, Device: w.Device, MAC: w.MAC, Event: w.Event, ID: w.ID,
-		Name: w.Name, QType: w.QType, Port: w.Port, SNI: w.SNI, ALPN: w.ALPN, Verdict: w.Verdict,
+		Name: w.Name, QType: w.QType, Port: w.Port, Proto: w.Proto, SNI: w.SNI, ALPN: w.ALPN, Verdict: w.Verdict,
 		Rule: w.Rule, Reason: w.Reason, Rcode: w.Rcode, Via: w.Via, QuerySeq: w.QuerySeq,
 		Flags: w.Flags, BytesUp: w.BytesUp, BytesDown: w.BytesDown, DurationMS: w.DurationMS,
 		Change: w.Change, Hash: w.Hash, UID: w.UID, User: w.User, Count: w.Count,
@@ -415,6 +445,12 @@ func (r *Record) UnmarshalJSON(data []byte) error {
 	if w.Upstream != "" {
 		if r.Upstream, err = parseAddrPort(w.Upstream); err != nil {
 			return fmt.Errorf("audit: record %d: upstream: %w", w.Seq, err)
+		}
+	}
+	if o := w.Origin; o != nil {
+		r.Origin = &Origin{Path: o.Path, ID: o.ID}
+		if r.Origin.Device, err = parseAddrPort(o.Device); err != nil {
+			return fmt.Errorf("audit: record %d: origin device: %w", w.Seq, err)
 		}
 	}
 	if w.Answer != nil {

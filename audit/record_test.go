@@ -34,6 +34,10 @@ func TestRecordJSON(t *testing.T) {
 			Verdict: VerdictAllow, Reason: "eof", Upstream: netip.MustParseAddrPort("198.18.4.1:443"), Via: "parent",
 			QuerySeq: 7, Flags: []string{FlagSNIMismatch}},
 			`{"seq":9,"time":"2026-11-28T07:30:00.123Z","box":"l3","level":3,"kind":"conn","client":"198.18.3.20:40000","event":"close","id":4,"port":443,"sni":"api.azure.test","alpn":["h2"],"verdict":"allow","reason":"eof","upstream":"198.18.4.1:443","via":"parent","query_seq":7,"flags":["sni_mismatch"],"bytes_up":0,"bytes_down":0,"duration_ms":0}`},
+		{"conn open at a parent, with its origin", Record{Seq: 12, Time: t0, Box: "l4", Level: 4, Kind: KindConn, Event: EventOpen, ID: 30,
+			Client: netip.MustParseAddrPort("198.18.4.3:41000"), Port: 443, SNI: "api.azure.test", Verdict: VerdictAllow, Via: "direct",
+			Origin: &Origin{Device: netip.MustParseAddrPort("198.18.3.20:40000"), Path: []string{"l3"}, ID: 4}},
+			`{"seq":12,"time":"2026-11-28T07:30:00.123Z","box":"l4","level":4,"kind":"conn","client":"198.18.4.3:41000","event":"open","id":30,"port":443,"sni":"api.azure.test","verdict":"allow","via":"direct","origin":{"device":"198.18.3.20:40000","path":["l3"],"id":4}}`},
 		{"config by uid", Record{Seq: 1, Time: t0, Box: "l3", Kind: KindConfig, Change: "allow add x.test", Hash: "ab12", UID: &uid},
 			`{"seq":1,"time":"2026-11-28T07:30:00.123Z","box":"l3","level":0,"kind":"config","change":"allow add x.test","hash":"ab12","uid":1000}`},
 		{"dns of a device with a lease", Record{Seq: 8, Time: t0, Box: "l3", Level: 3, Kind: KindDNS,
@@ -83,22 +87,27 @@ func TestFilter(t *testing.T) {
 		{Seq: 5, Time: t0.Add(4 * time.Minute), Kind: KindConfig, Change: "start"},
 		{Seq: 6, Time: t0.Add(5 * time.Minute), Kind: KindDHCP, Event: "ack", Client: netip.MustParseAddrPort("198.18.3.20:0"), Device: "plc-07", MAC: "00:1b:1b:aa:bb:07"},
 		{Seq: 7, Time: t0.Add(6 * time.Minute), Kind: KindDNS, Client: netip.MustParseAddrPort("198.18.3.20:0"), Device: "plc-07", Name: "x.test", Verdict: VerdictDeny},
+		{Seq: 8, Time: t0.Add(7 * time.Minute), Kind: KindConn, Client: netip.MustParseAddrPort("198.18.4.3:4000"), SNI: "api.azure.test", Verdict: VerdictAllow,
+			Origin: &Origin{Device: netip.MustParseAddrPort("198.18.3.20:4000"), Path: []string{"l3"}, ID: 2}},
 	}
 	for _, tc := range []struct {
 		name string
 		f    Filter
 		want []uint64
 	}{
-		{"zero selects all", Filter{}, []uint64{1, 2, 3, 4, 5, 6, 7}},
-		{"since", Filter{Since: t0.Add(2 * time.Minute)}, []uint64{3, 4, 5, 6, 7}},
+		{"zero selects all", Filter{}, []uint64{1, 2, 3, 4, 5, 6, 7, 8}},
+		{"since", Filter{Since: t0.Add(2 * time.Minute)}, []uint64{3, 4, 5, 6, 7, 8}},
 		{"until is exclusive", Filter{Until: t0.Add(time.Minute)}, []uint64{1}},
 		{"client prefix", Filter{Client: netip.MustParsePrefix("198.18.3.20/32")}, []uint64{1, 2, 6, 7}},
 		{"device", Filter{Device: "plc-07"}, []uint64{6, 7}},
 		{"device and kind", Filter{Device: "plc-07", Kind: KindDHCP}, []uint64{6}},
 		{"another device", Filter{Device: "plc-0"}, nil},
-		{"name pattern on name and sni", Filter{Name: &wild}, []uint64{1, 2}},
+		{"name pattern on name and sni", Filter{Name: &wild}, []uint64{1, 2, 8}},
 		{"deny includes refused", Filter{Verdict: VerdictDeny}, []uint64{3, 4, 7}},
-		{"kind", Filter{Kind: KindConn}, []uint64{2, 3}},
+		{"kind", Filter{Kind: KindConn}, []uint64{2, 3, 8}},
+		{"origin", Filter{Origin: netip.MustParsePrefix("198.18.3.20/32")}, []uint64{8}},
+		{"origin prefix", Filter{Origin: netip.MustParsePrefix("198.18.3.0/24")}, []uint64{8}},
+		{"another origin", Filter{Origin: netip.MustParsePrefix("198.18.3.21/32")}, nil},
 		{"unlinked", Filter{Unlinked: true}, []uint64{3}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

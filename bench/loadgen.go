@@ -34,7 +34,7 @@ func dialTLS(ctx context.Context, addr string, cfg *tls.Config) (*tls.Conn, erro
 
 // get sends one GET on c and reads the whole reply, returning the body's length. The
 // backend closes after the reply, so EOF ends the body.
-func get(c *tls.Conn, path string) (int64, error) {
+func get(c net.Conn, path string) (int64, error) {
 	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, backendName); err != nil {
 		return 0, err
 	}

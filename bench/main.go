@@ -53,7 +53,7 @@ func main() {
 	flag.IntVar(&o.workers, "conn-workers", 32, "concurrent clients in the new-connections run")
 	flag.Int64Var(&o.bulkMiB, "bulk-mib", 1024, "size of each download in MiB")
 	idle := flag.String("idle", "5000,9500", "idle connection counts to measure memory and open files at")
-	flag.StringVar(&o.parts, "parts", "dns,proxy", "which parts to run")
+	flag.StringVar(&o.parts, "parts", "dns,proxy,http", "which parts to run: dns, proxy, http")
 	flag.StringVar(&o.out, "out", "bench/results.md", "file the tables are written to")
 	flag.StringVar(&o.repo, "repo", ".", "the lnm checkout to build")
 	flag.StringVar(&o.coreDNSBin, "coredns", os.Getenv("BENCH_COREDNS"), "a CoreDNS binary to use instead of building one, or off (env BENCH_COREDNS)")
@@ -159,6 +159,12 @@ func run(o options) error {
 			out = append(out, tables...)
 		case "proxy":
 			tables, err := runProxy(o, t, dir)
+			if err != nil {
+				return err
+			}
+			out = append(out, tables...)
+		case "http":
+			tables, err := runHTTP(o, t, dir)
 			if err != nil {
 				return err
 			}

@@ -88,7 +88,7 @@ func startBackend(dir string, p *pki) (*daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	d, err := startDaemon(dir, "backend", exe, "backend", backendAddr, p.certFile, p.keyFile)
+	d, err := startDaemon(dir, "backend", exe, "backend", backendAddr, p.certFile, p.keyFile, httpBackendAddr)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lnm-project/lnm/allowfile"
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/forwarder"
 )
 
 // Config is one box's effective configuration. Parse returns it with every default already
@@ -41,8 +42,10 @@ type Config struct {
 	// Zero: no DNS server (`dns off`). Parse sets DefaultDNSPort when the directive is absent.
 	DNSPort uint16
 
-	// Proxies are the TLS ports routed by SNI (`proxy 443 8883 8443:443`). Empty: no TLS
-	// listener; names still resolve to the box, but no connection is forwarded.
+	// Proxies are the TLS ports routed by SNI (`proxy 443 8883 8443:443`), the plain HTTP
+	// ports routed by Host (`http 80`) and the HTTP CONNECT proxy ports (`connect 3128`),
+	// told apart by Front. Empty: no listener; names still resolve to the box, but no
+	// connection is forwarded.
 	Proxies []PortMap
 
 	// Parent is the box one level up (`parent ADDR`): allowed TLS connections are dialed there
@@ -60,6 +63,12 @@ type Config struct {
 	// /128). Their connections resolved the name at their own level, where the link to the
 	// device's query is recorded, so this box does not flag them unlinked. Empty: none.
 	Children []netip.Prefix
+	// LevelIdentity is `level_identity on [HOPS]`: the hop limit, the most boxes a
+	// connection may pass (levelid.DefaultMaxHops without a number). On, the box sends a
+	// level-identity header (package levelid) first on every stream to Parent, reads one from
+	// Children, and refuses a PROXY header from anyone else. Zero (`off`, the default):
+	// no header is sent or read.
+	LevelIdentity int
 
 	// Sources limits who may use the box (`sources CIDR...`); a bare address is a /32 or
 	// /128. DNS queries from elsewhere are REFUSED and connections closed. Empty: anyone.
@@ -175,10 +184,21 @@ type Config struct {
 	lnmLine int
 }
 
-// PortMap is one `proxy` port: the box listens on Listen and dials the parent or the
-// destination on Upstream. Written as "443" (both the same) or "8443:443".
+// PortMap is one `proxy`, `http` or `connect` port: the box listens on Listen and dials the
+// parent or the destination on Upstream (a connect port: on the CONNECT's port). Written as
+// "443" (both the same) or "8443:443".
 type PortMap struct {
 	Listen, Upstream uint16
+	// Front is what the port reads to decide: the zero FrontTLS for `proxy`.
+	Front forwarder.Front
+}
+
+// frontDirective is the directive that declares ports of the front.
+func frontDirective(f forwarder.Front) string {
+	if f == forwarder.FrontTLS {
+		return "proxy"
+	}
+	return f.String()
 }
 
 // String returns the port map in config syntax.

@@ -11,7 +11,6 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/lnm-project/lnm/audit"
@@ -80,14 +79,28 @@ var directives = []directive{
 	},
 	{
 		name: "proxy", parse: (*parser).proxy, reload: true,
+		summary: func(c *Config, s *summary) { s.set("proxy", orNone(c.portsText(forwarder.FrontTLS), "none")) },
+		value:   func(c *Config) any { return c.portsText(forwarder.FrontTLS) },
+	},
+	{
+		name: "http", reload: true,
+		parse: func(p *parser, args []string) error { return p.ports("http", forwarder.FrontHTTP, args) },
 		summary: func(c *Config, s *summary) {
-			proxies := make([]string, len(c.Proxies))
-			for i, m := range c.Proxies {
-				proxies[i] = m.String()
+			if t := c.portsText(forwarder.FrontHTTP); t != "" {
+				s.set("http", t+"  (plain HTTP by Host, one request per connection)")
 			}
-			s.set("proxy", orNone(strings.Join(proxies, " "), "none"))
 		},
-		value: func(c *Config) any { return c.Proxies },
+		value: func(c *Config) any { return c.portsText(forwarder.FrontHTTP) },
+	},
+	{
+		name: "connect", reload: true,
+		parse: func(p *parser, args []string) error { return p.ports("connect", forwarder.FrontConnect, args) },
+		summary: func(c *Config, s *summary) {
+			if t := c.portsText(forwarder.FrontConnect); t != "" {
+				s.set("connect", t+"  (HTTP CONNECT proxy; rule ports are the CONNECT's ports)")
+			}
+		},
+		value: func(c *Config) any { return c.portsText(forwarder.FrontConnect) },
 	},
 	{
 		name: "parent", parse: (*parser).parent, reload: true,
@@ -132,6 +145,15 @@ var directives = []directive{
 			}
 		},
 		value: func(c *Config) any { return c.Children },
+	},
+	{
+		name: "level_identity", parse: (*parser).levelIdentity, reload: true,
+		summary: func(c *Config, s *summary) {
+			if c.LevelIdentity > 0 {
+				s.set("level_identity", fmt.Sprintf("on, %d hops (a PROXY v2 header to the parent; read from children, refused from devices)", c.LevelIdentity))
+			}
+		},
+		value: func(c *Config) any { return c.LevelIdentity },
 	},
 	{
 		name: "ttl", parse: (*parser).ttl, reload: true,

@@ -13,6 +13,8 @@ import (
 	"github.com/coredns/caddy/caddyfile"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/forwarder"
+	"github.com/lnm-project/lnm/levelid"
 	"github.com/lnm-project/lnm/resolver"
 )
 
@@ -251,6 +253,27 @@ func (p *parser) level(args []string) error {
 	return nil
 }
 
+// levelIdentity reads `level_identity on [HOPS]` or `level_identity off`.
+func (p *parser) levelIdentity(args []string) error {
+	const want = "on, on HOPS (1 to %d) or off"
+	if len(args) == 0 || len(args) > 2 || args[0] != "on" && (args[0] != "off" || len(args) != 1) {
+		return p.ArgErr("level_identity", fmt.Sprintf(want, levelid.MaxHops))
+	}
+	p.c.LevelIdentity = 0
+	if args[0] == "off" {
+		return nil
+	}
+	p.c.LevelIdentity = levelid.DefaultMaxHops
+	if len(args) == 2 {
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n < 1 || n > levelid.MaxHops {
+			return p.Errf("level_identity on %q: want a hop limit from 1 to %d", args[1], levelid.MaxHops)
+		}
+		p.c.LevelIdentity = n
+	}
+	return nil
+}
+
 func (p *parser) listen(args []string) error {
 	if len(args) == 0 || len(args) > 2 {
 		return p.ArgErr("listen", "one IPv4 address, one IPv6 address, or one of each")
@@ -290,26 +313,36 @@ func (p *parser) dns(args []string) error {
 	return nil
 }
 
-func (p *parser) proxy(args []string) error {
+func (p *parser) proxy(args []string) error { return p.ports("proxy", forwarder.FrontTLS, args) }
+
+// ports parses the ports of `proxy`, `http` (PORT or LISTEN:UPSTREAM) or `connect` (PORT:
+// a tunnel goes to the port its CONNECT names).
+func (p *parser) ports(directive string, front forwarder.Front, args []string) error {
 	if len(args) == 0 {
-		return p.ArgErr("proxy", "one or more ports, each PORT or LISTEN:UPSTREAM")
+		if front == forwarder.FrontConnect {
+			return p.ArgErr(directive, "one or more ports")
+		}
+		return p.ArgErr(directive, "one or more ports, each PORT or LISTEN:UPSTREAM")
 	}
 	for _, s := range args {
-		var m PortMap
+		m := PortMap{Front: front}
 		listen, upstream, remap := strings.Cut(s, ":")
 		port, err := allowlist.ParsePort(listen)
 		if err != nil {
-			return p.Errf("proxy: %v", err)
+			return p.Errf("%s: %v", directive, err)
 		}
 		m.Listen, m.Upstream = port, port
+		if remap && front == forwarder.FrontConnect {
+			return p.Errf("connect %s: a connect port takes no upstream port; each tunnel goes to the port its CONNECT names", s)
+		}
 		if remap {
 			if m.Upstream, err = allowlist.ParsePort(upstream); err != nil {
-				return p.Errf("proxy %s: upstream %v", s, err)
+				return p.Errf("%s %s: upstream %v", directive, s, err)
 			}
 		}
 		for _, prev := range p.c.Proxies {
 			if prev.Listen == m.Listen {
-				return p.Errf("proxy: listen port %d given twice", m.Listen)
+				return p.Errf("%s: listen port %d given twice", directive, m.Listen)
 			}
 		}
 		p.c.Proxies = append(p.c.Proxies, m)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/forwarder"
+	"github.com/lnm-project/lnm/levelid"
 )
 
 // Validate checks how the directives fit together: listen is given, no two listeners share
@@ -104,6 +106,9 @@ func (v *validator) settings() {
 		v.add(c.line("fsync"), "fsync must be a duration above zero, or always")
 	}
 	v.console()
+	if c.LevelIdentity > 0 && c.Name != "" && !levelid.ValidName(c.Name) {
+		v.add(c.line("name"), "name %q cannot travel in a level-identity header: use 1 to %d letters, digits, '-', '_' or '.'", c.Name, levelid.MaxNameLen)
+	}
 	if c.Parent.IsValid() && slices.Contains(c.Listen, c.Parent) {
 		v.add(c.line("parent"), "parent %s is this box's own listen address", c.Parent)
 	}
@@ -129,11 +134,12 @@ func (v *validator) ports() {
 		}
 	}
 	for _, m := range c.Proxies {
+		d := frontDirective(m.Front)
 		if prev, ok := owner[m.Listen]; ok {
-			v.add(c.line("proxy"), "proxy port %d is already used by %s", m.Listen, prev)
+			v.add(c.line(d), "%s port %d is already used by %s", d, m.Listen, prev)
 			continue
 		}
-		owner[m.Listen] = fmt.Sprintf("proxy (line %d)", c.line("proxy"))
+		owner[m.Listen] = fmt.Sprintf("%s (line %d)", d, c.line(d))
 	}
 	for _, r := range c.Routes {
 		if prev, ok := owner[r.Port]; ok {
@@ -157,9 +163,24 @@ func (c *Config) ProxyText() string {
 	return "proxy listens on " + strings.Join(listening, " ")
 }
 
+// portsText lists the ports of one front in config syntax, "" when there are none.
+func (c *Config) portsText(front forwarder.Front) string {
+	var out []string
+	for _, m := range c.Proxies {
+		if m.Front == front {
+			out = append(out, m.String())
+		}
+	}
+	return strings.Join(out, " ")
+}
+
 // Unserved lists the ports of r that no proxy listens on: a rule narrowed to them could
-// never allow a connection, which Validate refuses.
+// never allow a connection, which Validate refuses. With a connect port, any port may be a
+// CONNECT's target, so none is unserved.
 func (c *Config) Unserved(r *allowlist.Rule) []uint16 {
+	if c.portsText(forwarder.FrontConnect) != "" {
+		return nil
+	}
 	var out []uint16
 	for _, port := range r.Ports {
 		if !slices.ContainsFunc(c.Proxies, func(m PortMap) bool { return m.Listen == port }) {
@@ -284,6 +305,9 @@ func (c *Config) Warnings() []string {
 	}
 	for _, rt := range c.Routes {
 		nameTargets = nameTargets || rt.To.Name != ""
+	}
+	if c.LevelIdentity > 0 && !c.Parent.IsValid() && len(c.Children) == 0 {
+		warn(c.File+":"+strconv.Itoa(c.line("level_identity")), "level_identity has no parent to tell and no children to hear: it only refuses PROXY headers from devices")
 	}
 	if c.Parent.IsValid() && len(c.Upstream) > 0 && !nameTargets {
 		warn(c.File+":"+strconv.Itoa(c.line("upstream")), "upstream is unused: connections go to the parent, and no tcp route or to destination is a name")

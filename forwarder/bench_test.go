@@ -1,6 +1,7 @@
 package forwarder_test
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/forwarder"
+	"github.com/lnm-project/lnm/httpfront"
 	"github.com/lnm-project/lnm/internal/testkit"
 )
 
@@ -54,5 +56,45 @@ func BenchmarkDecide(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		forwarder.Decide(pol, allowlist.Name("a.b.azure.test"), 443, src, true)
+	}
+}
+
+// BenchmarkConnectPath measures a whole CONNECT through the box, as curl's proxy use makes
+// it: connect, CONNECT head, 200, ClientHello checked against the CONNECT's name, dial,
+// replay; the upstream reads the hello and closes.
+func BenchmarkConnectPath(b *testing.B) {
+	hello := rawHello(b, "api.contoso.test")
+	sink := testkit.Serve(b, "127.0.0.1:0", func(c net.Conn) {
+		io.ReadFull(c, make([]byte, len(hello)))
+	})
+	port := testkit.FreePort(b)
+	f, err := forwarder.New(forwarder.Config{
+		Listen:   netip.MustParseAddr("127.0.0.1"),
+		Ports:    []forwarder.PortMap{{Listen: port, Front: forwarder.FrontConnect}},
+		List:     rules(b, ".contoso.test"),
+		Parent:   netip.MustParseAddr("127.0.0.1"),
+		ConnRate: -1,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	req := []byte(fmt.Sprintf("CONNECT api.contoso.test:%d HTTP/1.1\r\nHost: api.contoso.test:%d\r\n\r\n", sink.Port(), sink.Port()))
+	reply := make([]byte, len(httpfront.Established))
+	for b.Loop() {
+		c, err := net.Dial("tcp", f.Addrs()[0].String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Write(req)
+		if _, err := io.ReadFull(c, reply); err != nil {
+			b.Fatal(err)
+		}
+		c.Write(hello)
+		io.Copy(io.Discard, c) // until the sink closes
+		c.Close()
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/httpfront"
+	"github.com/lnm-project/lnm/levelid"
 )
 
 // EventKind is the stage of a connection an Event reports.
@@ -109,13 +111,13 @@ const (
 
 // Reasons lists the reasons the forwarder defines, for documentation tests.
 func Reasons() []allowlist.Reason {
-	return []allowlist.Reason{
+	return append([]allowlist.Reason{
 		ReasonNotTLS, ReasonHelloTooLarge, ReasonHelloTimeout, ReasonMalformedHello, ReasonNoSNI, ReasonBadSNI,
 		ReasonClientClosed, ReasonTooManyPending, ReasonTooManyConns, ReasonConnRateLimited, ReasonHelloEvicted,
 		ReasonResolveFailed, ReasonPrivateTarget, ReasonUpstreamFailed, ReasonParentFailed, ReasonNoDescriptors,
 		ReasonRoute,
 		ReasonEOF, ReasonIdleTimeout, ReasonShutdown, ReasonRevoked, ReasonAuditUnavailable,
-	}
+	}, httpfront.Reasons()...)
 }
 
 // Event is one record of a connection's life, for logs and the audit trail.
@@ -125,9 +127,12 @@ type Event struct {
 	Time   time.Time
 	Client netip.AddrPort
 	Port   uint16 // the port the device connected to
-	SNI    allowlist.Name
-	ALPN   []string
-	ECH    bool // the hello carried an encrypted_client_hello extension; SNI is the outer name
+	// Proto is what the port read: TLS (a tcp route's events too), HTTP or CONNECT.
+	Proto Front
+	// SNI is the name decided on: the hello's, an HTTP Host, a CONNECT's host (or address).
+	SNI  allowlist.Name
+	ALPN []string
+	ECH  bool // the hello carried an encrypted_client_hello extension; SNI is the outer name
 	// Verdict is what was done; Reason says why (a hello error, an allow-list reason, an
 	// upstream failure on deny, or how the stream ended on close).
 	Verdict  Verdict
@@ -143,6 +148,9 @@ type Event struct {
 	// On close: bytes from the device, bytes to the device, and the stream's lifetime.
 	BytesUp, BytesDown int64
 	Duration           time.Duration
+	// Origin is the level-identity header the connection arrived with from a child box:
+	// the device behind it and the boxes it passed. Zero (Hops 0): none.
+	Origin levelid.Header
 }
 
 // emit logs the event and hands it to OnEvent, returning OnEvent's error.
@@ -167,6 +175,7 @@ func (f *Forwarder) logEvent(e Event) {
 		slog.Uint64("id", e.ID),
 		slog.String("client", e.Client.String()),
 		slog.Int("port", int(e.Port)),
+		slog.String("proto", e.Proto.String()),
 		slog.String("verdict", e.Verdict.String()),
 		slog.String("reason", string(e.Reason)),
 	}
@@ -190,6 +199,9 @@ func (f *Forwarder) logEvent(e Event) {
 	}
 	if e.Upstream.IsValid() {
 		attrs = append(attrs, slog.String("upstream", e.Upstream.String()))
+	}
+	if e.Origin.Hops > 0 {
+		attrs = append(attrs, slog.String("origin", e.Origin.Device.String()), slog.Any("origin_path", e.Origin.Path))
 	}
 	if e.Kind == EventClose {
 		attrs = append(attrs, slog.Int64("bytes_up", e.BytesUp), slog.Int64("bytes_down", e.BytesDown),

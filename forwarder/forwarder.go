@@ -18,12 +18,16 @@ import (
 
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/internal/acceptpace"
+	"github.com/lnm-project/lnm/levelid"
 )
 
 // PortMap is one proxy port: devices connect to Listen, the stream leaves for Upstream.
 type PortMap struct {
 	Listen   uint16
 	Upstream uint16 // zero: same as Listen
+	// Front is what the port reads to decide: a ClientHello (the zero FrontTLS), an HTTP
+	// request head, or a CONNECT.
+	Front Front
 }
 
 // Route is a static TCP route: every connection to Port goes to To, no SNI is read.
@@ -110,6 +114,11 @@ type Config struct {
 	Children []netip.Prefix
 	// ChildFactor raises the per-source limits of Children. Zero: DefaultChildFactor.
 	ChildFactor int
+	// Identity is the box's side of level identity (`level_identity on`, package levelid):
+	// a child's header is read before the ClientHello and recorded as Event.Origin, a PROXY
+	// header from anyone else is refused, and a stream to Parent begins with this box's
+	// header. Nil: off; no header is read or sent.
+	Identity *levelid.Box
 	// OnLimited, if set, hears of the connections closed without a record of their own: a
 	// LimitEvent per source every 10 seconds while there are any, and at Close. Past a few
 	// a period, a source's connections that a limit closed or that never sent a hello are

@@ -1,6 +1,7 @@
 package forwarder
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -145,5 +146,8 @@ func stillAllowed(cfg *Config, s *stream) bool {
 	if !slices.ContainsFunc(cfg.Ports, func(p PortMap) bool { return p.Listen == s.port }) {
 		return false
 	}
-	return Decide(&pol, s.sni, s.port, s.src, cfg.Parent.IsValid()).Verdict == allowlist.Allow
+	if s.dst.IsValid() {
+		return pol.DecideAddr(s.dst, s.src).Verdict == allowlist.Allow
+	}
+	return Decide(&pol, s.sni, cmp.Or(s.dport, s.port), s.src, cfg.Parent.IsValid()).Verdict == allowlist.Allow
 }

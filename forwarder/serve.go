@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/levelid"
 )
 
 // TLS alert records sent before closing (RFC 8446 §6). The legacy record version 0x0303 is
@@ -26,7 +27,10 @@ type stream struct {
 	src    netip.Addr
 	via    Via
 	sni    allowlist.Name // set once the hello is read
-	pipe   *pipe          // nil until spliced; set and read under Forwarder.mu
+	// A CONNECT's: the port decided on, and the address if it named one (serveFront).
+	dport uint16
+	dst   netip.AddrPort
+	pipe  *pipe // nil until spliced; set and read under Forwarder.mu
 
 	// Under gate.mu: waiting while the stream holds a pending slot, in its source's list
 	// (prev, next); evicted once the gate closed it to make room.
@@ -58,7 +62,10 @@ func (f *Forwarder) untrack(s *stream) {
 func (f *Forwarder) serveConn(c net.Conn, port uint16) {
 	cfg := f.conf.Load()
 	for _, pm := range cfg.Ports {
-		if pm.Listen == port {
+		if pm.Listen == port && pm.Front != FrontTLS {
+			f.serveFront(c, cfg, pm)
+			return
+		} else if pm.Listen == port {
 			f.serveTLS(c, cfg, pm)
 			return
 		}
@@ -97,7 +104,12 @@ func (f *Forwarder) serveTLS(c net.Conn, cfg *Config, pm PortMap) {
 		victim.client.Close() // its reader fails and records hello_evicted
 	}
 	c.SetReadDeadline(start.Add(timeout))
-	raw, hello, err := ReadClientHello(c, cfg.MaxHelloSize)
+	in, err := f.identify(c, cfg, &ev) // a child box's level-identity header first (identity.go)
+	var raw []byte
+	var hello Hello
+	if err == nil {
+		raw, hello, err = ReadClientHello(in, cfg.MaxHelloSize)
+	}
 	c.SetReadDeadline(time.Time{})
 	evicted := f.gate.helloDone(s)
 	ev.SNI, ev.ALPN, ev.ECH, ev.HelloSize = hello.SNI, hello.ALPN, hello.ECH, hello.Size
@@ -116,6 +128,10 @@ func (f *Forwarder) serveTLS(c net.Conn, cfg *Config, pm PortMap) {
 			alert = nil // not a TLS peer, or nobody left to tell
 		case ReasonNoSNI, ReasonBadSNI:
 			alert = alertUnrecognized
+		case levelid.ReasonRefused, levelid.ReasonBadHeader:
+			alert = nil // it spoke PROXY, not TLS
+		case levelid.ReasonLoop, levelid.ReasonHopLimit:
+			alert = alertAccessDenied
 		}
 		f.deny(c, ev, reason, alert)
 		return
@@ -127,12 +143,20 @@ func (f *Forwarder) serveTLS(c net.Conn, cfg *Config, pm PortMap) {
 		f.deny(c, ev, d.Reason, alertAccessDenied)
 		return
 	}
+	f.forward(cfg, s, ev, d, hello.SNI, pm.Upstream, start, raw, alertInternalError)
+}
+
+// forward connects an allowed stream (TLS, HTTP or CONNECT) to its destination, watching
+// the client meanwhile, and splices it, replaying raw and what the client sent while it
+// waited. failed is sent to the client when no destination answers.
+func (f *Forwarder) forward(cfg *Config, s *stream, ev Event, d Decision, name allowlist.Name, upstreamPort uint16, start time.Time, raw, failed []byte) {
+	c := s.client
 	f.mu.Lock()
-	s.sni, s.via = hello.SNI, d.Via
+	s.sni, s.via = name, d.Via
 	f.mu.Unlock()
 	ctx, cancel := context.WithCancel(f.ctx)
 	w := watchClient(c, cancel)
-	up, upAddr, reason, err := f.connect(ctx, cfg, &ev, d, hello.SNI, pm.Upstream)
+	up, upAddr, reason, err := f.connect(ctx, cfg, &ev, d, name, upstreamPort)
 	early, left := w.stop()
 	cancel()
 	ev.Upstream = upAddr
@@ -140,14 +164,14 @@ func (f *Forwarder) serveTLS(c net.Conn, cfg *Config, pm PortMap) {
 		if up != nil {
 			up.Close()
 		}
-		f.log.Debug("client left before the upstream answered", "id", ev.ID, "sni", string(hello.SNI), "err", left)
+		f.log.Debug("client left before the upstream answered", "id", ev.ID, "sni", string(name), "err", left)
 		f.deny(c, ev, ReasonClientClosed, nil)
 		return
 	}
 	raw = append(raw, early...)
 	if err != nil {
-		f.log.Debug("upstream failed", "id", ev.ID, "sni", string(hello.SNI), "err", err)
-		f.deny(c, ev, reason, alertInternalError)
+		f.log.Debug("upstream failed", "id", ev.ID, "sni", string(name), "err", err)
+		f.deny(c, ev, reason, failed)
 		return
 	}
 	f.splice(cfg, s, ev, d, up, start, raw)
@@ -227,11 +251,12 @@ func (f *Forwarder) splice(cfg *Config, s *stream, ev Event, d Decision, up net.
 	} else if len(replay) > 0 {
 		// Replay the hello exactly as the device sent it; the upstream (or the parent box,
 		// which reads it again) completes the handshake with the device.
-		n, err := up.Write(replay)
+		hdr := f.announce(cfg, s.client, &ev, d) // the level-identity header, to a parent only
+		n, err := up.Write(append(hdr, replay...))
 		if err != nil {
 			p.closeBoth(ReasonUpstreamFailed)
 		}
-		ev.BytesUp = int64(n)
+		ev.BytesUp = int64(max(n-len(hdr), 0))
 	}
 	moved, back := p.run()
 	ev.BytesUp += moved

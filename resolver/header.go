@@ -76,5 +76,3 @@ func (r tcpReader) ReadTCP(conn net.Conn, timeout time.Duration) ([]byte, error)
 
 // dnsHeaderLen is the fixed header's size (RFC 1035 §4.1.1).
 const dnsHeaderLen = 12
-
-func decorateTCPReader(r dns.Reader) dns.Reader { return tcpReader{r} }

@@ -174,6 +174,7 @@ type Server struct {
 	closeErr  error
 
 	zoneTimeout time.Duration // per stub-zone server; tests shorten it
+	tcpTimers   tcpTimers     // DNS TCP read timers before load shrinks them; tests shorten them
 
 	// The liveness counters (see Progress); udp is the UDP socket once Start bound it.
 	reads    atomic.Uint64
@@ -210,6 +211,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:         cfg,
 		log:         cfg.Logger.With("pkg", "resolver"),
 		zoneTimeout: zoneTryTimeout,
+		tcpTimers:   defaultTCPTimers,
 	}
 	if cfg.RateLimit > 0 {
 		s.limit = newLimiter(cfg.RateLimit)
@@ -359,7 +361,7 @@ func (s *Server) Start() error {
 		{
 			Listener:          tl,
 			Handler:           s,
-			DecorateReader:    decorateTCPReader,
+			DecorateReader:    s.decorateTCPReader, // timers that shrink under load (tcptimers.go)
 			DecorateWriter:    decorateWriter,
 			MsgAcceptFunc:     acceptMsg,
 			ReadTimeout:       tcpReadTimeout,

@@ -36,6 +36,7 @@ type tcpLimiter struct {
 	held    map[netip.Addr]int
 	refused map[netip.Addr]*LimitEvent // since the last summary
 	total   atomic.Uint64              // refused since New
+	open    atomic.Int64               // connections admitted and not yet closed
 }
 
 func newTCPLimiter(ln net.Listener, cfg *Config, log *slog.Logger) *tcpLimiter {
@@ -84,6 +85,7 @@ func (l *tcpLimiter) admit(src netip.Addr, now time.Time) bool {
 	defer l.mu.Unlock()
 	if limit == 0 || l.held[src] < limit {
 		l.held[src]++
+		l.open.Add(1)
 		return true
 	}
 	ev := l.refused[src]
@@ -100,6 +102,7 @@ func (l *tcpLimiter) admit(src netip.Addr, now time.Time) bool {
 func (l *tcpLimiter) release(src netip.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.open.Add(-1)
 	if l.held[src]--; l.held[src] <= 0 {
 		delete(l.held, src)
 	}

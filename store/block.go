@@ -76,7 +76,7 @@ type answerAddr struct {
 
 // compact reports whether a dnsRow can hold r exactly.
 func compact(r *audit.Record) bool {
-	if r.Event != "" || r.ID != 0 || r.Port != 0 || r.SNI != "" || r.ALPN != nil ||
+	if r.Event != "" || r.ID != 0 || r.Port != 0 || r.SNI != "" || r.Proto != "" || r.ALPN != nil ||
 		r.Upstream.IsValid() || r.Via != "" || r.QuerySeq != 0 || r.Flags != nil ||
 		r.BytesUp != 0 || r.BytesDown != 0 || r.DurationMS != 0 ||
 		r.Change != "" || r.Hash != "" || r.UID != nil || r.Count != 0 {

@@ -799,5 +799,11 @@ func recordBytes(tn int, r *audit.Record) int64 {
 	}
 	n += int64(len(r.Flags)) * int64(unsafe.Sizeof(""))
 	n += int64(len(r.Reason) + len(r.Change) + len(r.Hash))
+	if o := r.Origin; o != nil {
+		n += int64(unsafe.Sizeof(*o))
+		for _, b := range o.Path {
+			n += int64(unsafe.Sizeof(b)) + int64(len(b))
+		}
+	}
 	return n
 }

@@ -345,3 +345,17 @@ func TestReadYourWrites(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		bound, want int64
+	}{
+		{0, DefaultMaxBytes + RuntimeOverhead},
+		{64 << 20, 64<<20 + RuntimeOverhead},
+		{4 << 30, 4<<30 + RuntimeOverhead},
+	} {
+		if got := MemoryLimit(tc.bound); got != tc.want {
+			t.Errorf("MemoryLimit(%d) = %d, want %d", tc.bound, got, tc.want)
+		}
+	}
+}

@@ -51,6 +51,7 @@ func auditCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 		}
 		return append(fs,
 			&cli.StringFlag{Name: "client", Usage: "the device's `IP` address or a CIDR"},
+			&cli.StringFlag{Name: "origin", Usage: "connections a child box forwarded for the device at `IP` (or in a CIDR): its level-identity origin"},
 			&cli.StringFlag{Name: "device", Usage: "the device's `NAME`: the host name of its DHCP lease from this box"},
 			&cli.StringFlag{Name: "name", Usage: "an allow-list `PATTERN` matched against DNS names and SNIs (api.example.com, *.example.com, .example.com)"},
 			&cli.StringFlag{Name: "verdict", Usage: "records with this `VERDICT`: allow, deny (includes refused), would-deny or refused"},
@@ -79,6 +80,7 @@ func auditCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 				Flags:  filters(false),
 				Action: func(c *cli.Context) error { return auditFollow(c, stdout) },
 			},
+			auditTraceCommand(stdout, stderr),
 		},
 	}
 }
@@ -107,6 +109,11 @@ func parseFilter(c *cli.Context, now time.Time) (audit.Filter, error) {
 	if s := c.String("client"); c.IsSet("client") {
 		if f.Client, err = adminapi.ParseClient(s); err != nil {
 			return f, usage("--client %q: want an address or CIDR", s)
+		}
+	}
+	if s := c.String("origin"); c.IsSet("origin") {
+		if f.Origin, err = adminapi.ParseClient(s); err != nil {
+			return f, usage("--origin %q: want an address or CIDR", s)
 		}
 	}
 	if s := c.String("device"); c.IsSet("device") {

@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/lnm-project/lnm/adminapi"
 	"github.com/lnm-project/lnm/config"
@@ -49,7 +45,7 @@ func consoleCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command 
 					return err
 				}
 				dir := consoleDir(cfg)
-				pw, err := readPassword(stdin, stderr, args[0])
+				pw, err := console.ReadPassword(stdin, stderr, args[0])
 				if err != nil {
 					return &exitError{1, err}
 				}
@@ -60,7 +56,7 @@ func consoleCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command 
 				if err := console.SetPassword(path, args[0], role, pw); err != nil {
 					return &exitError{1, err}
 				}
-				if err := ownLikeParent(dir, path); err != nil {
+				if err := console.OwnLikeParent(dir, path); err != nil {
 					return &exitError{1, err}
 				}
 				fmt.Fprintf(stdout, "user %s (%s) written to %s\n", args[0], role, path)
@@ -70,25 +66,6 @@ func consoleCommand(configFlag cli.Flag, stdout, stderr io.Writer) *cli.Command 
 	}
 }
 
-// ownLikeParent gives the console directory and the users file the owner of the directory
-// above (the service's state directory, lnm:lnm) when root made them: the service must read
-// the file that `sudo lnm console passwd` wrote.
-func ownLikeParent(dir, file string) error {
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(filepath.Dir(dir), &st); err != nil {
-		return fmt.Errorf("console directory: %w", err)
-	}
-	for _, p := range []string{dir, file} {
-		if err := os.Lchown(p, int(st.Uid), int(st.Gid)); err != nil {
-			return fmt.Errorf("console users: %w", err)
-		}
-	}
-	return nil
-}
-
 // consoleDir is the console's directory: the configured one, or the default when the config
 // has no console yet (users may be made before it is turned on).
 func consoleDir(cfg *config.Config) string {
@@ -96,42 +73,6 @@ func consoleDir(cfg *config.Config) string {
 		return cfg.Console.Dir
 	}
 	return config.DefaultConsoleDir
-}
-
-// readPassword reads the password: on a terminal twice with echo off, otherwise one line.
-func readPassword(r io.Reader, prompt io.Writer, user string) (string, error) {
-	f, ok := r.(*os.File)
-	if ok {
-		if t, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
-			quiet := *t
-			quiet.Lflag &^= unix.ECHO
-			if err := unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, &quiet); err == nil {
-				defer unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, t)
-				br := bufio.NewReader(f)
-				fmt.Fprintf(prompt, "password for %s: ", user)
-				a, err := readLine(br)
-				fmt.Fprintf(prompt, "\nagain: ")
-				b, err2 := readLine(br)
-				fmt.Fprintln(prompt)
-				if err = errors.Join(err, err2); err != nil {
-					return "", err
-				}
-				if a != b {
-					return "", errors.New("the passwords differ")
-				}
-				return a, nil
-			}
-		}
-	}
-	return readLine(bufio.NewReader(r))
-}
-
-func readLine(br *bufio.Reader) (string, error) {
-	s, err := br.ReadString('\n')
-	if err != nil && !(errors.Is(err, io.EOF) && s != "") {
-		return "", fmt.Errorf("reading the password: %w", err)
-	}
-	return strings.TrimRight(s, "\r\n"), nil
 }
 
 // startConsole serves the web console when the config has one; nil when it has none.

@@ -121,18 +121,25 @@ func (l *lab) auditQuery(bin, host string, args ...string) []audit.Record {
 // proxy ports are bound.
 func (l *lab) startBox(bin, host, conf, listen string) *proc {
 	l.t.Helper()
+	return l.startBoxAs(bin, host, host, conf, listen)
+}
+
+// startBoxAs is startBox for a second box in one namespace: box names its config, admin
+// socket and audit log in the test's directory (auditQuery takes it as the host).
+func (l *lab) startBoxAs(bin, host, box, conf, listen string) *proc {
+	l.t.Helper()
 	// Each box keeps its admin socket and audit log in the test's directory, never in the
 	// machine's /run/lnm and /var/lib/lnm.
-	boxDir := filepath.Join(l.dir, host)
+	boxDir := filepath.Join(l.dir, box)
 	conf = addDirectives(l.t, conf, "admin "+filepath.Join(boxDir, "admin.sock"), "audit "+filepath.Join(boxDir, "audit"))
-	path := filepath.Join(l.dir, host+".conf")
+	path := filepath.Join(l.dir, box+".conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		l.t.Fatal(err)
 	}
 	if out, err := exec.Command(bin, "check", "--config", path).CombinedOutput(); err != nil {
 		l.t.Fatalf("lnm check --config %s: %v\n%s\nconfig:\n%s", path, err, out, conf)
 	}
-	p := l.start(host, "lnm-"+host, nil, bin, "--log-level", "debug", "--log-format", "json", "run", "--config", path)
+	p := l.start(host, "lnm-"+box, nil, bin, "--log-level", "debug", "--log-format", "json", "run", "--config", path)
 	tcp := []string{listen + ":53", listen + ":443", listen + ":8883"}
 	udp := []string{listen + ":53"}
 	start := time.Now()

@@ -76,6 +76,7 @@ var labTools = map[string]string{
 	"ss":            "iproute2",
 	"dig":           "bind9-dnsutils",
 	"curl":          "curl",
+	"wget":          "wget", // https_proxy use of the connect port
 	"openssl":       "openssl",
 	"mosquitto_pub": "mosquitto-clients",
 	"busybox":       "busybox", // nc, for a plain TCP route
@@ -628,6 +629,19 @@ func runInet(dir string) error {
 	}
 	go httpSrv.ServeTLS(ln443, "", "")
 
+	// Plain HTTP on 80 for the http ports: the body names the Host and whether the request
+	// asked to close the connection.
+	ln80, err := net.Listen("tcp", ":80")
+	if err != nil {
+		return err
+	}
+	plainSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		seen.printf("http host=%s path=%s remote=%s local=%s close=%v", r.Host, r.URL.Path, r.RemoteAddr, local, r.Close)
+		fmt.Fprintf(w, "lnm lab inet: http host=%s local=%s remote=%s close=%v\n", r.Host, local, r.RemoteAddr, r.Close)
+	})}
+	go plainSrv.Serve(ln80)
+
 	// 8883: a minimal MQTT 3.1.1 broker over TLS (CONNECT → CONNACK, PUBLISH logged,
 	// PINGREQ → PINGRESP, DISCONNECT closes); a client that does not speak MQTT is echoed.
 	ln8883, err := tls.Listen("tcp", ":8883", tlsConfig(8883))
@@ -662,6 +676,7 @@ func runInet(dir string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	httpSrv.Shutdown(ctx)
+	plainSrv.Shutdown(ctx)
 	return nil
 }
 

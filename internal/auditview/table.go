@@ -145,6 +145,9 @@ func (rd *Renderer) connDetail(d *detail, r *audit.Record) {
 	if r.Port != 0 {
 		d.append(" :" + strconv.Itoa(int(r.Port)))
 	}
+	if r.Proto != "" {
+		d.append(" " + Field(r.Proto))
+	}
 	if r.Via != "" {
 		d.append(" via " + Field(r.Via))
 	}
@@ -157,6 +160,9 @@ func (rd *Renderer) connDetail(d *detail, r *audit.Record) {
 			a[i] = Field(p)
 		}
 		d.add("alpn " + strings.Join(a, ","))
+	}
+	if r.Origin != nil {
+		d.add(originText(r.Origin))
 	}
 	if r.QuerySeq != 0 {
 		d.add(rd.link(r))
