@@ -19,8 +19,8 @@ TEST_DEBS := iproute2 bind9-dnsutils knot-dnsutils curl wget openssl mosquitto-c
 
 # Every native fuzz target, as package:Target; `make test` runs each for FUZZTIME executions.
 FUZZ := \
-	./forwarder:FuzzParseClientHello \
-	./forwarder:FuzzReadClientHello \
+	./clienthello:FuzzParseClientHello \
+	./clienthello:FuzzReadClientHello \
 	./resolver:FuzzServeDNS \
 	./config:FuzzParse \
 	./onboard:FuzzImportLnm \

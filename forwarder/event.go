@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/clienthello"
 	"github.com/lnm-project/lnm/httpfront"
 	"github.com/lnm-project/lnm/levelid"
 )
@@ -46,27 +47,16 @@ func Verdicts() []Verdict { return []Verdict{VerdictDeny, VerdictAllow, VerdictW
 // to the audit log and the metrics. A client outside Config.Sources is denied with
 // allowlist.ReasonSourceNotAllowed, the resolver's word too.
 const (
-	// Why the ClientHello was rejected (HelloError.Reason).
-
-	// ReasonNotTLS: the first bytes are not a TLS handshake record (plain HTTP, a PROXY
-	// header, an SSH client, an SSLv2-compatible hello, zero bytes).
-	ReasonNotTLS allowlist.Reason = "not_tls"
-	// ReasonHelloTooLarge: the handshake message, a record, or the bytes buffered for it
-	// exceed the cap.
-	ReasonHelloTooLarge allowlist.Reason = "client_hello_too_large"
-	// ReasonHelloTimeout: the reader's deadline passed before the hello was complete.
-	ReasonHelloTimeout allowlist.Reason = "clienthello_timeout"
-	// ReasonMalformedHello: TLS records arrived, but they do not carry one well-formed
-	// ClientHello (another record or handshake type, a zero-length fragment, bad framing,
-	// a duplicated extension, a broken ALPN list).
-	ReasonMalformedHello allowlist.Reason = "malformed_hello"
-	// ReasonNoSNI: a well-formed hello without a server_name extension.
-	ReasonNoSNI allowlist.Reason = "no_sni"
-	// ReasonBadSNI: the server_name extension does not carry exactly one usable host name.
-	ReasonBadSNI allowlist.Reason = "bad_sni"
+	// Why the ClientHello was rejected (clienthello.Error.Reason): see that package.
+	ReasonNotTLS         = clienthello.ReasonNotTLS
+	ReasonHelloTooLarge  = clienthello.ReasonTooLarge
+	ReasonHelloTimeout   = clienthello.ReasonTimeout
+	ReasonMalformedHello = clienthello.ReasonMalformed
+	ReasonNoSNI          = clienthello.ReasonNoSNI
+	ReasonBadSNI         = clienthello.ReasonBadSNI
 	// ReasonClientClosed: the stream ended or failed before a full hello arrived, or
 	// before the upstream answered.
-	ReasonClientClosed allowlist.Reason = "client_closed"
+	ReasonClientClosed = clienthello.ReasonClientClosed
 
 	// Why a connection was denied before its hello was read.
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/clienthello"
 	"github.com/lnm-project/lnm/internal/acceptpace"
 	"github.com/lnm-project/lnm/levelid"
 )
@@ -186,7 +187,7 @@ func withDefaults(cfg Config) (Config, error) {
 		cfg.DrainTimeout = DefaultDrainTimeout
 	}
 	if cfg.MaxHelloSize <= 0 {
-		cfg.MaxHelloSize = MaxHelloSize
+		cfg.MaxHelloSize = clienthello.MaxSize
 	}
 	cfg.MaxPending = orDefault(cfg.MaxPending, DefaultMaxPending)
 	cfg.MaxPendingPerSrc = orDefault(cfg.MaxPendingPerSrc, DefaultMaxPendingPerSrc)

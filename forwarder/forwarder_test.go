@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/clienthello"
 	"github.com/lnm-project/lnm/forwarder"
 	"github.com/lnm-project/lnm/internal/testkit"
 )
@@ -239,7 +240,7 @@ func rawHello(t testing.TB, sni string) []byte {
 		b.SetReadDeadline(time.Now().Add(time.Second))
 		n, err := b.Read(buf)
 		out = append(out, buf[:n]...)
-		if _, h, err := forwarder.ReadClientHello(bytes.NewReader(out), forwarder.MaxHelloSize); err == nil && h.SNI != "" {
+		if _, h, err := clienthello.Read(bytes.NewReader(out), clienthello.MaxSize); err == nil && h.SNI != "" {
 			return out
 		}
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/clienthello"
 	"github.com/lnm-project/lnm/httpfront"
 )
 
@@ -96,11 +97,11 @@ func (f *Forwarder) serveFront(c net.Conn, cfg *Config, pm PortMap) {
 		c.Write(httpfront.Established)
 		raw = raw[req.Head:]
 		if req.Name != "" {
-			var hello Hello
-			raw, hello, err = ReadClientHello(io.MultiReader(bytes.NewReader(raw), c), cfg.MaxHelloSize)
+			var hello clienthello.Hello
+			raw, hello, err = clienthello.Read(io.MultiReader(bytes.NewReader(raw), c), cfg.MaxHelloSize)
 			ev.ALPN, ev.ECH, ev.HelloSize = hello.ALPN, hello.ECH, hello.Size
 			reason := httpfront.ReasonSNIMismatch // ev.SNI stays the CONNECT's name
-			if hr := (*HelloError)(nil); errors.As(err, &hr) {
+			if hr := (*clienthello.Error)(nil); errors.As(err, &hr) {
 				reason = hr.Reason
 			}
 			if err != nil || hello.SNI != req.Name {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 
+	"github.com/lnm-project/lnm/clienthello"
 	"github.com/lnm-project/lnm/levelid"
 )
 
@@ -12,7 +13,7 @@ import (
 // first on every stream it forwards there.
 
 // identify reads the start of a connection as Config.Identity says. It returns the reader
-// the ClientHello is read from, or a *HelloError with the reason the connection is refused.
+// the ClientHello is read from, or a *clienthello.Error with the reason the connection is refused.
 // Off: c itself. A header refused for its path (a loop, the hop limit) is kept as Origin.
 func (f *Forwarder) identify(c net.Conn, cfg *Config, ev *Event) (io.Reader, error) {
 	if cfg.Identity == nil {
@@ -26,7 +27,7 @@ func (f *Forwarder) identify(c net.Conn, cfg *Config, ev *Event) (io.Reader, err
 			// not a device's: say so where the operator looks first.
 			f.log.Warn("level identity: connection refused", "id", ev.ID, "client", ev.Client.String(), "reason", string(reason), "err", err)
 		}
-		return nil, &HelloError{Reason: reason, Err: err}
+		return nil, &clienthello.Error{Reason: reason, Err: err}
 	}
 	return in, nil
 }

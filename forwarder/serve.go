@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/clienthello"
 	"github.com/lnm-project/lnm/levelid"
 )
 
@@ -106,9 +107,9 @@ func (f *Forwarder) serveTLS(c net.Conn, cfg *Config, pm PortMap) {
 	c.SetReadDeadline(start.Add(timeout))
 	in, err := f.identify(c, cfg, &ev) // a child box's level-identity header first (identity.go)
 	var raw []byte
-	var hello Hello
+	var hello clienthello.Hello
 	if err == nil {
-		raw, hello, err = ReadClientHello(in, cfg.MaxHelloSize)
+		raw, hello, err = clienthello.Read(in, cfg.MaxHelloSize)
 	}
 	c.SetReadDeadline(time.Time{})
 	evicted := f.gate.helloDone(s)
@@ -119,7 +120,7 @@ func (f *Forwarder) serveTLS(c net.Conn, cfg *Config, pm PortMap) {
 	}
 	if err != nil {
 		reason, alert := ReasonMalformedHello, alertDecodeError
-		var he *HelloError
+		var he *clienthello.Error
 		if errors.As(err, &he) {
 			reason = he.Reason
 		}

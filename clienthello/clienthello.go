@@ -1,4 +1,7 @@
-package forwarder
+// Package clienthello reads a TLS ClientHello off a connection without terminating TLS: the
+// bounded record reader (every framing, split and size fault a typed Error with its audit
+// reason) and the parser that takes the SNI, ALPN and ECH flag the forwarder decides on.
+package clienthello
 
 import (
 	"errors"
@@ -12,27 +15,49 @@ import (
 	"github.com/lnm-project/lnm/allowlist"
 )
 
-// MaxHelloSize is the default cap on a ClientHello handshake message. Post-quantum key shares
+// MaxSize is the default cap on a ClientHello handshake message. Post-quantum key shares
 // make real hellos 1.6–2.5 KB; nginx, Envoy and caddy-l4 all settled on 16 KiB.
-const MaxHelloSize = 16384
+const MaxSize = 16384
 
-// HelloError is why a connection's ClientHello was rejected; Reason is the audit word.
-type HelloError struct {
-	Reason allowlist.Reason // one of the hello reasons in event.go
+// Why a ClientHello was rejected (Error.Reason), each the word written to the audit log.
+const (
+	// ReasonNotTLS: the first bytes are not a TLS handshake record (plain HTTP, a PROXY
+	// header, an SSH client, an SSLv2-compatible hello, zero bytes).
+	ReasonNotTLS allowlist.Reason = "not_tls"
+	// ReasonTooLarge: the handshake message, a record, or the bytes buffered for it
+	// exceed the cap.
+	ReasonTooLarge allowlist.Reason = "client_hello_too_large"
+	// ReasonTimeout: the reader's deadline passed before the hello was complete.
+	ReasonTimeout allowlist.Reason = "clienthello_timeout"
+	// ReasonMalformed: TLS records arrived, but they do not carry one well-formed
+	// ClientHello (another record or handshake type, a zero-length fragment, bad framing,
+	// a duplicated extension, a broken ALPN list).
+	ReasonMalformed allowlist.Reason = "malformed_hello"
+	// ReasonNoSNI: a well-formed hello without a server_name extension.
+	ReasonNoSNI allowlist.Reason = "no_sni"
+	// ReasonBadSNI: the server_name extension does not carry exactly one usable host name.
+	ReasonBadSNI allowlist.Reason = "bad_sni"
+	// ReasonClientClosed: the stream ended or failed before a full hello arrived.
+	ReasonClientClosed allowlist.Reason = "client_closed"
+)
+
+// Error is why a connection's ClientHello was rejected; Reason is the audit word.
+type Error struct {
+	Reason allowlist.Reason // one of the reasons above
 	Err    error            // the detail; for read failures, the reader's error
 }
 
-func (e *HelloError) Error() string {
+func (e *Error) Error() string {
 	if e.Err == nil {
-		return "forwarder: client hello: " + string(e.Reason)
+		return "client hello: " + string(e.Reason)
 	}
-	return "forwarder: client hello: " + string(e.Reason) + ": " + e.Err.Error()
+	return "client hello: " + string(e.Reason) + ": " + e.Err.Error()
 }
 
-func (e *HelloError) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error { return e.Err }
 
-func helloErrorf(reason allowlist.Reason, format string, args ...any) error {
-	return &HelloError{Reason: reason, Err: fmt.Errorf(format, args...)}
+func errorf(reason allowlist.Reason, format string, args ...any) error {
+	return &Error{Reason: reason, Err: fmt.Errorf(format, args...)}
 }
 
 // Hello is what the forwarder needs from a ClientHello. Nothing in it is raw client text.
@@ -48,7 +73,7 @@ type Hello struct {
 	// Version is the hello's legacy_version (0x0303 for TLS 1.2 and 1.3 clients).
 	Version uint16
 	// Size is the handshake message's declared length (RFC 8446 §4 Handshake.length, the
-	// body without its 4-byte header): the number ReadClientHello's maxSize bounds.
+	// body without its 4-byte header): the number Read's maxSize bounds.
 	Size int
 }
 
@@ -67,22 +92,22 @@ const (
 	sniMaxLen     = 253    // RFC 1035 §2.3.4, in text form without the trailing dot
 )
 
-// ParseClientHello parses one complete ClientHello handshake message: the 4-byte handshake
+// Parse parses one complete ClientHello handshake message: the 4-byte handshake
 // header and its body, as reassembled from the handshake records, consumed exactly. It does no
-// I/O. A handshake type other than client_hello is ReasonMalformedHello: the bytes were framed
+// I/O. A handshake type other than client_hello is ReasonMalformed: the bytes were framed
 // as TLS, so the peer speaks TLS, just not a client's first flight.
 // On error the Hello keeps what was parsed before the fault (Version, ALPN, ECH, for the
 // audit record), never an SNI.
-func ParseClientHello(msg []byte) (Hello, error) {
+func Parse(msg []byte) (Hello, error) {
 	var h Hello
 	s := cryptobyte.String(msg)
 	var typ uint8
 	var body cryptobyte.String
 	if !s.ReadUint8(&typ) || !s.ReadUint24LengthPrefixed(&body) || !s.Empty() {
-		return h, helloErrorf(ReasonMalformedHello, "handshake length does not match the %d bytes given", len(msg))
+		return h, errorf(ReasonMalformed, "handshake length does not match the %d bytes given", len(msg))
 	}
 	if typ != handshakeTypeClientHello {
-		return h, helloErrorf(ReasonMalformedHello, "handshake type %d, want client_hello", typ)
+		return h, errorf(ReasonMalformed, "handshake type %d, want client_hello", typ)
 	}
 	h.Size = len(body)
 
@@ -92,14 +117,14 @@ func ParseClientHello(msg []byte) (Hello, error) {
 		!body.ReadUint8LengthPrefixed(&sessionID) || len(sessionID) > 32 || // legacy_session_id<0..32>
 		!body.ReadUint16LengthPrefixed(&suites) || len(suites) < 2 || len(suites)%2 != 0 || // cipher_suites<2..2^16-2>
 		!body.ReadUint8LengthPrefixed(&compression) || len(compression) < 1 { // legacy_compression_methods<1..2^8-1>
-		return h, helloErrorf(ReasonMalformedHello, "bad fixed fields")
+		return h, errorf(ReasonMalformed, "bad fixed fields")
 	}
 	if body.Empty() {
 		// RFC 5246 §7.4.1.2: a TLS 1.2 hello may stop before the extensions; then it has no SNI.
-		return h, helloErrorf(ReasonNoSNI, "hello has no extensions")
+		return h, errorf(ReasonNoSNI, "hello has no extensions")
 	}
 	if !body.ReadUint16LengthPrefixed(&exts) || !body.Empty() { // extensions<8..2^16-1>
-		return h, helloErrorf(ReasonMalformedHello, "extensions block does not end the message")
+		return h, errorf(ReasonMalformed, "extensions block does not end the message")
 	}
 
 	var seen extensionSet
@@ -109,12 +134,12 @@ func ParseClientHello(msg []byte) (Hello, error) {
 		var ext uint16
 		var data cryptobyte.String
 		if !exts.ReadUint16(&ext) || !exts.ReadUint16LengthPrefixed(&data) {
-			return h, helloErrorf(ReasonMalformedHello, "truncated extension")
+			return h, errorf(ReasonMalformed, "truncated extension")
 		}
 		// RFC 8446 §4.2: no extension type may appear twice. Two server_name extensions are
 		// how a hello would show one name to us and another to the server.
 		if !seen.add(ext) {
-			return h, helloErrorf(ReasonMalformedHello, "extension %d appears twice", ext)
+			return h, errorf(ReasonMalformed, "extension %d appears twice", ext)
 		}
 		switch ext {
 		case extServerName:
@@ -122,7 +147,7 @@ func ParseClientHello(msg []byte) (Hello, error) {
 		case extALPN:
 			alpn, ok := parseALPN(data)
 			if !ok {
-				return h, helloErrorf(ReasonMalformedHello, "bad application_layer_protocol_negotiation extension")
+				return h, errorf(ReasonMalformed, "bad application_layer_protocol_negotiation extension")
 			}
 			h.ALPN = alpn
 		case extECH:
@@ -132,11 +157,11 @@ func ParseClientHello(msg []byte) (Hello, error) {
 	// The name is judged only after the whole hello proved well framed, so one broken hello
 	// always gets one reason.
 	if !haveSNI {
-		return h, helloErrorf(ReasonNoSNI, "no server_name extension")
+		return h, errorf(ReasonNoSNI, "no server_name extension")
 	}
 	name, err := parseServerName(sni)
 	if err != nil {
-		return h, &HelloError{Reason: ReasonBadSNI, Err: err}
+		return h, &Error{Reason: ReasonBadSNI, Err: err}
 	}
 	h.SNI = name
 	return h, nil
@@ -223,24 +248,24 @@ func parseALPN(data cryptobyte.String) ([]string, bool) {
 	return out, true
 }
 
-// ReadClientHello reads TLS records from r until one complete ClientHello handshake message has
+// Read reads TLS records from r until one complete ClientHello handshake message has
 // arrived, across any number of reads and records, and parses it. It returns every byte it
 // read, even on error, so the caller can replay them upstream exactly; raw may run past the
 // hello (0-RTT data in the same segment) but never past the byte budget.
 //
-// maxSize caps the handshake message (Hello.Size); zero or less means MaxHelloSize. The bytes
+// maxSize caps the handshake message (Hello.Size); zero or less means MaxSize. The bytes
 // buffered, record headers included, are capped at four times that, which admits a typical
 // hello even when it comes in 1-byte records. Memory grows only as bytes really arrive, never
 // by a declared length. Deadlines are the caller's (conn.SetReadDeadline); a read error that is
-// a timeout becomes ReasonHelloTimeout, any other read error or EOF ReasonClientClosed.
+// a timeout becomes ReasonTimeout, any other read error or EOF ReasonClientClosed.
 //
 // The first record must be a handshake record with version 0x03 0x00–0x04, and that is judged
 // byte by byte, so a plaintext client that sends a short line and waits is told apart from a
 // slow TLS client. Later records must be handshake records too, never zero-length (RFC 8446
 // §5.1), at most 2^14 bytes.
-func ReadClientHello(r io.Reader, maxSize int) (raw []byte, h Hello, err error) {
+func Read(r io.Reader, maxSize int) (raw []byte, h Hello, err error) {
 	if maxSize <= 0 {
-		maxSize = MaxHelloSize
+		maxSize = MaxSize
 	}
 	rd := recordReader{r: r, limit: 4 * maxSize}
 
@@ -265,13 +290,13 @@ func ReadClientHello(r io.Reader, maxSize int) (raw []byte, h Hello, err error) 
 		n := int(hdr[3])<<8 | int(hdr[4])
 		switch {
 		case hdr[0] != recordTypeHandshake:
-			return rd.buf, h, helloErrorf(ReasonMalformedHello, "record type %d before the hello was complete", hdr[0])
+			return rd.buf, h, errorf(ReasonMalformed, "record type %d before the hello was complete", hdr[0])
 		case hdr[1] != 3 || hdr[2] > 4:
-			return rd.buf, h, helloErrorf(ReasonMalformedHello, "record version %d.%d", hdr[1], hdr[2])
+			return rd.buf, h, errorf(ReasonMalformed, "record version %d.%d", hdr[1], hdr[2])
 		case n == 0:
-			return rd.buf, h, helloErrorf(ReasonMalformedHello, "zero-length handshake record")
+			return rd.buf, h, errorf(ReasonMalformed, "zero-length handshake record")
 		case n > recordMaxPlaintext:
-			return rd.buf, h, helloErrorf(ReasonHelloTooLarge, "record of %d bytes, over %d", n, recordMaxPlaintext)
+			return rd.buf, h, errorf(ReasonTooLarge, "record of %d bytes, over %d", n, recordMaxPlaintext)
 		}
 		body := pos + recordHeaderLen
 		for used := 0; used < n && (total < 0 || got < total); {
@@ -291,11 +316,11 @@ func ReadClientHello(r io.Reader, maxSize int) (raw []byte, h Hello, err error) 
 			used += want
 			if total < 0 && got == handshakeHeaderLen {
 				if hs[0] != handshakeTypeClientHello {
-					return rd.buf, h, helloErrorf(ReasonMalformedHello, "handshake type %d, want client_hello", hs[0])
+					return rd.buf, h, errorf(ReasonMalformed, "handshake type %d, want client_hello", hs[0])
 				}
 				size := int(hs[1])<<16 | int(hs[2])<<8 | int(hs[3])
 				if size > maxSize {
-					return rd.buf, h, helloErrorf(ReasonHelloTooLarge, "hello of %d bytes, over %d", size, maxSize)
+					return rd.buf, h, errorf(ReasonTooLarge, "hello of %d bytes, over %d", size, maxSize)
 				}
 				total = handshakeHeaderLen + size
 			}
@@ -308,7 +333,7 @@ func ReadClientHello(r io.Reader, maxSize int) (raw []byte, h Hello, err error) 
 	if records > 1 {
 		msg = reassembleHello(rd.buf, total)
 	}
-	h, err = ParseClientHello(msg)
+	h, err = Parse(msg)
 	return rd.buf, h, err
 }
 
@@ -318,11 +343,11 @@ func ReadClientHello(r io.Reader, maxSize int) (raw []byte, h Hello, err error) 
 func checkTLSStart(b []byte) error {
 	switch {
 	case b[0] != recordTypeHandshake:
-		return helloErrorf(ReasonNotTLS, "first byte %#02x is not a handshake record", b[0])
+		return errorf(ReasonNotTLS, "first byte %#02x is not a handshake record", b[0])
 	case len(b) > 1 && b[1] != 3:
-		return helloErrorf(ReasonNotTLS, "record major version %d", b[1])
+		return errorf(ReasonNotTLS, "record major version %d", b[1])
 	case len(b) > 2 && b[2] > 4:
-		return helloErrorf(ReasonNotTLS, "record minor version %d", b[2])
+		return errorf(ReasonNotTLS, "record minor version %d", b[2])
 	}
 	return nil
 }
@@ -353,7 +378,7 @@ const recordReaderStart = 1536
 // fill reads until at least n bytes are buffered. It may read more, never past limit.
 func (rd *recordReader) fill(n int) error {
 	if n > rd.limit {
-		return helloErrorf(ReasonHelloTooLarge, "needs %d buffered bytes, over %d", n, rd.limit)
+		return errorf(ReasonTooLarge, "needs %d buffered bytes, over %d", n, rd.limit)
 	}
 	for empty := 0; len(rd.buf) < n; {
 		if len(rd.buf) == cap(rd.buf) {
@@ -380,7 +405,7 @@ func (rd *recordReader) fill(n int) error {
 
 func helloReadError(err error) error {
 	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
-		return &HelloError{Reason: ReasonHelloTimeout, Err: err}
+		return &Error{Reason: ReasonTimeout, Err: err}
 	}
-	return &HelloError{Reason: ReasonClientClosed, Err: err}
+	return &Error{Reason: ReasonClientClosed, Err: err}
 }

@@ -1,4 +1,4 @@
-package forwarder
+package clienthello
 
 import (
 	"bytes"
@@ -108,17 +108,17 @@ func (c *helloChunkReader) Read(p []byte) (int, error) {
 func helloOneByteReader(data []byte) io.Reader { return &helloChunkReader{data: data, sizes: []int{1}} }
 
 func helloReason(err error) allowlist.Reason {
-	if he, ok := errors.AsType[*HelloError](err); ok {
+	if he, ok := errors.AsType[*Error](err); ok {
 		return he.Reason
 	}
-	return allowlist.Reason(fmt.Sprintf("not a HelloError: %v", err))
+	return allowlist.Reason(fmt.Sprintf("not a Error: %v", err))
 }
 
 func TestReadClientHelloGoClients(t *testing.T) {
 	for _, tc := range helloConfigs {
 		t.Run(tc.name, func(t *testing.T) {
 			wire := helloFromGo(t, tc.cfg)
-			raw, h, err := ReadClientHello(bytes.NewReader(wire), 0)
+			raw, h, err := Read(bytes.NewReader(wire), 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -154,7 +154,7 @@ func TestReadClientHelloSplits(t *testing.T) {
 	for _, hc := range helloConfigs[:2] {
 		wire := helloFromGo(t, hc.cfg)
 		msg := helloMessage(t, wire)
-		want, err := ParseClientHello(msg)
+		want, err := Parse(msg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,7 +176,7 @@ func TestReadClientHelloSplits(t *testing.T) {
 		}
 		for _, tc := range cases {
 			t.Run(hc.name+"/"+tc.name, func(t *testing.T) {
-				raw, h, err := ReadClientHello(tc.r(tc.wire), 0)
+				raw, h, err := Read(tc.r(tc.wire), 0)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -198,9 +198,9 @@ func TestClientHelloPrefixes(t *testing.T) {
 		msg := helloMessage(t, wire)
 		t.Run(hc.name+"/parse", func(t *testing.T) {
 			for i := range len(msg) {
-				if h, err := ParseClientHello(msg[:i]); err == nil {
+				if h, err := Parse(msg[:i]); err == nil {
 					t.Fatalf("%d-byte prefix parsed: %+v", i, h)
-				} else if r := helloReason(err); r != ReasonMalformedHello {
+				} else if r := helloReason(err); r != ReasonMalformed {
 					t.Fatalf("%d-byte prefix: reason %s", i, r)
 				}
 			}
@@ -211,7 +211,7 @@ func TestClientHelloPrefixes(t *testing.T) {
 		}{{"read", wire}, {"read 7-byte records", helloRecords(msg, 7)}} {
 			t.Run(hc.name+"/"+framing.name, func(t *testing.T) {
 				for i := range len(framing.wire) {
-					raw, h, err := ReadClientHello(bytes.NewReader(framing.wire[:i]), 0)
+					raw, h, err := Read(bytes.NewReader(framing.wire[:i]), 0)
 					if err == nil {
 						t.Fatalf("%d-byte prefix read as a hello: %+v", i, h)
 					}
@@ -314,7 +314,7 @@ func TestParseClientHelloSNI(t *testing.T) {
 		{name: "truncated entry", exts: []helloExt{{extServerName, []byte{0, 2, 0, 0}}}, wantWhy: ReasonBadSNI},
 		{name: "two host_names", exts: []helloExt{helloSNIExt(helloSNIEntry{0, "a.example"}, helloSNIEntry{0, "b.example"})}, wantWhy: ReasonBadSNI},
 		{name: "same host_name twice", exts: []helloExt{helloSNIExt(helloSNIEntry{0, "a.example"}, helloSNIEntry{0, "a.example"})}, wantWhy: ReasonBadSNI},
-		{name: "duplicated SNI extension", exts: []helloExt{helloHostExt("a.example"), helloHostExt("b.example")}, wantWhy: ReasonMalformedHello},
+		{name: "duplicated SNI extension", exts: []helloExt{helloHostExt("a.example"), helloHostExt("b.example")}, wantWhy: ReasonMalformed},
 		{name: "trailing dot", exts: []helloExt{helloHostExt("mqtt.example.com.")}, wantWhy: ReasonBadSNI},
 		{name: "only a dot", exts: []helloExt{helloHostExt(".")}, wantWhy: ReasonBadSNI},
 		{name: "name_type 1 only", exts: []helloExt{helloSNIExt(helloSNIEntry{1, "a.example"})}, wantWhy: ReasonBadSNI},
@@ -337,7 +337,7 @@ func TestParseClientHelloSNI(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h, err := ParseClientHello(helloBuild(tc.exts...))
+			h, err := Parse(helloBuild(tc.exts...))
 			if tc.wantWhy != "" {
 				if r := helloReason(err); r != tc.wantWhy {
 					t.Fatalf("reason %s (%v), want %s; hello %+v", r, err, tc.wantWhy, h)
@@ -373,7 +373,7 @@ func TestParseClientHelloFraming(t *testing.T) {
 		exts     = helloBuild(helloHostExt("a.example"))[4+2+32+1+32+4+2:] // extensions block of a good hello
 	)
 	good := helloFields(version, random, noSessID, suites, compNull, exts)
-	if h, err := ParseClientHello(good); err != nil || h.SNI != "a.example" {
+	if h, err := Parse(good); err != nil || h.SNI != "a.example" {
 		t.Fatalf("control hello: %+v, %v", h, err)
 	}
 	cases := []struct {
@@ -381,31 +381,31 @@ func TestParseClientHelloFraming(t *testing.T) {
 		msg  []byte
 		want allowlist.Reason
 	}{
-		{"empty", nil, ReasonMalformedHello},
-		{"header only", []byte{1, 0, 0, 0}, ReasonMalformedHello},
-		{"length shorter than body", append(slices.Clone(good[:3]), good[3]-1), ReasonMalformedHello},
-		{"byte after the message", append(slices.Clone(good), 0), ReasonMalformedHello},
-		{"server_hello type", append([]byte{2}, good[1:]...), ReasonMalformedHello},
-		{"session id of 33 bytes", helloFields(version, random, append([]byte{33}, make([]byte, 33)...), suites, compNull, exts), ReasonMalformedHello},
-		{"no cipher suites", helloFields(version, random, noSessID, []byte{0, 0}, compNull, exts), ReasonMalformedHello},
-		{"odd cipher suite bytes", helloFields(version, random, noSessID, []byte{0, 3, 0x13, 0x01, 0}, compNull, exts), ReasonMalformedHello},
-		{"no compression methods", helloFields(version, random, noSessID, suites, []byte{0}, exts), ReasonMalformedHello},
-		{"extensions length overruns", helloFields(version, random, noSessID, suites, compNull, []byte{0, 9, 0, 0}), ReasonMalformedHello},
-		{"bytes after extensions", helloFields(version, random, noSessID, suites, compNull, exts, []byte{0}), ReasonMalformedHello},
-		{"one byte where extensions go", helloFields(version, random, noSessID, suites, compNull, []byte{0}), ReasonMalformedHello},
-		{"truncated extension header", helloFields(version, random, noSessID, suites, compNull, []byte{0, 3, 0, 0, 0}), ReasonMalformedHello},
+		{"empty", nil, ReasonMalformed},
+		{"header only", []byte{1, 0, 0, 0}, ReasonMalformed},
+		{"length shorter than body", append(slices.Clone(good[:3]), good[3]-1), ReasonMalformed},
+		{"byte after the message", append(slices.Clone(good), 0), ReasonMalformed},
+		{"server_hello type", append([]byte{2}, good[1:]...), ReasonMalformed},
+		{"session id of 33 bytes", helloFields(version, random, append([]byte{33}, make([]byte, 33)...), suites, compNull, exts), ReasonMalformed},
+		{"no cipher suites", helloFields(version, random, noSessID, []byte{0, 0}, compNull, exts), ReasonMalformed},
+		{"odd cipher suite bytes", helloFields(version, random, noSessID, []byte{0, 3, 0x13, 0x01, 0}, compNull, exts), ReasonMalformed},
+		{"no compression methods", helloFields(version, random, noSessID, suites, []byte{0}, exts), ReasonMalformed},
+		{"extensions length overruns", helloFields(version, random, noSessID, suites, compNull, []byte{0, 9, 0, 0}), ReasonMalformed},
+		{"bytes after extensions", helloFields(version, random, noSessID, suites, compNull, exts, []byte{0}), ReasonMalformed},
+		{"one byte where extensions go", helloFields(version, random, noSessID, suites, compNull, []byte{0}), ReasonMalformed},
+		{"truncated extension header", helloFields(version, random, noSessID, suites, compNull, []byte{0, 3, 0, 0, 0}), ReasonMalformed},
 		{"TLS 1.2 hello without extensions", helloFields(version, random, noSessID, suites, compNull), ReasonNoSNI},
 		{"empty extensions block", helloFields(version, random, noSessID, suites, compNull, []byte{0, 0}), ReasonNoSNI},
-		{"duplicated supported_versions", helloBuild(helloHostExt("a.example"), helloSupportedVersions, helloSupportedVersions), ReasonMalformedHello},
-		{"duplicated ECH", helloBuild(helloHostExt("a.example"), helloECHGrease, helloECHGrease), ReasonMalformedHello},
-		{"empty ALPN list", helloBuild(helloHostExt("a.example"), helloALPNExt()), ReasonMalformedHello},
-		{"empty ALPN name", helloBuild(helloHostExt("a.example"), helloALPNExt("h2", "")), ReasonMalformedHello},
-		{"ALPN name overruns", helloBuild(helloHostExt("a.example"), helloExt{extALPN, []byte{0, 3, 5, 'h', '2'}}), ReasonMalformedHello},
-		{"bad ALPN beats bad SNI", helloBuild(helloHostExt("10.0.0.1"), helloALPNExt()), ReasonMalformedHello},
+		{"duplicated supported_versions", helloBuild(helloHostExt("a.example"), helloSupportedVersions, helloSupportedVersions), ReasonMalformed},
+		{"duplicated ECH", helloBuild(helloHostExt("a.example"), helloECHGrease, helloECHGrease), ReasonMalformed},
+		{"empty ALPN list", helloBuild(helloHostExt("a.example"), helloALPNExt()), ReasonMalformed},
+		{"empty ALPN name", helloBuild(helloHostExt("a.example"), helloALPNExt("h2", "")), ReasonMalformed},
+		{"ALPN name overruns", helloBuild(helloHostExt("a.example"), helloExt{extALPN, []byte{0, 3, 5, 'h', '2'}}), ReasonMalformed},
+		{"bad ALPN beats bad SNI", helloBuild(helloHostExt("10.0.0.1"), helloALPNExt()), ReasonMalformed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h, err := ParseClientHello(tc.msg)
+			h, err := Parse(tc.msg)
 			if r := helloReason(err); r != tc.want {
 				t.Fatalf("reason %s (%v), want %s; hello %+v", r, err, tc.want, h)
 			}
@@ -434,23 +434,23 @@ func TestReadClientHelloTooLarge(t *testing.T) {
 		maxSize int
 		want    allowlist.Reason // "" for success
 	}{
-		{"at the cap", helloRecords(helloOfSize(t, MaxHelloSize), 16384), 0, ""},
-		{"one byte over the cap", helloRecords(helloOfSize(t, MaxHelloSize+1), 16384), 0, ReasonHelloTooLarge},
-		{"17000-byte hello", helloRecords(helloOfSize(t, 17000), 16384), 0, ReasonHelloTooLarge},
-		{"smaller cap", helloRecords(helloOfSize(t, 2000), 16384), 1999, ReasonHelloTooLarge},
-		{"record of 2^14+1", recordOf(1<<14 + 1), 0, ReasonHelloTooLarge},
-		{"record of 2^14+256", recordOf(1<<14 + 256), 0, ReasonHelloTooLarge},
-		{"record of 2^14+257", recordOf(1<<14 + 257), 0, ReasonHelloTooLarge},
-		{"record of 0xffff", recordOf(0xffff), 0, ReasonHelloTooLarge},
-		{"handshake length 0xffffff", []byte{22, 3, 1, 0x40, 0, 1, 0xff, 0xff, 0xff, 3, 3}, 0, ReasonHelloTooLarge},
+		{"at the cap", helloRecords(helloOfSize(t, MaxSize), 16384), 0, ""},
+		{"one byte over the cap", helloRecords(helloOfSize(t, MaxSize+1), 16384), 0, ReasonTooLarge},
+		{"17000-byte hello", helloRecords(helloOfSize(t, 17000), 16384), 0, ReasonTooLarge},
+		{"smaller cap", helloRecords(helloOfSize(t, 2000), 16384), 1999, ReasonTooLarge},
+		{"record of 2^14+1", recordOf(1<<14 + 1), 0, ReasonTooLarge},
+		{"record of 2^14+256", recordOf(1<<14 + 256), 0, ReasonTooLarge},
+		{"record of 2^14+257", recordOf(1<<14 + 257), 0, ReasonTooLarge},
+		{"record of 0xffff", recordOf(0xffff), 0, ReasonTooLarge},
+		{"handshake length 0xffffff", []byte{22, 3, 1, 0x40, 0, 1, 0xff, 0xff, 0xff, 3, 3}, 0, ReasonTooLarge},
 		// Fragmentation overhead is budgeted at 4x the cap: 1-byte records carry 6 raw bytes
 		// per hello byte, so a 1-byte-record hello of 12000 bytes exceeds 64 KiB buffered.
-		{"1-byte records over the byte budget", helloRecords(helloOfSize(t, 12000), 1), 0, ReasonHelloTooLarge},
+		{"1-byte records over the byte budget", helloRecords(helloOfSize(t, 12000), 1), 0, ReasonTooLarge},
 		{"1-byte records within the byte budget", helloRecords(helloOfSize(t, 10000), 1), 0, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			raw, h, err := ReadClientHello(bytes.NewReader(tc.wire), tc.maxSize)
+			raw, h, err := Read(bytes.NewReader(tc.wire), tc.maxSize)
 			if tc.want == "" {
 				if err != nil || h.SNI != "big.example" {
 					t.Fatalf("got %+v, %v", h, err)
@@ -460,7 +460,7 @@ func TestReadClientHelloTooLarge(t *testing.T) {
 			if r := helloReason(err); r != tc.want {
 				t.Fatalf("reason %s (%v), want %s", r, err, tc.want)
 			}
-			if limit := 4 * helloCap(tc.maxSize, MaxHelloSize); len(raw) > limit {
+			if limit := 4 * helloCap(tc.maxSize, MaxSize); len(raw) > limit {
 				t.Errorf("buffered %d bytes, over the %d budget", len(raw), limit)
 			}
 		})
@@ -511,7 +511,7 @@ func TestReadClientHelloNotTLS(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := ReadClientHello(bytes.NewReader(tc.wire), 0)
+			_, _, err := Read(bytes.NewReader(tc.wire), 0)
 			if r := helloReason(err); r != ReasonNotTLS {
 				t.Fatalf("reason %s (%v)", r, err)
 			}
@@ -523,7 +523,7 @@ func TestReadClientHelloNotTLS(t *testing.T) {
 			if tc.wire[0] == recordTypeHandshake {
 				n = 3
 			}
-			_, _, err := ReadClientHello(&helloStallReader{t: t, data: tc.wire[:n]}, 0)
+			_, _, err := Read(&helloStallReader{t: t, data: tc.wire[:n]}, 0)
 			if r := helloReason(err); r != ReasonNotTLS {
 				t.Fatalf("reason %s (%v)", r, err)
 			}
@@ -559,8 +559,8 @@ func TestReadClientHelloMalformedRecords(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, h, err := ReadClientHello(bytes.NewReader(tc.wire), 0)
-			if r := helloReason(err); r != ReasonMalformedHello {
+			_, h, err := Read(bytes.NewReader(tc.wire), 0)
+			if r := helloReason(err); r != ReasonMalformed {
 				t.Fatalf("reason %s (%v); hello %+v", r, err, h)
 			}
 		})
@@ -605,14 +605,14 @@ func TestReadClientHelloReadErrors(t *testing.T) {
 	}{
 		{"nothing, then EOF", bytes.NewReader(nil), ReasonClientClosed, io.EOF},
 		{"record header, then EOF", bytes.NewReader(wire[:5]), ReasonClientClosed, io.EOF},
-		{"deadline before any byte", &helloErrReader{err: os.ErrDeadlineExceeded}, ReasonHelloTimeout, os.ErrDeadlineExceeded},
-		{"deadline mid-hello", &helloErrReader{data: wire[:40], err: os.ErrDeadlineExceeded}, ReasonHelloTimeout, os.ErrDeadlineExceeded},
+		{"deadline before any byte", &helloErrReader{err: os.ErrDeadlineExceeded}, ReasonTimeout, os.ErrDeadlineExceeded},
+		{"deadline mid-hello", &helloErrReader{data: wire[:40], err: os.ErrDeadlineExceeded}, ReasonTimeout, os.ErrDeadlineExceeded},
 		{"connection reset", &helloErrReader{data: wire[:40], err: syscall.ECONNRESET}, ReasonClientClosed, syscall.ECONNRESET},
 		{"reads that return nothing", helloZeroReader{}, ReasonClientClosed, io.ErrNoProgress},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := ReadClientHello(tc.r, 0)
+			_, _, err := Read(tc.r, 0)
 			if r := helloReason(err); r != tc.want {
 				t.Fatalf("reason %s (%v), want %s", r, err, tc.want)
 			}
@@ -629,8 +629,8 @@ func TestReadClientHelloReadErrors(t *testing.T) {
 		defer server.Close()
 		go client.Write(wire[:5])
 		server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		raw, _, err := ReadClientHello(server, 0)
-		if r := helloReason(err); r != ReasonHelloTimeout {
+		raw, _, err := Read(server, 0)
+		if r := helloReason(err); r != ReasonTimeout {
 			t.Fatalf("reason %s (%v)", r, err)
 		}
 		if !bytes.Equal(raw, wire[:5]) {
@@ -653,7 +653,7 @@ func TestReadClientHelloReplay(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			raw, h, err := ReadClientHello(bytes.NewReader(tc.wire), 0)
+			raw, h, err := Read(bytes.NewReader(tc.wire), 0)
 			if err != nil || h.SNI != "a.example" {
 				t.Fatalf("got %+v, %v", h, err)
 			}
@@ -697,12 +697,12 @@ func TestReadClientHelloMemory(t *testing.T) {
 		// room for the race detector's bookkeeping (about 3.3 KiB under -race).
 		maxBytes uint64
 	}{
-		{"handshake length 0xffffff", []byte{22, 3, 1, 0x40, 0, 1, 0xff, 0xff, 0xff}, 1000, ReasonHelloTooLarge, 8192},
+		{"handshake length 0xffffff", []byte{22, 3, 1, 0x40, 0, 1, 0xff, 0xff, 0xff}, 1000, ReasonTooLarge, 8192},
 		{"hello of 16000 announced, 100 bytes sent", []byte{22, 3, 1, 0x40, 0, 1, 0, 0x3e, 0x80}, 100, ReasonClientClosed, 8192},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := ReadClientHello(&helloTrickleReader{head: tc.head, n: tc.trickle}, 0)
+			_, _, err := Read(&helloTrickleReader{head: tc.head, n: tc.trickle}, 0)
 			if r := helloReason(err); r != tc.want {
 				t.Fatalf("reason %s (%v), want %s", r, err, tc.want)
 			}
@@ -711,7 +711,7 @@ func TestReadClientHelloMemory(t *testing.T) {
 			runtime.GC()
 			runtime.ReadMemStats(&before)
 			for range runs {
-				ReadClientHello(&helloTrickleReader{head: tc.head, n: tc.trickle}, 0)
+				Read(&helloTrickleReader{head: tc.head, n: tc.trickle}, 0)
 			}
 			runtime.ReadMemStats(&after)
 			if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > tc.maxBytes {
@@ -722,11 +722,11 @@ func TestReadClientHelloMemory(t *testing.T) {
 }
 
 func TestHelloErrorText(t *testing.T) {
-	err := error(&HelloError{Reason: ReasonBadSNI, Err: errors.New("empty host_name")})
-	if got, want := err.Error(), "forwarder: client hello: bad_sni: empty host_name"; got != want {
+	err := error(&Error{Reason: ReasonBadSNI, Err: errors.New("empty host_name")})
+	if got, want := err.Error(), "client hello: bad_sni: empty host_name"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
-	if got, want := (&HelloError{Reason: ReasonNoSNI}).Error(), "forwarder: client hello: no_sni"; got != want {
+	if got, want := (&Error{Reason: ReasonNoSNI}).Error(), "client hello: no_sni"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
 }
@@ -738,7 +738,7 @@ func BenchmarkParseClientHello(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(msg)))
 			for b.Loop() {
-				if _, err := ParseClientHello(msg); err != nil {
+				if _, err := Parse(msg); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -760,7 +760,7 @@ func BenchmarkReadClientHello(b *testing.B) {
 				var r bytes.Reader
 				for b.Loop() {
 					r.Reset(framing.wire)
-					if _, _, err := ReadClientHello(&r, 0); err != nil {
+					if _, _, err := Read(&r, 0); err != nil {
 						b.Fatal(err)
 					}
 				}

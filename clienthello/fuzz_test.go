@@ -1,4 +1,4 @@
-package forwarder
+package clienthello
 
 import (
 	"bytes"
@@ -17,17 +17,17 @@ import (
 var helloUpdateCorpus = flag.Bool("hello.update-corpus", false, "rewrite the ClientHello seed corpus under testdata/fuzz from fresh crypto/tls recordings")
 
 // helloCheck fails the test if a parse result breaks the API's promises: a success always
-// carries a name that allowlist.ParseName accepts unchanged; a failure is always a HelloError
+// carries a name that allowlist.ParseName accepts unchanged; a failure is always a Error
 // with a known reason and no name.
 func helloCheck(t *testing.T, h Hello, err error) {
 	t.Helper()
 	if err != nil {
-		he, ok := errors.AsType[*HelloError](err)
+		he, ok := errors.AsType[*Error](err)
 		if !ok {
-			t.Fatalf("error %v is not a *HelloError", err)
+			t.Fatalf("error %v is not a *Error", err)
 		}
 		switch he.Reason {
-		case ReasonNotTLS, ReasonHelloTooLarge, ReasonHelloTimeout, ReasonMalformedHello,
+		case ReasonNotTLS, ReasonTooLarge, ReasonTimeout, ReasonMalformed,
 			ReasonNoSNI, ReasonBadSNI, ReasonClientClosed:
 		default:
 			t.Fatalf("unknown reason %q", he.Reason)
@@ -48,7 +48,7 @@ func FuzzParseClientHello(f *testing.F) {
 	// the crafted shapes; today's Go client is added fresh.
 	f.Add(helloMessage(f, helloFromGo(f, helloConfigs[0].cfg)))
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		h, err := ParseClientHello(msg)
+		h, err := Parse(msg)
 		helloCheck(t, h, err)
 		if err == nil && h.Size != len(msg)-handshakeHeaderLen {
 			t.Fatalf("Size %d for a %d-byte message", h.Size, len(msg))
@@ -59,19 +59,19 @@ func FuzzParseClientHello(f *testing.F) {
 func FuzzReadClientHello(f *testing.F) {
 	f.Add(helloFromGo(f, helloConfigs[0].cfg), byte(0))
 	f.Fuzz(func(t *testing.T, wire []byte, chunk byte) {
-		raw, h, err := ReadClientHello(bytes.NewReader(wire), 0)
+		raw, h, err := Read(bytes.NewReader(wire), 0)
 		helloCheck(t, h, err)
 		if !bytes.HasPrefix(wire, raw) {
 			t.Fatalf("raw is not a prefix of what was sent")
 		}
-		if len(raw) > 4*MaxHelloSize {
+		if len(raw) > 4*MaxSize {
 			t.Fatalf("buffered %d bytes", len(raw))
 		}
 		// How the bytes are cut into reads must never change the outcome.
 		if chunk == 0 {
 			return
 		}
-		raw2, h2, err2 := ReadClientHello(&helloChunkReader{data: wire, sizes: []int{int(chunk)}}, 0)
+		raw2, h2, err2 := Read(&helloChunkReader{data: wire, sizes: []int{int(chunk)}}, 0)
 		helloCheck(t, h2, err2)
 		if helloReasonOrOK(err) != helloReasonOrOK(err2) || h.SNI != h2.SNI || h.Size != h2.Size || !slices.Equal(h.ALPN, h2.ALPN) {
 			t.Fatalf("whole: %+v %v; in %d-byte reads: %+v %v", h, err, chunk, h2, err2)
@@ -114,7 +114,7 @@ func helloSeeds(t *testing.T) (parse, read map[string][]any) {
 		"ipv6-literal":       helloBuild(helloHostExt("[2001:db8::1]")),
 		"name-type-1":        helloBuild(helloSNIExt(helloSNIEntry{1, "a.example"})),
 		"empty-sni-list":     helloBuild(helloSNIExt()),
-		"large-hello-size":   helloOfSize(t, MaxHelloSize),
+		"large-hello-size":   helloOfSize(t, MaxSize),
 		"server-hello-type":  append([]byte{2}, helloBuild(helloHostExt("a.example"))[1:]...),
 		"truncated-ext-list": helloFields([]byte{3, 3}, make([]byte, 32), []byte{0}, []byte{0, 2, 0x13, 1}, []byte{1, 0}, []byte{0, 9, 0, 0}),
 	}
