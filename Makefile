@@ -12,9 +12,10 @@ LDFLAGS  := -X main.version=$(VERSION)
 # 1.27); a count has no deadline to race. 100,000 executions take 3-15 s per target here.
 FUZZTIME ?= 100000x
 # Debian packages the tests drive as real clients: dig, kdig, curl, openssl, mosquitto_pub, ip,
-# the DHCP clients udhcpc (busybox) and dhclient (isc-dhcp-client); zsh checks the completion
+# the DHCP clients udhcpc (busybox) and dhclient (isc-dhcp-client), headless chromium for the
+# console's browser tests; zsh checks the completion
 # script and lintian the package.
-TEST_DEBS := iproute2 bind9-dnsutils knot-dnsutils curl wget openssl mosquitto-clients ca-certificates busybox isc-dhcp-client zsh lintian
+TEST_DEBS := iproute2 bind9-dnsutils knot-dnsutils curl wget openssl mosquitto-clients ca-certificates busybox isc-dhcp-client chromium zsh lintian
 
 # Every native fuzz target, as package:Target; `make test` runs each for FUZZTIME executions.
 FUZZ := \
@@ -72,7 +73,7 @@ fuzz:
 
 deps:
 	@missing=""; \
-	for cmd in ip dig kdig curl wget openssl mosquitto_pub busybox dhclient zsh lintian; do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
+	for cmd in ip dig kdig curl wget openssl mosquitto_pub busybox dhclient chromium zsh lintian; do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing test clients (missing:$$missing)"; \

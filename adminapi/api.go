@@ -45,7 +45,9 @@ import (
 //
 //	POST /v1/reload and POST /v1/mode answer ReloadReply and ModeReply.
 //
-// FILTER is the query form of Query.Values. Errors are 4xx/5xx with an APIError body.
+// FILTER is the query form of Query.Values. Errors are 4xx/5xx with an APIError body. A
+// request may carry HeaderUser: the changes it asks for are recorded with that name beside
+// the peer's uid.
 const (
 	PathAudit       = "/v1/audit"
 	PathAuditFollow = "/v1/audit/follow"
@@ -54,6 +56,14 @@ const (
 	PathMode        = "/v1/mode"
 	PathAllow       = "/v1/allow"
 	PathDHCPLeases  = "/v1/dhcp/leases"
+)
+
+// HeaderUser names the person a request is made for, when a program on the socket (the web
+// console) acts for its own signed-in users. It is at most MaxUserLen bytes of printable
+// ASCII; the box refuses other values.
+const (
+	HeaderUser = "Lnm-User"
+	MaxUserLen = 64
 )
 
 // DHCPLeases is the answer to GET /v1/dhcp/leases.
@@ -219,4 +229,19 @@ func ParseClient(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("client %q: want an address or CIDR", s)
 	}
 	return p.Masked(), nil
+}
+
+// CheckUser says whether name may be a console user's name and a HeaderUser value: 1 to
+// MaxUserLen letters, digits, '.', '_', '-' or '@'.
+func CheckUser(name string) error {
+	if name == "" || len(name) > MaxUserLen {
+		return fmt.Errorf("user name %q: want 1 to %d characters", name, MaxUserLen)
+	}
+	for _, c := range name {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._-@", c)
+		if !ok {
+			return fmt.Errorf("user name %q: want letters, digits, '.', '_', '-' or '@'", name)
+		}
+	}
+	return nil
 }

@@ -26,6 +26,16 @@ const DialTimeout = 3 * time.Second
 type Client struct {
 	socket string
 	http   *http.Client
+	user   string // sent as HeaderUser; empty: none
+}
+
+// As returns a client sharing c's connections whose requests name user (HeaderUser), as the
+// web console does for the person signed in. The box records the name beside the socket
+// peer's uid.
+func (c *Client) As(user string) *Client {
+	cc := *c
+	cc.user = user
+	return &cc
 }
 
 // NewClient returns a client for the box listening on socket. It connects on first use.
@@ -90,6 +100,9 @@ func (c *Client) send(ctx context.Context, method, path string, v url.Values, bo
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.user != "" {
+		req.Header.Set(HeaderUser, c.user)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

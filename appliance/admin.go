@@ -105,13 +105,37 @@ func PeerUID(ctx context.Context) *int {
 	return uid
 }
 
+// Caller is who asked for a change: the socket peer's uid and, when a program on the socket
+// acts for its own user (the web console), that user's name. The zero Caller is the box
+// itself (start, SIGHUP).
+type Caller struct {
+	UID  *int
+	User string
+}
+
+// callerOf reads a request's Caller; a HeaderUser value that is not a user name is an error.
+func callerOf(r *http.Request) (Caller, error) {
+	c := Caller{UID: PeerUID(r.Context()), User: r.Header.Get(adminapi.HeaderUser)}
+	if c.User != "" {
+		if err := adminapi.CheckUser(c.User); err != nil {
+			return c, fmt.Errorf("header %s: %v", adminapi.HeaderUser, err)
+		}
+	}
+	return c, nil
+}
+
 // reload answers POST /v1/reload: the box reads its config file again and applies it, or
 // keeps the running one and answers 422 with the file's errors.
 func (a *adminServer) reload(w http.ResponseWriter, r *http.Request) {
 	path := a.rt.config().File
+	who, err := callerOf(r)
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err)
+		return
+	}
 	next, err := config.Load(path)
 	if err == nil {
-		err = a.rt.Reload(next, PeerUID(r.Context()))
+		err = a.rt.Reload(next, who)
 	}
 	if err != nil {
 		apiError(w, http.StatusUnprocessableEntity, err)
@@ -133,7 +157,12 @@ func (a *adminServer) mode(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, fmt.Errorf("mode %q: want learn or enforce", m))
 		return
 	}
-	if err := a.rt.SetLearn(learn, PeerUID(r.Context())); err != nil {
+	who, err := callerOf(r)
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err)
+		return
+	}
+	if err := a.rt.SetLearn(learn, who); err != nil {
 		apiError(w, http.StatusInternalServerError, err)
 		return
 	}

@@ -216,8 +216,17 @@ func (a *adminServer) allowAdd(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, fmt.Errorf("body: %v", err))
 		return
 	}
-	uid := PeerUID(r.Context())
-	_, ch, err := addManaged(a.rt.config().File, req.Rules, uid, func(next *config.Config) error { return a.rt.Reload(next, uid) })
+	who, err := callerOf(r)
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err)
+		return
+	}
+	if who.User != "" {
+		for i := range req.Rules {
+			req.Rules[i].Comment = strings.TrimSuffix("console user "+who.User+": "+req.Rules[i].Comment, ": ")
+		}
+	}
+	_, ch, err := addManaged(a.rt.config().File, req.Rules, who.UID, func(next *config.Config) error { return a.rt.Reload(next, who) })
 	if err != nil {
 		a.editError(w, err)
 		return
@@ -233,8 +242,12 @@ func (a *adminServer) allowRemove(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, err)
 		return
 	}
-	uid := PeerUID(r.Context())
-	_, ch, err := removeManaged(a.rt.config().File, p, func(next *config.Config) error { return a.rt.Reload(next, uid) })
+	who, err := callerOf(r)
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err)
+		return
+	}
+	_, ch, err := removeManaged(a.rt.config().File, p, func(next *config.Config) error { return a.rt.Reload(next, who) })
 	if err != nil {
 		a.editError(w, err)
 		return

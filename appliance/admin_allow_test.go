@@ -277,3 +277,45 @@ func TestAdminAllowApplyRefused(t *testing.T) {
 		t.Fatalf("a managed file was left: %v", err)
 	}
 }
+
+// TestAdminCallerUser: a request naming a console user (HeaderUser) is recorded with that
+// name beside the uid, in the config record and the managed rule's note; a header that is no
+// user name is refused and changes nothing.
+func TestAdminCallerUser(t *testing.T) {
+	conf, dnsAddr, api := allowBox(t)
+	send := func(user string, body any) int {
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest("POST", "http://lnm"+adminapi.PathAllow, bytes.NewReader(b))
+		req.Header.Set(adminapi.HeaderUser, user)
+		resp, err := api.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := send("bad name!", adminapi.AllowAdd{Rules: []adminapi.RuleSpec{{Pattern: "evil.plant.test"}}}); code != http.StatusBadRequest {
+		t.Errorf("bad user header: %d, want 400", code)
+	}
+	if resolves(t, dnsAddr, "evil.plant.test") {
+		t.Error("a refused request changed the list")
+	}
+	if code := send("alice", adminapi.AllowAdd{Rules: []adminapi.RuleSpec{{Pattern: "historian.plant.test", Comment: "why"}}}); code != http.StatusOK {
+		t.Fatalf("add as alice: %d", code)
+	}
+	recs := getRecords(t, api, adminapi.Query{Filter: audit.Filter{Kind: audit.KindConfig}})
+	found := false
+	for _, r := range recs {
+		found = found || (r.User == "alice" && r.UID != nil && strings.Contains(r.Change, "+historian.plant.test"))
+	}
+	if !found {
+		t.Errorf("no config record with user alice and a uid among %d records", len(recs))
+	}
+	data, err := os.ReadFile(strings.TrimSuffix(conf, ".conf") + ".allow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), "console user alice: why") {
+		t.Errorf("managed file has no note naming alice:\n%s", data)
+	}
+}

@@ -62,7 +62,7 @@ func TestSummary(t *testing.T) {
 	if got, want := rt.Summary(), "level 0, 1 rule, 3 listeners, enforce"; got != want {
 		t.Errorf("Summary = %q, want %q", got, want)
 	}
-	if err := rt.SetLearn(true, nil); err != nil {
+	if err := rt.SetLearn(true, Caller{}); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := rt.Summary(), "level 0, 1 rule, 3 listeners, learn"; got != want {

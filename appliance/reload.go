@@ -38,11 +38,11 @@ func (rt *Runtime) Learn() bool {
 // those it no longer allows are closed (or left to finish with on_revoke drain). The change
 // is one checked swap (see apply): on any error the running configuration keeps serving
 // unchanged, and the refusal is logged and recorded in the audit trail. A configuration equal
-// to the running one touches nothing and is recorded as unchanged. uid is who asked (nil: the
+// to the running one touches nothing and is recorded as unchanged. who is who asked (zero: the
 // box itself, for SIGHUP). Settings that need new sockets of another kind or a new audit log
 // (listen, dns, admin, metrics, audit and store settings) are refused with a message naming
 // them.
-func (rt *Runtime) Reload(next *config.Config, uid *int) (err error) {
+func (rt *Runtime) Reload(next *config.Config, who Caller) (err error) {
 	rt.reloadMu.Lock()
 	defer rt.reloadMu.Unlock()
 	if hook := rt.onReload.Load(); hook != nil {
@@ -58,18 +58,18 @@ func (rt *Runtime) Reload(next *config.Config, uid *int) (err error) {
 	if err != nil {
 		rt.metrics.reloaded(false)
 		rt.log.Error("reload refused; the running configuration keeps serving", "config", next.File, "err", err)
-		rt.recordRefusal("reload-failed "+next.File+": "+err.Error(), uid)
+		rt.recordRefusal("reload-failed "+next.File+": "+err.Error(), who)
 		return err
 	}
 	rt.metrics.reloaded(true)
 	list := rt.currentList()
 	if res.unchanged {
 		rt.log.Info("reload: configuration unchanged; nothing touched", "config", next.File, "rules", list.Len(), "hash", listHash(list))
-		return rt.trail.configChange("reload "+next.File+" (unchanged)", listHash(list), uid)
+		return rt.trail.configChange("reload "+next.File+" (unchanged)", listHash(list), who)
 	}
 	change := "reload " + next.File + " " + ruleDiff(cur, next)
 	rt.log.Info("reloaded", "config", next.File, "rules", list.Len(), "hash", listHash(list), "revoked", res.revoked, "change", change)
-	return rt.trail.configChange(change, listHash(list), uid)
+	return rt.trail.configChange(change, listHash(list), who)
 }
 
 // NotifyReload registers fn to be called as each Reload begins (done false) and when it
@@ -87,7 +87,7 @@ func (rt *Runtime) NotifyReload(fn func(done bool, err error)) {
 // SetLearn switches between learn and enforce mode at run time, without touching the file.
 // The mode holds until the next reload whose file changes its own `mode`. Asking for the
 // running mode touches nothing.
-func (rt *Runtime) SetLearn(learn bool, uid *int) error {
+func (rt *Runtime) SetLearn(learn bool, who Caller) error {
 	rt.reloadMu.Lock()
 	defer rt.reloadMu.Unlock()
 	mode := "enforce"
@@ -98,22 +98,22 @@ func (rt *Runtime) SetLearn(learn bool, uid *int) error {
 	res, err := rt.apply(cur, cur, learn)
 	if err != nil {
 		rt.log.Error("mode change refused; the running mode stays", "mode", mode, "err", err)
-		rt.recordRefusal("mode "+mode+" failed: "+err.Error(), uid)
+		rt.recordRefusal("mode "+mode+" failed: "+err.Error(), who)
 		return err
 	}
 	if res.unchanged {
 		rt.log.Info("mode unchanged; nothing touched", "mode", mode)
-		return rt.trail.configChange("mode "+mode+" (unchanged)", listHash(rt.currentList()), uid)
+		return rt.trail.configChange("mode "+mode+" (unchanged)", listHash(rt.currentList()), who)
 	}
 	rt.log.Info("mode changed", "mode", mode, "revoked", res.revoked)
-	return rt.trail.configChange("mode "+mode, listHash(rt.currentList()), uid)
+	return rt.trail.configChange("mode "+mode, listHash(rt.currentList()), who)
 }
 
 // recordRefusal puts a refused change in the audit trail, with the hash of the list that
 // keeps serving. If even that record cannot be kept, the logger says so: the refusal itself
 // was logged by the caller, and the caller's error is what the asker gets.
-func (rt *Runtime) recordRefusal(change string, uid *int) {
-	if err := rt.trail.configChange(change, listHash(rt.currentList()), uid); err != nil {
+func (rt *Runtime) recordRefusal(change string, who Caller) {
+	if err := rt.trail.configChange(change, listHash(rt.currentList()), who); err != nil {
 		rt.log.Error("a refused configuration change could not be recorded in the audit trail", "change", change, "err", err)
 	}
 }

@@ -190,7 +190,7 @@ func TestReloadRefusedKeepsServing(t *testing.T) {
 
 			text, check := tc.next(t, b)
 			next := b.config(t, tc.listen, text)
-			err := b.rt.Reload(next, nil)
+			err := b.rt.Reload(next, Caller{})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Reload: %v, want an error containing %q", err, tc.want)
 			}
@@ -248,7 +248,7 @@ func TestReloadUnchanged(t *testing.T) {
 			b.rt.mu.Unlock()
 
 			next := b.config(t, "127.0.0.1", tc.extra)
-			if err := b.rt.Reload(next, nil); err != nil {
+			if err := b.rt.Reload(next, Caller{}); err != nil {
 				t.Fatal(err)
 			}
 			b.rt.mu.Lock()
@@ -285,7 +285,7 @@ func TestSetLearnUnchanged(t *testing.T) {
 	b.rt.mu.Lock()
 	plan := b.rt.current
 	b.rt.mu.Unlock()
-	if err := b.rt.SetLearn(false, nil); err != nil {
+	if err := b.rt.SetLearn(false, Caller{}); err != nil {
 		t.Fatal(err)
 	}
 	b.rt.mu.Lock()

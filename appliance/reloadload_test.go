@@ -75,7 +75,7 @@ func TestCase42ReloadsUnderLoad(t *testing.T) {
 		if i%2 == 0 {
 			extra = i
 		}
-		if err := b.rt.Reload(b.config(t, "127.0.0.1", rules(extra)), nil); err != nil {
+		if err := b.rt.Reload(b.config(t, "127.0.0.1", rules(extra)), Caller{}); err != nil {
 			t.Fatalf("reload %d: %v", i, err)
 		}
 		if extra >= 0 {

@@ -160,7 +160,7 @@ func (rt *Runtime) start() error {
 		rt.log.Info("metrics listening", "addr", ln.Addr().String())
 	}
 	rt.metrics.reloaded(true)
-	return rt.trail.configChange("start "+rt.version+" "+cfg.File, listHash(rt.current.list), nil)
+	return rt.trail.configChange("start "+rt.version+" "+cfg.File, listHash(rt.current.list), Caller{})
 }
 
 // newConnID numbers connections across every forwarder and reload of this process.
@@ -491,7 +491,7 @@ func (rt *Runtime) Close() error {
 			errs = append(errs, s.Close())
 		}
 		if rt.trail != nil {
-			errs = append(errs, rt.trail.configChange("stop", listHash(rt.currentList()), nil))
+			errs = append(errs, rt.trail.configChange("stop", listHash(rt.currentList()), Caller{}))
 		}
 		if rt.admin != nil {
 			rt.admin.close()

@@ -126,7 +126,7 @@ func TestRuntimeReloadDenyRefused(t *testing.T) {
 	}
 	next := *cfg
 	next.DenyRefused = true
-	if err := rt.Reload(&next, nil); err != nil {
+	if err := rt.Reload(&next, Caller{}); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	if got := rcode(); got != dns.RcodeRefused {

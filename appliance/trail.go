@@ -199,8 +199,8 @@ func (t *trail) onConn(ev forwarder.Event) error {
 }
 
 // configChange records a change of the running configuration.
-func (t *trail) configChange(change, hash string, uid *int) error {
-	return t.record(&audit.Record{Kind: audit.KindConfig, Change: change, Hash: hash, UID: uid})
+func (t *trail) configChange(change, hash string, who Caller) error {
+	return t.record(&audit.Record{Kind: audit.KindConfig, Change: change, Hash: hash, UID: who.UID, User: who.User})
 }
 
 // listHash names a rule set: the first 16 hex digits of the SHA-256 of its rules in match

@@ -108,7 +108,8 @@ type Record struct {
 	// config
 	Change string
 	Hash   string
-	UID    *int // the unix uid that asked for the change; nil: the box itself (start, SIGHUP)
+	UID    *int   // the unix uid that asked for the change; nil: the box itself (start, SIGHUP)
+	User   string // the console user who asked for the change; empty: not through the console
 
 	// summary
 	Count uint64 // how many records this summary stands for
@@ -215,6 +216,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 		b = append(b, `,"uid":`...)
 		b = strconv.AppendInt(b, int64(*r.UID), 10)
 	}
+	b = appendField(b, `,"user":`, r.User)
 	if r.Count != 0 {
 		b = append(b, `,"count":`...)
 		b = strconv.AppendUint(b, r.Count, 10)
@@ -411,6 +413,7 @@ type wire struct {
 	Change     string `json:"change"`
 	Hash       string `json:"hash"`
 	UID        *int   `json:"uid"`
+	User       string `json:"user"`
 	Count      uint64 `json:"count"`
 }
 
@@ -431,7 +434,7 @@ func (r *Record) UnmarshalJSON(data []byte) error {
 		Name: w.Name, QType: w.QType, Port: w.Port, Proto: w.Proto, SNI: w.SNI, ALPN: w.ALPN, Verdict: w.Verdict,
 		Rule: w.Rule, Reason: w.Reason, Rcode: w.Rcode, Via: w.Via, QuerySeq: w.QuerySeq,
 		Flags: w.Flags, BytesUp: w.BytesUp, BytesDown: w.BytesDown, DurationMS: w.DurationMS,
-		Change: w.Change, Hash: w.Hash, UID: w.UID, Count: w.Count,
+		Change: w.Change, Hash: w.Hash, UID: w.UID, User: w.User, Count: w.Count,
 	}
 	r.Reason = modernReason(r)
 	if w.Client != "" {

@@ -91,6 +91,9 @@ type Config struct {
 	// Admin is where the admin API listens (`admin PATH`, a Unix socket, mode 0660; `admin
 	// off`). Empty: no admin API. Parse sets DefaultAdmin when the directive is absent.
 	Admin string
+	// Console is the web console (`console ADDR:PORT [dir DIR] [cert CERT KEY]
+	// [device_side]`). The zero Console (no Addr) is off.
+	Console Console
 	// Metrics is the HOST:PORT of the metrics endpoint (`metrics ADDR`; HOST is an IP address
 	// or empty for every address). Empty: no metrics endpoint.
 	Metrics string
@@ -287,4 +290,19 @@ func (c *Config) List() (*allowlist.List, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// Console is where the web console listens and keeps its files.
+type Console struct {
+	// Addr is the address and port it serves HTTPS on; invalid: no console.
+	Addr netip.AddrPort
+	// Dir holds the users file and the certificate generated at first start. Parse sets
+	// DefaultConsoleDir when the directive leaves it out.
+	Dir string
+	// Cert and Key are a configured certificate and key (`cert CERT KEY`); empty: the
+	// generated one.
+	Cert, Key string
+	// DeviceSide allows an address the devices can reach (one inside sources, or all
+	// addresses): without it `lnm check` refuses one.
+	DeviceSide bool
 }

@@ -24,6 +24,8 @@ import (
 const (
 	DefaultAdmin    = "/run/lnm/admin.sock"
 	DefaultAuditDir = "/var/lib/lnm/audit"
+	// DefaultConsoleDir holds the web console's users file and generated certificate.
+	DefaultConsoleDir = "/var/lib/lnm/console"
 )
 
 // directive is one entry of the table.
@@ -182,6 +184,11 @@ var directives = []directive{
 		def:     func(c *Config) { c.Admin = DefaultAdmin },
 		summary: func(c *Config, s *summary) { s.set("admin", orNone(c.Admin, "off")) },
 		value:   func(c *Config) any { return c.Admin },
+	},
+	{
+		name: "console", parse: (*parser).console,
+		summary: func(c *Config, s *summary) { s.set("console", c.Console.text()) },
+		value:   func(c *Config) any { return c.Console },
 	},
 	{
 		name: "metrics", parse: (*parser).metrics,

@@ -480,6 +480,41 @@ func (p *parser) metrics(args []string) error {
 	return nil
 }
 
+// console reads `console ADDR:PORT [dir DIR] [cert CERT KEY] [device_side]`.
+func (p *parser) console(args []string) error {
+	const syntax = "console ADDR:PORT [dir DIR] [cert CERT KEY] [device_side]"
+	if len(args) == 0 {
+		return p.Errf("console needs an address: %s", syntax)
+	}
+	ap, err := netip.ParseAddrPort(args[0])
+	if err != nil || ap.Port() == 0 {
+		return p.Errf("console %q: want IP:PORT (an IPv6 address in brackets): %s", args[0], syntax)
+	}
+	c := Console{Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), Dir: DefaultConsoleDir}
+	seen := map[string]bool{}
+	for rest := args[1:]; len(rest) > 0; {
+		w := rest[0]
+		if seen[w] {
+			return p.Errf("console: %s given twice", w)
+		}
+		seen[w] = true
+		switch {
+		case w == "dir" && len(rest) >= 2:
+			c.Dir, rest = rest[1], rest[2:]
+		case w == "cert" && len(rest) >= 3:
+			c.Cert, c.Key, rest = rest[1], rest[2], rest[3:]
+		case w == "device_side":
+			c.DeviceSide, rest = true, rest[1:]
+		case w == "dir" || w == "cert":
+			return p.Errf("console: %s is missing its value: %s", w, syntax)
+		default:
+			return p.Errf("console: unknown word %q: %s", w, syntax)
+		}
+	}
+	p.c.Console = c
+	return nil
+}
+
 func (p *parser) allow(args []string) error {
 	d := p
 	if len(args) > 0 {

@@ -142,3 +142,20 @@ func sizeText(n int64) string {
 	}
 	return strconv.FormatInt(n, 10) + "B"
 }
+
+// text is the console's summary: off, or where it listens and keeps its files.
+func (c Console) text() string {
+	if !c.Addr.IsValid() {
+		return "off"
+	}
+	s := c.Addr.String() + " dir " + c.Dir
+	if c.Cert != "" {
+		s += " cert " + c.Cert + " " + c.Key
+	} else {
+		s += " (self-signed certificate generated there)"
+	}
+	if c.DeviceSide {
+		s += " device_side"
+	}
+	return s
+}

@@ -105,6 +105,7 @@ func (v *validator) settings() {
 	if c.AuditDir != "" && c.Fsync <= 0 && !c.FsyncAlways {
 		v.add(c.line("fsync"), "fsync must be a duration above zero, or always")
 	}
+	v.console()
 	if c.LevelIdentity > 0 && c.Name != "" && !levelid.ValidName(c.Name) {
 		v.add(c.line("name"), "name %q cannot travel in a level-identity header: use 1 to %d letters, digits, '-', '_' or '.'", c.Name, levelid.MaxNameLen)
 	}
@@ -372,4 +373,30 @@ func overlapsAny(a, b []netip.Prefix) bool {
 		}
 	}
 	return false
+}
+
+// console refuses a console the devices can reach unless it says device_side, and one
+// without the admin API it reads.
+func (v *validator) console() {
+	c, con := v.c, v.c.Console
+	if !con.Addr.IsValid() {
+		return
+	}
+	if c.Admin == "" {
+		v.add(c.line("console"), "console needs the admin API, which is off (admin off)")
+	}
+	if con.DeviceSide {
+		return
+	}
+	a := con.Addr.Addr()
+	if a.IsUnspecified() && len(c.Sources) > 0 {
+		v.add(c.line("console"), "console %s listens on every address, the device side too; bind the management address, or write device_side to mean it", con.Addr)
+		return
+	}
+	for _, p := range c.Sources {
+		if p.Contains(a) {
+			v.add(c.line("console"), "console %s is on the device side (inside sources %s); bind the management address, or write device_side to mean it", con.Addr, p)
+			return
+		}
+	}
 }

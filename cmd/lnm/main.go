@@ -103,6 +103,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			modeCommand(configFlag, stdout),
 			allowCommand(configFlag, stdout, stderr),
 			dhcpCommand(configFlag, stdout),
+			consoleCommand(configFlag, stdout, stderr),
 			versionCommand(stdout),
 			completionCommand(stdout),
 			manCommand(stdout),
@@ -128,6 +129,11 @@ func runAppliance(path string, log *slog.Logger) error {
 	if err != nil {
 		return &exitError{1, err}
 	}
+	con, err := startConsole(cfg, log)
+	if err != nil {
+		rt.Close()
+		return &exitError{1, err}
+	}
 	svc := &service{rt: rt, log: log}
 	rt.NotifyReload(svc.reload)
 	// SIGHUP reloads; a bad file is logged with FILE:LINE and the running config stays.
@@ -140,7 +146,7 @@ func runAppliance(path string, log *slog.Logger) error {
 			if err != nil {
 				svc.reloadRefused()
 			} else {
-				err = rt.Reload(next, nil)
+				err = rt.Reload(next, appliance.Caller{})
 			}
 			if err != nil {
 				log.Error("SIGHUP: reload refused; the running configuration keeps serving", "err", err)
@@ -158,6 +164,9 @@ func runAppliance(path string, log *slog.Logger) error {
 	<-watchDone
 	log.Info("stopping")
 	start := time.Now()
+	if con != nil {
+		con.Close() // Live pages end before the box's follow streams are cut
+	}
 	err = rt.Close()
 	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond).String())
 	if err != nil {
