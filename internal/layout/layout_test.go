@@ -28,7 +28,7 @@ var mayImport = map[string][]string{
 	"onboard":             {"audit", "allowlist"},
 	"store":               {"audit", "allowlist"},
 	"audit":               {"allowlist"},
-	"forwarder":           {"allowlist", "internal/acceptpace"},
+	"forwarder":           {"allowlist", "internal/acceptpace", "internal/splice"},
 	"resolver":            {"allowlist", "internal/acceptpace"},
 	"dhcp":                {"internal/atomicfile"},
 	"allowfile":           {"allowlist"},
@@ -38,6 +38,8 @@ var mayImport = map[string][]string{
 	"internal/completion": {},
 	"internal/atomicfile": {},
 	"internal/acceptpace": {},
+	"internal/netpoll":    {},
+	"internal/splice":     {"internal/netpoll"},
 	"internal/auditview":  {"audit", "allowlist"},
 	"bench":               {}, // builds lnm as a binary and runs it beside its peers; imports none of it
 }
