@@ -28,7 +28,7 @@ var mayImport = map[string][]string{
 	"onboard":             {"audit", "allowlist"},
 	"store":               {"audit", "allowlist"},
 	"audit":               {"allowlist"},
-	"forwarder":           {"allowlist", "internal/acceptpace", "internal/splice"},
+	"forwarder":           {"allowlist", "internal/acceptpace", "internal/netpoll", "internal/splice"},
 	"resolver":            {"allowlist", "internal/acceptpace"},
 	"dhcp":                {"internal/atomicfile"},
 	"allowfile":           {"allowlist"},
