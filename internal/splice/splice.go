@@ -149,7 +149,8 @@ func (p *Pipe) Run() Result {
 }
 
 // Close ends the stream: both connections are closed and why is kept as the reason, unless
-// the stream has already ended. Safe at any time and from any goroutine.
+// the stream has already ended. Safe at any time and from any goroutine; onEnd never runs
+// on the goroutine that calls Close, so the caller may hold a lock that onEnd takes.
 func (p *Pipe) Close(why string) {
 	p.close(why, false)
 }
@@ -177,7 +178,9 @@ func (p *Pipe) close(why string, idle bool) {
 	p.b.Close()
 	for i, w := range woke {
 		if w {
-			p.dirs[i].finish()
+			// Not on the caller's goroutine: onEnd may take a lock the caller holds (a
+			// forwarder aborts its streams under its own lock, and onEnd forgets them).
+			go p.dirs[i].finish()
 		}
 	}
 }

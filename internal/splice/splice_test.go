@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,6 +37,7 @@ type stream struct {
 	device, server *net.TCPConn
 	pipe           *splice.Pipe
 	end            chan splice.Result
+	onEnd          func() // if set, runs in onEnd before the result is sent
 }
 
 func newStream(tb testing.TB, cfg splice.Config) *stream {
@@ -43,7 +45,12 @@ func newStream(tb testing.TB, cfg splice.Config) *stream {
 	device, a := pair(tb)
 	b, server := pair(tb)
 	s := &stream{device: device, server: server, pipe: splice.New(a, b, cfg), end: make(chan splice.Result, 1)}
-	s.pipe.Start(func(r splice.Result) { s.end <- r })
+	s.pipe.Start(func(r splice.Result) {
+		if s.onEnd != nil {
+			s.onEnd()
+		}
+		s.end <- r
+	})
 	return s
 }
 
@@ -168,8 +175,20 @@ func TestCloseWhileParked(t *testing.T) {
 	exchange(t, s.device, s.server, []byte("up"))
 	exchange(t, s.server, s.device, []byte("down!"))
 	waitFor(t, "both directions parked", func() bool { return cfg.Poller.Parked() == 2 })
+	// The caller of Close may hold a lock that onEnd takes (the forwarder does): onEnd must
+	// not run on Close's goroutine.
+	var mu sync.Mutex
+	ended := false
+	s.onEnd = func() { mu.Lock(); ended = true; mu.Unlock() }
+	mu.Lock()
 	s.pipe.Close("revoked")
+	mu.Unlock()
 	r := s.result(t)
+	mu.Lock()
+	if !ended {
+		t.Error("onEnd did not run")
+	}
+	mu.Unlock()
 	if r.Why != "revoked" || r.Idle || r.Up != 2 || r.Down != 5 {
 		t.Fatalf("result %+v, want revoked, 2 up, 5 down", r)
 	}
