@@ -4,9 +4,11 @@
 // of devices keep MQTT and HTTPS connections open for hours and send a few bytes a minute;
 // each of them costs its two sockets and a few hundred bytes of bookkeeping.
 //
-// A direction that has bytes queued copies exactly what is queued: through a pooled buffer
-// when it fits one TLS record, else through the kernel (splice(2), via io.CopyN into a
-// *net.TCPConn, with a pipe from the runtime's pool only for the length of the call).
+// A readable direction reads once into a pooled buffer of one TLS record and writes that on
+// (one syscall each way, the usual case of small messages); once a read fills the buffer,
+// the direction copies what is queued through the kernel instead (splice(2), via io.CopyN
+// into a *net.TCPConn, with a pipe from the runtime's pool only for the length of the call)
+// until less than a buffer is queued.
 //
 // What the forwarder's audit record needs is kept: the bytes moved each way, the idle
 // timeout (no byte in either direction for a whole period, checked per direction), the
@@ -24,6 +26,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/internal/netpoll"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultParkAfter is how long a direction waits with nothing to read, goroutine and all,
@@ -100,6 +103,7 @@ type dir struct {
 	rc       syscall.RawConn // src's descriptor access; nil when src is not a socket
 	fd       int             // src's descriptor; -1: never parks
 	total    int64           // bytes moved; only the running goroutine touches it
+	bulk     bool            // the last read filled a buffer: copy through the kernel
 
 	// Under p.mu.
 	state int
@@ -348,19 +352,23 @@ func (d *dir) finish() {
 	}
 }
 
-// copyQueued waits for src to have bytes (awaitData, when src is a socket) and copies what
-// is queued: through a pooled buffer when it fits one, else through the kernel, at most
-// chunk. An error is the wait's (a deadline, a closed conn) or the copy's; io.EOF when src
-// has finished.
+// copyQueued waits for src to have bytes and copies some: what one read into a pooled
+// buffer takes (one syscall; the buffer is taken only once the socket is readable), or,
+// while a direction is moving bulk (its last read filled the buffer), what is queued,
+// through the kernel, at most chunk. An error is the wait's (a deadline, a closed conn) or
+// the copy's; io.EOF when src has finished.
 func (d *dir) copyQueued() (int64, error) {
 	n := int64(chunk)
 	if d.rc != nil {
+		if !d.bulk {
+			return d.copyBuffered()
+		}
 		queued, err := awaitData(d.rc)
 		if err != nil {
 			return 0, err
 		}
-		if queued > 0 && queued <= bufSize {
-			return copyBuffered(d.dst, d.src, queued)
+		if queued < bufSize {
+			d.bulk = false // back to the buffer from the next copy on
 		}
 		if queued > 0 {
 			n = min(int64(queued), chunk)
@@ -372,18 +380,43 @@ func (d *dir) copyQueued() (int64, error) {
 	return io.CopyN(d.dst, d.src, n)
 }
 
-// copyBuffered moves n queued bytes from src to dst through a pooled buffer.
-func copyBuffered(dst, src net.Conn, n int) (int64, error) {
-	bp := bufs.Get().(*[]byte)
-	defer bufs.Put(bp)
-	r, err := src.Read((*bp)[:n])
-	if r > 0 {
-		w, werr := dst.Write((*bp)[:r])
-		if werr != nil {
-			return int64(w), werr
+// copyBuffered waits (within src's read deadline) until src is readable, reads what is
+// queued into a pooled buffer and writes it to dst. The buffer is held only from the read
+// that returned bytes to the end of the write.
+func (d *dir) copyBuffered() (int64, error) {
+	var (
+		bp      *[]byte
+		n       int
+		readErr error
+	)
+	err := d.rc.Read(func(fd uintptr) bool {
+		bp = bufs.Get().(*[]byte)
+		var err error
+		n, err = unix.Read(int(fd), *bp)
+		if errors.Is(err, unix.EAGAIN) {
+			bufs.Put(bp)
+			bp = nil
+			return false // wait for readability
 		}
+		if err != nil {
+			n, readErr = 0, os.NewSyscallError("read", err)
+		}
+		return true
+	})
+	if bp != nil {
+		defer bufs.Put(bp)
 	}
-	return int64(r), err
+	switch {
+	case err != nil:
+		return 0, err
+	case readErr != nil:
+		return 0, readErr
+	case n == 0:
+		return 0, io.EOF
+	}
+	d.bulk = n == len(*bp)
+	w, err := d.dst.Write((*bp)[:n])
+	return int64(w), err
 }
 
 // rawConn returns c's descriptor access when c is a socket (a *net.TCPConn), else nil: such
