@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/forwarder"
+	"github.com/lnm-project/lnm/internal/netpoll"
 	"github.com/lnm-project/lnm/internal/testkit"
 )
 
@@ -73,6 +74,49 @@ func TestIdleStreamHoldsOnlyItsSockets(t *testing.T) {
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if n, err := c.Read(buf); err != nil || string(buf[:n]) != "api.azure.test:again" {
 			t.Fatalf("after idling: %q, %v", buf[:n], err)
+		}
+	}
+}
+
+// TestCloseCutsParkedStreams: streams idle long enough to have parked (no goroutine left
+// inside them) are still cut by Close after the drain timeout, each recorded as shutdown.
+func TestCloseCutsParkedStreams(t *testing.T) {
+	ca := testkit.NewCA(t)
+	be := testkit.TLSEcho(t, "127.0.0.1:0", ca.Issue(t, "a.example.test"))
+	s := start(t, forwarder.Config{
+		List: rules(t, "a.example.test"), Parent: netip.MustParseAddr("127.0.0.1"),
+		DrainTimeout: 200 * time.Millisecond,
+	}, be.Port())
+	poller, err := netpoll.Shared()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := poller.Parked()
+	const streams = 3
+	for range streams {
+		c, err := tls.Dial("tcp", s.addr(), ca.Client("a.example.test"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		s.events.next(t, forwarder.EventOpen)
+	}
+	for end := time.Now().Add(30 * time.Second); poller.Parked() < base+2*streams; {
+		if time.Now().After(end) {
+			t.Fatalf("%d directions parked after 30s, want %d", poller.Parked()-base, 2*streams)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	closed := make(chan struct{})
+	go func() { s.fwd.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close did not return within 30s with parked streams")
+	}
+	for range streams {
+		if ev := s.events.next(t, forwarder.EventClose); ev.Reason != forwarder.ReasonShutdown {
+			t.Errorf("close reason %q, want shutdown", ev.Reason)
 		}
 	}
 }

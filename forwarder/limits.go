@@ -302,8 +302,15 @@ func (g *gate) helloDone(s *stream) (evicted bool) {
 	return s.evicted
 }
 
-// release gives back the slots of an admitted connection that ended.
+// release gives back the slots of an admitted connection that ended, when its serving
+// goroutine returns; a spliced stream's slots are freed by its pipe's end (free).
 func (g *gate) release(s *stream) {
+	if !s.spliced { // else the pipe's end frees it
+		g.free(s)
+	}
+}
+
+func (g *gate) free(s *stream) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st := g.srcs[s.src]

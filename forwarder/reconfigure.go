@@ -99,7 +99,7 @@ func (p *Prepared) Commit() (revoked int) {
 	}
 	for s := range f.conns {
 		if s.pipe != nil && !stillAllowed(cfg, s) {
-			s.pipe.closeBoth(ReasonRevoked)
+			s.pipe.Close(string(ReasonRevoked))
 			revoked++
 		}
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/clienthello"
+	"github.com/lnm-project/lnm/internal/netpoll"
+	"github.com/lnm-project/lnm/internal/splice"
 	"github.com/lnm-project/lnm/levelid"
 )
 
@@ -31,7 +33,10 @@ type stream struct {
 	// A CONNECT's: the port decided on, and the address if it named one (serveFront).
 	dport uint16
 	dst   netip.AddrPort
-	pipe  *pipe // nil until spliced; set and read under Forwarder.mu
+	pipe  *splice.Pipe // nil until spliced; set and read under Forwarder.mu
+	// spliced: the stream outlives its serving goroutine; the pipe's end untracks and
+	// releases it (set by that goroutine before it returns).
+	spliced bool
 
 	// Under gate.mu: waiting while the stream holds a pending slot, in its source's list
 	// (prev, next); evicted once the gate closed it to make room.
@@ -41,7 +46,7 @@ type stream struct {
 
 func (s *stream) abort(reason allowlist.Reason) {
 	if s.pipe != nil {
-		s.pipe.closeBoth(reason)
+		s.pipe.Close(string(reason))
 		return
 	}
 	s.client.Close()
@@ -53,7 +58,14 @@ func (f *Forwarder) track(s *stream) {
 	f.mu.Unlock()
 }
 
+// untrack forgets s when its serving goroutine is done with it, unless it was spliced.
 func (f *Forwarder) untrack(s *stream) {
+	if !s.spliced {
+		f.forget(s)
+	}
+}
+
+func (f *Forwarder) forget(s *stream) {
 	f.mu.Lock()
 	delete(f.conns, s)
 	f.mu.Unlock()
@@ -235,35 +247,55 @@ func (f *Forwarder) connect(ctx context.Context, cfg *Config, ev *Event, d Decis
 	return nil, addrs[len(addrs)-1], reason, errors.Join(errs...)
 }
 
-// splice records the open stream, replays the bytes read before the decision, and runs the
-// stream until it ends. Nothing reaches the upstream before the open record is kept.
+// splice records the open stream, replays the bytes read before the decision, and hands the
+// stream to a splice.Pipe, which runs on without the serving goroutine (an idle stream parks
+// and holds nothing but its sockets) and records the close when it ends. Nothing reaches the
+// upstream before the open record is kept.
 func (f *Forwarder) splice(cfg *Config, s *stream, ev Event, d Decision, up net.Conn, start time.Time, replay []byte) {
 	ev.Kind, ev.Verdict, ev.Reason = EventOpen, d.eventVerdict(), d.Reason
-	p := &pipe{client: s.client, upstream: up, idle: cfg.idleTimeout(s.port)}
+	poller, _ := netpoll.Shared() // nil if epoll fails: streams then wait in their goroutines
+	p := splice.New(s.client, up, splice.Config{Idle: cfg.idleTimeout(s.port), Poller: poller})
 	f.mu.Lock()
 	s.pipe = p
 	closing := f.closed && f.ctx.Err() != nil
+	f.wg.Add(1) // done when the pipe ends
 	f.mu.Unlock()
 	if err := f.emit(ev); err != nil {
 		f.log.Warn("closing a stream that could not be recorded", "id", ev.ID, "client", ev.Client.String(), "err", err)
-		p.closeBoth(ReasonAuditUnavailable)
+		p.Close(string(ReasonAuditUnavailable))
 	} else if closing {
-		p.closeBoth(ReasonShutdown)
+		p.Close(string(ReasonShutdown))
 	} else if len(replay) > 0 {
 		// Replay the hello exactly as the device sent it; the upstream (or the parent box,
 		// which reads it again) completes the handshake with the device.
 		hdr := f.announce(cfg, s.client, &ev, d) // the level-identity header, to a parent only
 		n, err := up.Write(append(hdr, replay...))
 		if err != nil {
-			p.closeBoth(ReasonUpstreamFailed)
+			p.Close(string(ReasonUpstreamFailed))
 		}
 		ev.BytesUp = int64(max(n-len(hdr), 0))
 	}
-	moved, back := p.run()
-	ev.BytesUp += moved
-	ev.BytesDown = back
-	ev.Kind, ev.Reason, ev.Duration = EventClose, p.endReason(), time.Since(start)
-	f.emit(ev)
+	s.spliced = true
+	p.Start(func(r splice.Result) {
+		ev.BytesUp += r.Up
+		ev.BytesDown = r.Down
+		ev.Kind, ev.Reason, ev.Duration = EventClose, endReason(r), time.Since(start)
+		f.emit(ev)
+		f.gate.free(s)
+		f.forget(s)
+		f.wg.Done()
+	})
+}
+
+// endReason is why a spliced stream ended, for its close record.
+func endReason(r splice.Result) allowlist.Reason {
+	switch {
+	case r.Why != "":
+		return allowlist.Reason(r.Why)
+	case r.Idle:
+		return ReasonIdleTimeout
+	}
+	return ReasonEOF
 }
 
 // deny closes a connection that was not forwarded, after an optional TLS alert. A denial

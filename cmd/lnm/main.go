@@ -75,11 +75,21 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			{
 				Name:  "run",
 				Usage: "run the appliance in the foreground",
-				Flags: []cli.Flag{configFlag},
+				Flags: []cli.Flag{configFlag,
+					&cli.StringFlag{Name: "pprof", Hidden: true, Usage: "serve net/http/pprof on this loopback ADDR:PORT"}},
 				Action: func(c *cli.Context) error {
 					log, err := newLogger(c.String("log-level"), c.String("log-format"), stderr)
 					if err != nil {
 						return &exitError{2, err}
+					}
+					if a := c.String("pprof"); a != "" {
+						ap, err := pprofAddr(a)
+						if err == nil {
+							err = servePprof(ap, log)
+						}
+						if err != nil {
+							return &exitError{2, err}
+						}
 					}
 					return runAppliance(c.String("config"), log)
 				},

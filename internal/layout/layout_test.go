@@ -29,7 +29,7 @@ var mayImport = map[string][]string{
 	"onboard":             {"audit", "allowlist"},
 	"store":               {"audit", "allowlist"},
 	"audit":               {"allowlist"},
-	"forwarder":           {"allowlist", "clienthello", "httpfront", "internal/acceptpace", "levelid"},
+	"forwarder":           {"allowlist", "clienthello", "httpfront", "internal/acceptpace", "internal/netpoll", "internal/splice", "levelid"},
 	"clienthello":         {"allowlist"},
 	"httpfront":           {"allowlist"},
 	"resolver":            {"allowlist", "internal/acceptpace"},
@@ -42,6 +42,8 @@ var mayImport = map[string][]string{
 	"internal/completion": {},
 	"internal/atomicfile": {},
 	"internal/acceptpace": {},
+	"internal/netpoll":    {},
+	"internal/splice":     {"internal/netpoll"},
 	"internal/auditview":  {"audit", "allowlist"},
 	"bench":               {}, // builds lnm as a binary and runs it beside its peers; imports none of it
 }

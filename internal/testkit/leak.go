@@ -11,13 +11,17 @@ import (
 // the run if any goroutine they started is still running at the end (waiting briefly for
 // those winding down), then runs after (removing files the tests shared) and exits.
 func Main(m *testing.M, after ...func()) {
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+	goleak.VerifyTestMain(m, ignorePoller, goleak.Cleanup(func(code int) {
 		for _, f := range after {
 			f()
 		}
 		os.Exit(code)
 	}))
 }
+
+// ignorePoller passes the goroutine of the process's shared netpoll.Poller, which the first
+// spliced stream starts and which lives as long as the process, by design.
+var ignorePoller = goleak.IgnoreAnyFunction("github.com/lnm-project/lnm/internal/netpoll.(*Poller).loop")
 
 // NoLeaks fails t if a goroutine started after this call still runs when t ends. Call it
 // before starting what the test stops at cleanup: cleanups run last-registered first, so the
@@ -42,7 +46,7 @@ func Goroutines() Baseline { return Baseline{running: goleak.IgnoreCurrent()} }
 // briefly for those winding down.
 func (b Baseline) NoneNew(t testing.TB) {
 	t.Helper()
-	var opts []goleak.Option
+	opts := []goleak.Option{ignorePoller}
 	if b.running != nil {
 		opts = append(opts, b.running)
 	}

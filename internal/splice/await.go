@@ -1,27 +1,12 @@
-package forwarder
+package splice
 
 import (
 	"errors"
-	"net"
 	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
-
-// rawConn returns c's descriptor access when c is a socket (a *net.TCPConn), else nil: such
-// streams are copied the plain way.
-func rawConn(c net.Conn) syscall.RawConn {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return rc
-}
 
 // awaitData waits, within the connection's read deadline, until the socket has bytes queued
 // or has reached EOF or an error, and returns how many bytes are queued (0 at EOF) or the
