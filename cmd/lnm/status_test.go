@@ -6,9 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/lnm-project/lnm/adminapi"
+	"github.com/lnm-project/lnm/internal/auditview"
 	"github.com/lnm-project/lnm/internal/testkit"
 )
 
@@ -43,26 +43,15 @@ func TestStatusRenderFailing(t *testing.T) {
 		Queue: 10000, LastSeq: 99, Written: 98, Refused: 1234}
 	st.Store = adminapi.StoreStatus{}
 	var b bytes.Buffer
-	if err := writeStatus(&b, &st, testZone); err != nil {
+	if err := auditview.WriteStatus(&b, &st, testZone); err != nil {
 		t.Fatal(err)
 	}
 	testkit.Golden(t, "testdata/status_failing.golden", b.String())
 
 	st.Parent, st.Audit = nil, adminapi.AuditStatus{}
 	b.Reset()
-	writeStatus(&b, &st, testZone)
+	auditview.WriteStatus(&b, &st, testZone)
 	testkit.Golden(t, "testdata/status_top_level.golden", b.String())
-}
-
-func TestStatusUptime(t *testing.T) {
-	for _, tc := range []struct {
-		s    int64
-		want string
-	}{{0, "0s"}, {59, "59s"}, {61, "1m1s"}, {3600, "1h0m"}, {3*3600 + 12*60 + 5, "3h12m"}, {86400 + 5, "1d0h"}, {400 * 86400, "400d0h"}} {
-		if got := uptime(secs(tc.s)); got != tc.want {
-			t.Errorf("uptime(%ds) = %q, want %q", tc.s, got, tc.want)
-		}
-	}
 }
 
 func TestStatusErrors(t *testing.T) {
@@ -93,5 +82,3 @@ func TestStatusErrors(t *testing.T) {
 		}
 	})
 }
-
-func secs(n int64) time.Duration { return time.Duration(n) * time.Second }

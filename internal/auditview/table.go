@@ -1,6 +1,7 @@
 // Package auditview renders audit records for people: the one-line-a-record table of `lnm
 // audit query` and `lnm audit follow`, and the small Text helpers (sizes, times, names made
-// safe for a terminal) the CLI's other tables share. Machines read --json instead.
+// safe for a terminal) the CLI's other tables share, and `lnm status`'s document (WriteStatus).
+// Machines read --json instead.
 package auditview
 
 import (

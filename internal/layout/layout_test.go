@@ -44,7 +44,7 @@ var mayImport = map[string][]string{
 	"internal/acceptpace": {},
 	"internal/netpoll":    {},
 	"internal/splice":     {"internal/netpoll"},
-	"internal/auditview":  {"audit", "allowlist"},
+	"internal/auditview":  {"adminapi", "audit", "allowlist"},
 	"bench":               {}, // builds lnm as a binary and runs it beside its peers; imports none of it
 }
 
