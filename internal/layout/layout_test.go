@@ -29,7 +29,7 @@ var mayImport = map[string][]string{
 	"store":               {"audit", "allowlist"},
 	"audit":               {"allowlist"},
 	"forwarder":           {"allowlist", "internal/acceptpace"},
-	"resolver":            {"allowlist", "internal/acceptpace"},
+	"resolver":            {"allowlist", "internal/acceptpace", "internal/dnswire"},
 	"dhcp":                {"internal/atomicfile"},
 	"allowfile":           {"allowlist"},
 	"allowlist":           {},
@@ -38,6 +38,7 @@ var mayImport = map[string][]string{
 	"internal/completion": {},
 	"internal/atomicfile": {},
 	"internal/acceptpace": {},
+	"internal/dnswire":    {},
 	"internal/auditview":  {"audit", "allowlist"},
 	"bench":               {}, // builds lnm as a binary and runs it beside its peers; imports none of it
 }
