@@ -190,8 +190,8 @@ type Reply struct {
 }
 
 // AppendReply appends the reply to q (the question as sent, its ID, RD and CD) to dst and
-// returns it. Names in records point at the question (compression, RFC 1035 §4.1.4). The
-// reply is at most 12 + 258 + 28 + 61 + 11 bytes, under 512 for every name Parse accepts.
+// returns it. Names are written in full, not compressed, as miekg/dns packs a UDP reply that
+// fits the client's size: ReplyLen says how long the reply is before writing it.
 func AppendReply(dst []byte, q *Query, r *Reply) []byte {
 	flags := uint16(bitQR) | uint16(r.Rcode&0x0f)
 	if q.RD {
@@ -225,7 +225,7 @@ func AppendReply(dst []byte, q *Query, r *Reply) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, ar)
 	dst = append(dst, q.question...)
 	if an == 1 {
-		dst = append(dst, 0xc0, headerLen) // the question's name
+		dst = append(dst, q.question[:len(q.question)-4]...) // the question's name
 		if r.Addr.Is4() {
 			a := r.Addr.As4()
 			dst = appendRRHeader(dst, TypeA, r.TTL, 4)
@@ -242,7 +242,7 @@ func AppendReply(dst []byte, q *Query, r *Reply) []byte {
 		dst = appendRRHeader(dst, TypeSOA, r.TTL, 0)
 		mname := len(dst)
 		dst = append(dst, 3, 'l', 'n', 'm', 0)
-		dst = append(dst, 10, 'h', 'o', 's', 't', 'm', 'a', 's', 't', 'e', 'r', 0xc0|byte(mname>>8), byte(mname))
+		dst = append(dst, 10, 'h', 'o', 's', 't', 'm', 'a', 's', 't', 'e', 'r', 3, 'l', 'n', 'm', 0)
 		dst = binary.BigEndian.AppendUint32(dst, 1)
 		dst = binary.BigEndian.AppendUint32(dst, 3600)
 		dst = binary.BigEndian.AppendUint32(dst, 600)
@@ -266,6 +266,34 @@ func AppendReply(dst []byte, q *Query, r *Reply) []byte {
 	}
 	return dst
 }
+
+// ReplyLen is the length of the reply AppendReply writes for q and r.
+func ReplyLen(q *Query, r *Reply) int {
+	n := headerLen + len(q.question)
+	if r.TC {
+		return n
+	}
+	if r.Addr.IsValid() {
+		n += len(q.question) - 4 + 10 + 4
+		if !r.Addr.Is4() {
+			n += 12
+		}
+	}
+	if r.SOA {
+		n += soaLen
+	}
+	if q.EDNS {
+		n += optLen
+	}
+	return n
+}
+
+// The lengths of the SOA record (owner, header, MNAME, RNAME, five numbers) and of the OPT
+// record AppendReply writes.
+const (
+	soaLen = 1 + 10 + 5 + 16 + 20
+	optLen = 11
+)
 
 func appendRRHeader(dst []byte, typ uint16, ttl uint32, rdlen uint16) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, typ)
