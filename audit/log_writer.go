@@ -170,6 +170,8 @@ func (w *writer) run() {
 	w.retryTimer.Stop()
 	house := time.NewTicker(housekeepEvery)
 	defer house.Stop()
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for {
 		queue := l.queue
 		if w.failing != nil {
@@ -182,11 +184,22 @@ func (w *writer) run() {
 			// A trickle of records would cost one write(2) each. Waiting a moment for more
 			// changes nothing a client can see (records become durable at the next fsync,
 			// SyncEvery away) unless one of them asks to be synced at once.
+			// A Flush cuts the wait short: someone is holding answers until this is written.
 			if len(w.pending)-w.written < maxBatch/16 && !w.l.cfg.SyncAlways && !w.wantsUrgent() {
-				time.Sleep(writeLinger)
+				linger.Reset(writeLinger)
+				select {
+				case <-l.flushReq:
+				case <-linger.C:
+				}
+				linger.Stop()
 				w.drain()
 			}
 			w.step()
+		case <-l.flushReq:
+			if w.failing == nil {
+				w.drain()
+				w.step()
+			}
 		case reply := <-l.syncReq:
 			reply <- w.syncAll()
 		case <-w.syncTimer.C:
@@ -353,6 +366,7 @@ func (w *writer) writeBuf(from, to int) error {
 		w.l.stats.records.Add(uint64(len(fresh)))
 		w.l.publish(fresh)
 	}
+	w.l.advance(w.lastSeq)
 	return nil
 }
 
@@ -475,6 +489,7 @@ func (w *writer) fail(err error) {
 		l.mu.Unlock()
 		l.log.Error("audit log failing: refusing records until writing works again",
 			"err", err, "kept", len(w.pending))
+		l.advance(0) // Flush returns the error
 	}
 	w.retryTimer.Reset(l.cfg.RetryEvery)
 }
