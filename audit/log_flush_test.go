@@ -58,3 +58,60 @@ func TestFlushFailing(t *testing.T) {
 		t.Fatal("a second Flush succeeded on a failing disk")
 	}
 }
+
+// TestFlushDuringFsync: a slow fsync does not hold up Flush. Every record is urgent (fsynced
+// at once, as denials are); with the fsync blocked, records appended after it still reach the
+// file, and Sync waits for the fsync.
+func TestFlushDuringFsync(t *testing.T) {
+	fs := &faults{syncBlock: make(chan struct{}), syncing: make(chan struct{}, 1)}
+	dir := filepath.Join(t.TempDir(), "audit")
+	l := mustOpen(t, Config{Dir: dir, Urgent: func(*Record) bool { return true }, openFile: fs.open})
+	mustAppend(t, l, mixed(0, time.Time{}))
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-fs.syncing:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the urgent record was never fsynced")
+	}
+	flushed := make(chan error, 1)
+	go func() {
+		for i := 1; i <= 20; i++ {
+			if err := l.Append(mixed(i, time.Time{})); err != nil {
+				flushed <- err
+				return
+			}
+			if err := l.Flush(); err != nil {
+				flushed <- err
+				return
+			}
+		}
+		flushed <- nil
+	}()
+	select {
+	case err := <-flushed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		close(fs.syncBlock)
+		t.Fatal("Flush waited for the held fsync")
+	}
+	if recs := readAll(t, dir); len(recs) != 21 {
+		t.Fatalf("%d records in the file while an fsync is held, want 21", len(recs))
+	}
+	synced := make(chan error, 1)
+	go func() { synced <- l.Sync() }()
+	select {
+	case err := <-synced:
+		t.Fatalf("Sync returned %v while the fsync is held", err)
+	case <-fs.syncing: // the writer is not blocked: a second fsync may start only after the first
+		t.Fatal("a second fsync started while the first runs")
+	default:
+	}
+	close(fs.syncBlock)
+	if err := <-synced; err != nil {
+		t.Fatal(err)
+	}
+}
