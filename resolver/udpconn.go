@@ -1,8 +1,12 @@
 package resolver
 
 import (
+	"unsafe"
+
 	"net"
 	"net/netip"
+
+	"golang.org/x/sys/unix"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -52,17 +56,32 @@ func sourceOOB(local netip.Addr) []byte {
 	}
 }
 
-// destination parses the datagram's destination address from its control message.
+// destination parses the datagram's destination address from its control messages: the
+// IPV6_PKTINFO or IP_PKTINFO that listenUDP asks for. It reads them in place, allocating
+// nothing (the read loops call it for every datagram).
 func destination(oob []byte) netip.Addr {
-	var cm6 ipv6.ControlMessage
-	if cm6.Parse(oob) == nil && cm6.Dst != nil {
-		a, _ := netip.AddrFromSlice(cm6.Dst)
-		return a.Unmap()
+	var v4 netip.Addr
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		n := int(h.Len)
+		if n < unix.SizeofCmsghdr || n > len(oob) {
+			break
+		}
+		data := oob[unix.SizeofCmsghdr:n]
+		switch {
+		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+			return netip.AddrFrom16([16]byte(data[:16])).Unmap()
+		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+			v4 = netip.AddrFrom4([4]byte(data[8:12])) // ipi_addr, after ipi_ifindex and ipi_spec_dst
+		}
+		next := (n + cmsgAlign - 1) &^ (cmsgAlign - 1)
+		if next >= len(oob) {
+			break
+		}
+		oob = oob[next:]
 	}
-	var cm4 ipv4.ControlMessage
-	if cm4.Parse(oob) == nil && cm4.Dst != nil {
-		a, _ := netip.AddrFromSlice(cm4.Dst)
-		return a.Unmap()
-	}
-	return netip.Addr{}
+	return v4
 }
+
+// cmsgAlign is CMSG_ALIGN's unit: control messages start at multiples of a word.
+const cmsgAlign = int(unsafe.Sizeof(uintptr(0)))
