@@ -19,6 +19,8 @@ var (
 	ErrQueueFull = errors.New("audit: queue full")
 	// ErrClosed: the log is closed. The record was not taken.
 	ErrClosed = errors.New("audit: log closed")
+	// ErrFlushTimeout: Flush waited FlushTimeout and the writer had not written the records.
+	ErrFlushTimeout = errors.New("audit: flush: the writer did not write the records in time")
 )
 
 // Reasons of the summary records the log writes itself.
@@ -91,6 +93,9 @@ const (
 	DefaultQueueSize   = 65_536
 	DefaultRetryEvery  = time.Second
 )
+
+// FlushTimeout bounds Flush when the disk hangs.
+const FlushTimeout = time.Second
 
 // closeTimeout bounds Close when the disk hangs.
 const closeTimeout = 10 * time.Second
@@ -312,7 +317,9 @@ func (l *Log) Sync() error {
 // still can until the fsync that follows on the log's schedule (SyncEvery, or at once for
 // urgent records). A data path calls it before its answers leave, so that no answer a client
 // saw lacks its record after a crash; records appended together are written together, so
-// one Flush serves a batch. It returns the writer's error while the log is failing.
+// one Flush serves a batch. It returns the writer's error while the log is failing, and
+// ErrFlushTimeout when the writer has not written the records within FlushTimeout (a disk
+// that hangs): the caller withholds its answers, and the next Flush tries again.
 func (l *Log) Flush() error {
 	l.mu.Lock()
 	target, err := l.next-1, l.err
@@ -320,6 +327,7 @@ func (l *Log) Flush() error {
 	if err != nil {
 		return err
 	}
+	var timeout <-chan time.Time
 	for {
 		l.wmu.Lock()
 		done, ch := l.wseq >= target, l.wchan
@@ -331,8 +339,15 @@ func (l *Log) Flush() error {
 		case l.flushReq <- struct{}{}:
 		default: // a request is pending already
 		}
+		if timeout == nil {
+			t := time.NewTimer(FlushTimeout)
+			defer t.Stop()
+			timeout = t.C
+		}
 		select {
 		case <-ch:
+		case <-timeout:
+			return ErrFlushTimeout
 		case <-l.done:
 			l.wmu.Lock()
 			done := l.wseq >= target

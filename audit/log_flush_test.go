@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"errors"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -113,5 +114,16 @@ func TestFlushDuringFsync(t *testing.T) {
 	close(fs.syncBlock)
 	if err := <-synced; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFlushHungDisk: a write that never returns costs Flush FlushTimeout, not forever.
+func TestFlushHungDisk(t *testing.T) {
+	fs := &faults{block: make(chan struct{})}
+	l := mustOpen(t, Config{Dir: t.TempDir(), openFile: fs.open})
+	defer close(fs.block) // before Close (deferred by mustOpen), which writes what is left
+	mustAppend(t, l, mixed(0, time.Time{}))
+	if err := l.Flush(); !errors.Is(err, ErrFlushTimeout) {
+		t.Fatalf("Flush = %v, want ErrFlushTimeout", err)
 	}
 }
