@@ -160,7 +160,15 @@ func TestWriteFailure(t *testing.T) {
 					t.Fatalf("Append while failing = %v, want %v", err, tc.errno)
 				}
 			}
-			time.Sleep(50 * time.Millisecond) // a retry or two fails
+			// A retry fails before the disk is repaired (waited for: on a loaded machine the
+			// writer may not run within any fixed time).
+			deadline := time.Now().Add(30 * time.Second)
+			for l.Stats().WriteErrors < 2 {
+				if time.Now().After(deadline) {
+					t.Fatalf("no retry failed in 30 s: %+v", l.Stats())
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
 			fs.set(func(f *faults) { f.writeErr, f.partial, f.syncErr, f.openErr = nil, false, nil, nil })
 			waitHealthy(t, l)
 			for i := range after {
