@@ -21,6 +21,8 @@ FUZZ := \
 	./forwarder:FuzzParseClientHello \
 	./forwarder:FuzzReadClientHello \
 	./resolver:FuzzServeDNS \
+	./resolver:FuzzFastPath \
+	./internal/dnswire:FuzzParse \
 	./config:FuzzParse \
 	./onboard:FuzzImportLnm \
 	./audit:FuzzAppendQuoted \
