@@ -22,6 +22,8 @@ FUZZ := \
 	./clienthello:FuzzParseClientHello \
 	./clienthello:FuzzReadClientHello \
 	./resolver:FuzzServeDNS \
+	./resolver:FuzzFastPath \
+	./internal/dnswire:FuzzParse \
 	./config:FuzzParse \
 	./onboard:FuzzImportLnm \
 	./audit:FuzzAppendQuoted \

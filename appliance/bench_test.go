@@ -99,7 +99,7 @@ func BenchmarkDNSAudit(b *testing.B) {
 			var t *trail
 			if bc.audited {
 				t = benchTrail(b)
-				cfg.OnQuery = t.onQuery
+				cfg.OnQuery, cfg.Flush = t.onQuery, t.flush
 			}
 			srv, err := resolver.New(cfg)
 			if err != nil {

@@ -290,6 +290,7 @@ func (rt *Runtime) plan(cfg *config.Config, learn bool, prev *plan) (*plan, erro
 				Learn:   learn,
 				Logger:  rt.log,
 				OnQuery: rt.trail.onQuery,
+				Flush:   rt.trail.flush,
 
 				DenyRefused: cfg.DenyRefused,
 

@@ -98,6 +98,19 @@ func (t *trail) record(r *audit.Record) error {
 	return nil
 }
 
+// flush is the resolver's Flush hook: the records of the answers about to leave reach the
+// kernel first (audit.Log.Flush), so a crash of the process loses none a client saw. With
+// on_audit_failure allow a failing log does not hold answers back.
+func (t *trail) flush() error {
+	if t.log == nil {
+		return nil
+	}
+	if err := t.log.Flush(); err != nil && !t.failOpen {
+		return err
+	}
+	return nil
+}
+
 // fromChild reports whether a record's client is a box one level down.
 func (t *trail) fromChild(r *audit.Record) bool {
 	return allowlist.Prefixes(t.children).Contains(r.Client.Addr())

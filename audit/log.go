@@ -19,6 +19,8 @@ var (
 	ErrQueueFull = errors.New("audit: queue full")
 	// ErrClosed: the log is closed. The record was not taken.
 	ErrClosed = errors.New("audit: log closed")
+	// ErrFlushTimeout: Flush waited FlushTimeout and the writer had not written the records.
+	ErrFlushTimeout = errors.New("audit: flush: the writer did not write the records in time")
 )
 
 // Reasons of the summary records the log writes itself.
@@ -92,6 +94,9 @@ const (
 	DefaultRetryEvery  = time.Second
 )
 
+// FlushTimeout bounds Flush when the disk hangs.
+const FlushTimeout = time.Second
+
 // closeTimeout bounds Close when the disk hangs.
 const closeTimeout = 10 * time.Second
 
@@ -114,8 +119,16 @@ type Log struct {
 	refusedFailing uint64 // refused since the failure began, for its summary
 	refusedFull    uint64 // refused for a full queue since the last summary
 
-	queue   chan *Record
-	syncReq chan chan error
+	queue    chan *Record
+	syncReq  chan chan error
+	flushReq chan struct{} // cap 1: a Flush waits for the writer
+
+	// wseq is the seq of the last record written to a segment file; wchan is closed and
+	// replaced whenever it moves or the writer fails, waking Flush.
+	wmu   sync.Mutex
+	wseq  uint64
+	wchan chan struct{}
+
 	closing chan struct{}
 	done    chan struct{}
 
@@ -189,6 +202,8 @@ func Open(cfg Config) (*Log, error) {
 		log:       logger,
 		queue:     make(chan *Record, cfg.QueueSize),
 		syncReq:   make(chan chan error),
+		flushReq:  make(chan struct{}, 1),
+		wchan:     make(chan struct{}),
 		closing:   make(chan struct{}),
 		done:      make(chan struct{}),
 		followers: make(map[*follower]struct{}),
@@ -200,6 +215,7 @@ func Open(cfg Config) (*Log, error) {
 	}
 	l.w = w
 	l.next = w.lastSeq + 1
+	l.wseq = w.lastSeq
 	go w.run()
 	return l, nil
 }
@@ -297,6 +313,70 @@ func (l *Log) Sync() error {
 	case <-l.done:
 		return ErrClosed
 	}
+}
+
+// Flush returns once every record appended before the call is written to the segment file:
+// in the kernel (write(2)), where a crash of the process cannot lose it, though power loss
+// still can until the fsync that follows on the log's schedule (SyncEvery, or at once for
+// urgent records). A data path calls it before its answers leave, so that no answer a client
+// saw lacks its record after a crash; records appended together are written together, so
+// one Flush serves a batch. It returns the writer's error while the log is failing, and
+// ErrFlushTimeout when the writer has not written the records within FlushTimeout (a disk
+// that hangs): the caller withholds its answers, and the next Flush tries again.
+func (l *Log) Flush() error {
+	l.mu.Lock()
+	target, err := l.next-1, l.err
+	l.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	var timeout <-chan time.Time
+	for {
+		l.wmu.Lock()
+		done, ch := l.wseq >= target, l.wchan
+		l.wmu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case l.flushReq <- struct{}{}:
+		default: // a request is pending already
+		}
+		if timeout == nil {
+			t := time.NewTimer(FlushTimeout)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			return ErrFlushTimeout
+		case <-l.done:
+			l.wmu.Lock()
+			done := l.wseq >= target
+			l.wmu.Unlock()
+			if done {
+				return nil
+			}
+			return ErrClosed
+		}
+		l.mu.Lock()
+		err := l.err
+		l.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// advance records that the records up to seq are in the file and wakes Flush; the writer
+// calls it with 0 when it fails, so that waiters see the error.
+func (l *Log) advance(seq uint64) {
+	l.wmu.Lock()
+	l.wseq = max(l.wseq, seq)
+	close(l.wchan)
+	l.wchan = make(chan struct{})
+	l.wmu.Unlock()
 }
 
 // Close stops taking records, writes and fsyncs everything queued and closes the files: a

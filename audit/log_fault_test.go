@@ -21,6 +21,9 @@ type faults struct {
 	syncErr  error // Sync fails with it
 	openErr  error // creating a segment fails with it
 	block    chan struct{}
+	// syncBlock, when set, holds every Sync until it is closed; syncing is told of each.
+	syncBlock chan struct{}
+	syncing   chan struct{}
 }
 
 func (fs *faults) set(fn func(*faults)) {
@@ -32,7 +35,8 @@ func (fs *faults) set(fn func(*faults)) {
 func (fs *faults) get() faults {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	return faults{writeErr: fs.writeErr, partial: fs.partial, syncErr: fs.syncErr, openErr: fs.openErr, block: fs.block}
+	return faults{writeErr: fs.writeErr, partial: fs.partial, syncErr: fs.syncErr, openErr: fs.openErr, block: fs.block,
+		syncBlock: fs.syncBlock, syncing: fs.syncing}
 }
 
 func (fs *faults) open(name string, flag int, perm os.FileMode) (segFile, error) {
@@ -67,6 +71,13 @@ func (f *faultyFile) Write(b []byte) (int, error) {
 }
 
 func (f *faultyFile) Sync() error {
+	if cur := f.fs.get(); cur.syncBlock != nil {
+		select {
+		case cur.syncing <- struct{}{}:
+		default:
+		}
+		<-cur.syncBlock
+	}
 	if err := f.fs.get().syncErr; err != nil {
 		return &os.PathError{Op: "sync", Path: f.Name(), Err: err}
 	}
@@ -149,11 +160,12 @@ func TestWriteFailure(t *testing.T) {
 					t.Fatalf("Append while failing = %v, want %v", err, tc.errno)
 				}
 			}
-			// A retry fails before the disk heals (the writer retries every 20 ms; a loaded
-			// machine may take much longer to run it).
-			for deadline := time.Now().Add(10 * time.Second); l.Stats().WriteErrors < 2; {
+			// A retry fails before the disk is repaired (waited for: on a loaded machine the
+			// writer may not run within any fixed time).
+			deadline := time.Now().Add(30 * time.Second)
+			for l.Stats().WriteErrors < 2 {
 				if time.Now().After(deadline) {
-					t.Fatalf("no retry failed within 10 s: %+v", l.Stats())
+					t.Fatalf("no retry failed in 30 s: %+v", l.Stats())
 				}
 				time.Sleep(5 * time.Millisecond)
 			}

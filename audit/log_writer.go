@@ -46,12 +46,27 @@ type writer struct {
 	urgent    bool   // a record written since the last fsync wants an fsync now
 	buf       []byte
 
+	// An fsync of the group-commit schedule (the timer, urgent records) runs on a goroutine
+	// of its own, so that the writer keeps writing, and Flush keeps returning, meanwhile.
+	// syncing is true while one runs; its result arrives on syncDone.
+	syncing  bool
+	syncDone chan syncResult
+
 	failing    error
 	failedAt   time.Time
 	syncTimer  *time.Timer
 	timerArmed bool
 	retryTimer *time.Timer
 	closeErr   error
+}
+
+// syncResult is the outcome of an fsync run by syncAsync: the file was size bytes long, and
+// pending[:upto] were written, when it began.
+type syncResult struct {
+	err  error
+	size int64
+	upto int
+	took time.Duration
 }
 
 // open scans the directory, repairs the last segment and opens it for append.
@@ -170,6 +185,9 @@ func (w *writer) run() {
 	w.retryTimer.Stop()
 	house := time.NewTicker(housekeepEvery)
 	defer house.Stop()
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	w.syncDone = make(chan syncResult, 1)
 	for {
 		queue := l.queue
 		if w.failing != nil {
@@ -182,18 +200,29 @@ func (w *writer) run() {
 			// A trickle of records would cost one write(2) each. Waiting a moment for more
 			// changes nothing a client can see (records become durable at the next fsync,
 			// SyncEvery away) unless one of them asks to be synced at once.
+			// A Flush cuts the wait short: someone is holding answers until this is written.
 			if len(w.pending)-w.written < maxBatch/16 && !w.l.cfg.SyncAlways && !w.wantsUrgent() {
-				time.Sleep(writeLinger)
+				linger.Reset(writeLinger)
+				select {
+				case <-l.flushReq:
+				case <-linger.C:
+				}
+				linger.Stop()
 				w.drain()
 			}
 			w.step()
+		case <-l.flushReq:
+			if w.failing == nil {
+				w.drain()
+				w.step()
+			}
 		case reply := <-l.syncReq:
 			reply <- w.syncAll()
 		case <-w.syncTimer.C:
 			w.timerArmed = false
-			if err := w.sync(); err != nil {
-				w.fail(err)
-			}
+			w.syncAsync()
+		case res := <-w.syncDone:
+			w.finishSync(res, true)
 		case <-w.retryTimer.C:
 			w.retry()
 		case now := <-house.C:
@@ -242,11 +271,13 @@ func (w *writer) step() {
 		w.fail(err)
 		return
 	}
-	if w.l.cfg.SyncAlways || w.urgent {
+	if w.l.cfg.SyncAlways {
 		if err := w.sync(); err != nil {
 			w.fail(err)
 			return
 		}
+	} else if w.urgent {
+		w.syncAsync()
 	} else if w.size > w.synced && !w.timerArmed {
 		w.syncTimer.Reset(w.l.cfg.SyncEvery)
 		w.timerArmed = true
@@ -353,11 +384,75 @@ func (w *writer) writeBuf(from, to int) error {
 		w.l.stats.records.Add(uint64(len(fresh)))
 		w.l.publish(fresh)
 	}
+	w.l.advance(w.lastSeq)
 	return nil
+}
+
+// syncAsync starts an fsync of what is written so far on a goroutine of its own, unless
+// one runs already (finishSync starts the next when more is due).
+func (w *writer) syncAsync() {
+	if w.syncing || w.failing != nil {
+		return
+	}
+	if w.f == nil || w.size <= w.synced {
+		if err := w.sync(); err != nil { // nothing to fsync: only lets go of pending
+			w.fail(err)
+		}
+		return
+	}
+	f, size, upto := w.f, w.size, w.written
+	w.syncing, w.urgent = true, false
+	if w.timerArmed {
+		w.syncTimer.Stop()
+		w.timerArmed = false
+	}
+	go func() {
+		start := time.Now()
+		err := f.Sync()
+		w.syncDone <- syncResult{err: err, size: size, upto: upto, took: time.Since(start)}
+	}()
+}
+
+// finishSync takes the result of syncAsync: the records it covered are durable and let go
+// of. With next, it starts the next fsync if one is due.
+func (w *writer) finishSync(res syncResult, next bool) {
+	w.syncing = false
+	w.l.stats.syncNanos.Store(uint64(res.took))
+	if res.err != nil {
+		w.broken = true
+		w.fail(res.err)
+		return
+	}
+	w.synced = max(w.synced, res.size)
+	n := copy(w.pending, w.pending[res.upto:])
+	clear(w.pending[n:])
+	w.pending = w.pending[:n]
+	w.written -= res.upto
+	if !next {
+		return
+	}
+	if w.urgent {
+		w.syncAsync()
+	} else if w.size > w.synced && !w.timerArmed {
+		w.syncTimer.Reset(w.l.cfg.SyncEvery)
+		w.timerArmed = true
+	}
+}
+
+// awaitSync waits for a running syncAsync and takes its result; every other use of the
+// file's durable state (sync, repair) begins with it.
+func (w *writer) awaitSync() {
+	if w.syncing {
+		w.finishSync(<-w.syncDone, false)
+	}
 }
 
 // sync fsyncs the active segment and lets go of the records that are now durable.
 func (w *writer) sync() error {
+	w.awaitSync()
+	if w.failing != nil && w.broken {
+		return w.failing
+	}
 	if w.f != nil && w.size > w.synced {
 		start := time.Now()
 		err := w.f.Sync()
@@ -383,6 +478,7 @@ func (w *writer) sync() error {
 // repair truncates a suspect active segment back to what is known to be on disk; the records
 // after it are written again.
 func (w *writer) repair() error {
+	w.awaitSync()
 	if err := w.f.Truncate(w.synced); err != nil {
 		return err
 	}
@@ -475,6 +571,7 @@ func (w *writer) fail(err error) {
 		l.mu.Unlock()
 		l.log.Error("audit log failing: refusing records until writing works again",
 			"err", err, "kept", len(w.pending))
+		l.advance(0) // Flush returns the error
 	}
 	w.retryTimer.Reset(l.cfg.RetryEvery)
 }
@@ -587,6 +684,7 @@ func (w *writer) retain(now time.Time) {
 // any summary due and fsync; one attempt even when failing.
 func (w *writer) shutdown() {
 	l := w.l
+	w.awaitSync()
 	w.summarize(w.failing != nil)
 	err := w.writePending()
 	if err == nil {

@@ -24,8 +24,8 @@ type Progress struct {
 // Progress, which never looks stalled.
 func (s *Server) Progress() Progress {
 	p := Progress{Read: s.reads.Load(), Running: s.running.Load(), Answered: s.answered.Load()}
-	if uc := s.udp.Load(); uc != nil {
-		p.Queued = queued(uc.UDPConn)
+	if ucs := s.udp.Load(); ucs != nil {
+		p.Queued = queuedAny(*ucs)
 	}
 	return p
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -121,6 +122,14 @@ type Config struct {
 	// retries over TCP, which is not limited) and the others none; OnQuery is not called
 	// for them. Zero: no limit.
 	RateLimit int
+	// UDPSockets is how many UDP sockets share the port (SO_REUSEPORT), each with a read
+	// loop of its own that takes datagrams in batches. Zero: runtime.NumCPU().
+	UDPSockets int
+	// Flush, when set, is called before answers leave, once per batch of UDP answers and
+	// before each answer of the slow path (TCP, unusual queries): it puts the audit records
+	// OnQuery took into the kernel (write(2)), so a crash of the process loses no record of
+	// an answer a client saw. If it fails, the batch is not answered. Nil: nothing is called.
+	Flush func() error
 	// OnLimited hears what the rate limit and MaxTCPPerSource did, a summary per client
 	// every 10 seconds while they limit and at Close: never a call per packet or
 	// connection. Nil: nothing is called.
@@ -180,7 +189,9 @@ type Server struct {
 	reads    atomic.Uint64
 	running  atomic.Int64
 	answered atomic.Uint64
-	udp      atomic.Pointer[udpConn]
+	udp      atomic.Pointer[[]*udpConn]
+
+	flushLogged atomic.Int64 // when a failing Flush was last logged (unix nanoseconds)
 
 	// testHook, when set, is called first thing in ServeDNS; tests make it panic or block.
 	testHook func(*dns.Msg)
@@ -196,6 +207,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxTCPPerSource == 0 {
 		cfg.MaxTCPPerSource = DefaultMaxTCPPerSource
+	}
+	if cfg.UDPSockets <= 0 {
+		cfg.UDPSockets = runtime.NumCPU()
 	}
 	if cfg.RateLimit < 0 {
 		return nil, fmt.Errorf("resolver: rate limit %d is negative", cfg.RateLimit)
@@ -333,7 +347,7 @@ func (s *Server) Start() error {
 	if s.started {
 		return errors.New("resolver: start: server already started")
 	}
-	tl, uc, err := listenBoth(s.cfg.Addr)
+	tl, ucs, err := listenBoth(s.cfg.Addr, s.cfg.UDPSockets)
 	if err != nil {
 		return err
 	}
@@ -346,31 +360,20 @@ func (s *Server) Start() error {
 		tl = netutil.LimitListener(tl, s.cfg.MaxTCPConns)
 	}
 
-	ready := make(chan struct{}, 2)
-	notify := func() { ready <- struct{}{} }
-	failed := make(chan error, 2)
-	s.servers = []*dns.Server{
-		{
-			PacketConn:        uc,
-			Handler:           s,
-			DecorateReader:    func(r dns.Reader) dns.Reader { return newUDPReader(r, &s.reads) },
-			DecorateWriter:    decorateWriter,
-			MsgAcceptFunc:     acceptMsg,
-			NotifyStartedFunc: notify,
-		},
-		{
-			Listener:          tl,
-			Handler:           s,
-			DecorateReader:    s.decorateTCPReader, // timers that shrink under load (tcptimers.go)
-			DecorateWriter:    decorateWriter,
-			MsgAcceptFunc:     acceptMsg,
-			ReadTimeout:       tcpReadTimeout,
-			WriteTimeout:      tcpWriteTimeout,
-			IdleTimeout:       func() time.Duration { return tcpIdleTimeout },
-			MaxTCPQueries:     -1, // the timers bound a connection, not a count (CoreDNS #5784)
-			NotifyStartedFunc: notify,
-		},
-	}
+	ready := make(chan struct{}, 1)
+	failed := make(chan error, 1)
+	s.servers = []*dns.Server{{
+		Listener:          tl,
+		Handler:           s,
+		DecorateReader:    s.decorateTCPReader, // timers that shrink under load (tcptimers.go)
+		DecorateWriter:    decorateWriter,
+		MsgAcceptFunc:     acceptMsg,
+		ReadTimeout:       tcpReadTimeout,
+		WriteTimeout:      tcpWriteTimeout,
+		IdleTimeout:       func() time.Duration { return tcpIdleTimeout },
+		MaxTCPQueries:     -1, // the timers bound a connection, not a count (CoreDNS #5784)
+		NotifyStartedFunc: func() { ready <- struct{}{} },
+	}}
 	for _, srv := range s.servers {
 		s.served.Add(1)
 		go func() {
@@ -381,17 +384,21 @@ func (s *Server) Start() error {
 			}
 		}()
 	}
-	for range s.servers {
-		select {
-		case <-ready:
-		case err := <-failed:
+	select {
+	case <-ready:
+	case err := <-failed:
+		for _, uc := range ucs {
 			uc.Close()
-			tl.Close()
-			return fmt.Errorf("resolver: serve %s: %w", s.addr, err)
 		}
+		tl.Close()
+		return fmt.Errorf("resolver: serve %s: %w", s.addr, err)
+	}
+	for _, uc := range ucs {
+		s.served.Add(1)
+		go s.serveUDP(uc)
 	}
 	s.started = true
-	s.udp.Store(uc)
+	s.udp.Store(&ucs)
 	if s.limit != nil || s.cfg.MaxTCPPerSource > 0 {
 		s.stopSum, s.sumDone = make(chan struct{}), make(chan struct{})
 		go s.summarizeLimits(limitSummaryEvery)
@@ -403,9 +410,9 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// listenBoth binds TCP, then UDP on the same port. With port 0 the kernel picks the TCP port,
+// listenBoth binds TCP, then n UDP sockets on the same port. With port 0 the kernel picks the TCP port,
 // which may be taken for UDP; then it tries another.
-func listenBoth(addr netip.AddrPort) (net.Listener, *udpConn, error) {
+func listenBoth(addr netip.AddrPort, n int) (net.Listener, []*udpConn, error) {
 	tcpNet, udpNet := "tcp", "udp"
 	if addr.Addr().Is4() {
 		tcpNet, udpNet = "tcp4", "udp4" // 0.0.0.0 means IPv4 only, not Go's dual stack
@@ -416,9 +423,9 @@ func listenBoth(addr netip.AddrPort) (net.Listener, *udpConn, error) {
 			return nil, nil, fmt.Errorf("resolver: listen tcp %s: %w", addr, err)
 		}
 		bound := netip.AddrPortFrom(addr.Addr(), uint16(tl.Addr().(*net.TCPAddr).Port))
-		uc, err := listenUDP(udpNet, bound)
+		ucs, err := listenUDPs(udpNet, bound, n)
 		if err == nil {
-			return tl, uc, nil
+			return tl, ucs, nil
 		}
 		tl.Close()
 		if addr.Port() != 0 || try == 10 || !errors.Is(err, syscall.EADDRINUSE) {
@@ -439,10 +446,15 @@ func (s *Server) shutdown() error {
 	s.closed = true
 	started := s.started
 	s.mu.Unlock()
-	s.udp.Store(nil)
+	ucs := s.udp.Swap(nil)
 	s.cancel()
 	if !started {
 		return nil
+	}
+	if ucs != nil {
+		for _, uc := range *ucs {
+			uc.Close() // ends the read loops
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
@@ -491,7 +503,9 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 			if !hooked { // a panicking OnQuery is not called again from here
 				s.notify(req, m, client, tcp, outcome{verdict: VerdictError, reason: ReasonPanic})
 			}
-			w.WriteMsg(m)
+			if s.flush() == nil {
+				w.WriteMsg(m)
+			}
 		}
 	}()
 	client, tcp = peer(w)
@@ -531,6 +545,9 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		reply.SetRcode(req, dns.RcodeServerFailure)
 	}
 	wrote = true
+	if err := s.flush(); err != nil {
+		return // what was not recorded is not answered; the client asks again
+	}
 	if err := w.WriteMsg(reply); err != nil {
 		s.log.Debug("write reply", "client", client, "err", err)
 	}

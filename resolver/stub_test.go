@@ -21,7 +21,7 @@ type plantDNS struct {
 // startPlantDNS serves handler on UDP and TCP of one loopback port; tcp tells it which.
 func startPlantDNS(t testing.TB, handler func(w dns.ResponseWriter, req *dns.Msg, tcp bool)) *plantDNS {
 	t.Helper()
-	tl, uc, err := listenBoth(loopback)
+	tl, ucs, err := listenBoth(loopback, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func startPlantDNS(t testing.TB, handler func(w dns.ResponseWriter, req *dns.Msg
 	})
 	ready := make(chan struct{}, 2)
 	servers := []*dns.Server{
-		{PacketConn: uc.UDPConn, Handler: h, NotifyStartedFunc: func() { ready <- struct{}{} }},
+		{PacketConn: ucs[0].UDPConn, Handler: h, NotifyStartedFunc: func() { ready <- struct{}{} }},
 		{Listener: tl, Handler: h, NotifyStartedFunc: func() { ready <- struct{}{} }},
 	}
 	done := make(chan struct{}, 2)

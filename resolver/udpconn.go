@@ -1,20 +1,21 @@
 package resolver
 
 import (
+	"unsafe"
+
 	"net"
 	"net/netip"
-	"sync/atomic"
-	"time"
 
-	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 )
 
 // miekg/dns keeps the destination address of each UDP datagram in its SessionUDP, but does
 // not expose it. The server needs it: on a wildcard socket it is the address A and AAAA
-// answers carry. So the server's socket is wrapped in udpConn, which miekg serves as a generic
-// net.PacketConn through udpReader, and every datagram's peer is a udpPeer that carries both
+// answers carry. So the server's socket is wrapped in udpConn, which the read loops (udploop.go)
+// read with its control messages, and every datagram's peer is a udpPeer that carries both
 // ends. Replies leave from the address the query came to, as a multi-homed client expects.
 
 // udpConn is the server's UDP socket.
@@ -33,22 +34,6 @@ func (p *udpPeer) String() string  { return p.remote.String() }
 
 // oobSize fits the destination control message of either family.
 var oobSize = max(len(ipv4.NewControlMessage(ipv4.FlagDst)), len(ipv6.NewControlMessage(ipv6.FlagDst)))
-
-// listenUDP opens the server's UDP socket and asks the kernel for each datagram's
-// destination address.
-func listenUDP(network string, addr netip.AddrPort) (*udpConn, error) {
-	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(addr))
-	if err != nil {
-		return nil, err
-	}
-	err4 := ipv4.NewPacketConn(c).SetControlMessage(ipv4.FlagDst, true)
-	err6 := ipv6.NewPacketConn(c).SetControlMessage(ipv6.FlagDst, true)
-	if err4 != nil && err6 != nil {
-		c.Close()
-		return nil, err4
-	}
-	return &udpConn{c}, nil
-}
 
 // WriteTo sends a reply, from the address the query was sent to when it is known.
 func (c *udpConn) WriteTo(b []byte, addr net.Addr) (int, error) {
@@ -71,42 +56,32 @@ func sourceOOB(local netip.Addr) []byte {
 	}
 }
 
-// udpReader reads datagrams with their destination address. It reads from the one serving
-// goroutine, so it keeps one buffer and hands each handler an exact-size copy.
-type udpReader struct {
-	dns.Reader
-	buf   []byte
-	oob   []byte
-	reads *atomic.Uint64 // counts datagrams taken, for Server.Progress
-}
-
-func newUDPReader(r dns.Reader, reads *atomic.Uint64) dns.Reader {
-	return &udpReader{Reader: r, buf: make([]byte, dns.MaxMsgSize), oob: make([]byte, oobSize), reads: reads}
-}
-
-// ReadPacketConn sets no read deadline: the server's shutdown sets one in the past to stop
-// the loop, and a deadline set here could override it and stall Close.
-func (r *udpReader) ReadPacketConn(conn net.PacketConn, _ time.Duration) ([]byte, net.Addr, error) {
-	c := conn.(*udpConn)
-	n, oobn, _, remote, err := c.ReadMsgUDP(r.buf, r.oob)
-	r.reads.Add(1)
-	if err != nil {
-		return nil, nil, err
-	}
-	return append([]byte(nil), r.buf[:n]...), &udpPeer{remote: remote, local: destination(r.oob[:oobn])}, nil
-}
-
-// destination parses the datagram's destination address from its control message.
+// destination parses the datagram's destination address from its control messages: the
+// IPV6_PKTINFO or IP_PKTINFO that listenUDP asks for. It reads them in place, allocating
+// nothing (the read loops call it for every datagram).
 func destination(oob []byte) netip.Addr {
-	var cm6 ipv6.ControlMessage
-	if cm6.Parse(oob) == nil && cm6.Dst != nil {
-		a, _ := netip.AddrFromSlice(cm6.Dst)
-		return a.Unmap()
+	var v4 netip.Addr
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		n := int(h.Len)
+		if n < unix.SizeofCmsghdr || n > len(oob) {
+			break
+		}
+		data := oob[unix.SizeofCmsghdr:n]
+		switch {
+		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+			return netip.AddrFrom16([16]byte(data[:16])).Unmap()
+		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+			v4 = netip.AddrFrom4([4]byte(data[8:12])) // ipi_addr, after ipi_ifindex and ipi_spec_dst
+		}
+		next := (n + cmsgAlign - 1) &^ (cmsgAlign - 1)
+		if next >= len(oob) {
+			break
+		}
+		oob = oob[next:]
 	}
-	var cm4 ipv4.ControlMessage
-	if cm4.Parse(oob) == nil && cm4.Dst != nil {
-		a, _ := netip.AddrFromSlice(cm4.Dst)
-		return a.Unmap()
-	}
-	return netip.Addr{}
+	return v4
 }
+
+// cmsgAlign is CMSG_ALIGN's unit: control messages start at multiples of a word.
+const cmsgAlign = int(unsafe.Sizeof(uintptr(0)))

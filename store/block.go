@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"math"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"time"
@@ -40,6 +41,7 @@ type dnsBlock struct {
 	minT, maxT time.Time       // over the records
 	clients    []netip.Addr    // distinct unmapped client addresses, sorted
 	names      []string        // distinct names, sorted; "" left out
+	buckets    uint64          // bit nameBucket(n) set for each of names: the name index's keys
 	verdicts   []string        // distinct verdicts other than allow and "", sorted
 }
 
@@ -129,8 +131,9 @@ func newBlock(recs []*audit.Record) *dnsBlock {
 		if a, ok := clientAddr(r); ok && !slices.Contains(b.clients, a) {
 			b.clients = append(b.clients, a)
 		}
-		if r.Name != "" && !slices.Contains(b.names, r.Name) {
-			b.names = append(b.names, r.Name)
+		if r.Name != "" {
+			b.names = append(b.names, r.Name) // made distinct below
+			b.buckets |= 1 << nameBucket(r.Name)
 		}
 		if v := r.Verdict; v != "" && v != audit.VerdictAllow && !slices.Contains(b.verdicts, v) {
 			b.verdicts = append(b.verdicts, v)
@@ -167,6 +170,7 @@ func newBlock(recs []*audit.Record) *dnsBlock {
 	}
 	slices.SortFunc(b.clients, netip.Addr.Compare)
 	slices.Sort(b.names)
+	b.names = slices.Compact(b.names)
 	slices.Sort(b.verdicts)
 	b.clients = slices.Clip(b.clients)
 	b.names = slices.Clip(b.names)
@@ -325,7 +329,7 @@ func (b *dnsBlock) mayMatch(f *audit.Filter) bool {
 // blockBytes estimates the memory a block takes with its records: the row, its summary and
 // tables, its index entries (see entryBytes), and the records kept whole.
 func blockBytes(b *dnsBlock) int64 {
-	entries := int64(2 + len(b.clients) + len(b.names) + len(b.verdicts)) // id, time, ...
+	entries := int64(2 + len(b.clients) + bits.OnesCount64(b.buckets) + len(b.verdicts)) // id, time, ...
 	n := int64(unsafe.Sizeof(*b)) + entries*entryBytes
 	n += int64(len(b.rows)) * int64(unsafe.Sizeof(dnsRow{}))
 	n += int64(len(b.answers)) * int64(unsafe.Sizeof(answerAddr{}))

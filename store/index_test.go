@@ -2,10 +2,14 @@ package store
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/lnm-project/lnm/audit"
 )
 
 // Keys must sort like the values they encode, or ranges and ReverseLowerBound go wrong.
@@ -53,5 +57,42 @@ func TestKeyParts(t *testing.T) {
 	first, last := prefixRange(netip.MustParsePrefix("10.3.0.9/31"))
 	if first != netip.MustParseAddr("10.3.0.8") || netip.AddrFrom16(last).Unmap() != netip.MustParseAddr("10.3.0.9") {
 		t.Errorf("prefixRange(10.3.0.9/31) = %v, %v", first, netip.AddrFrom16(last))
+	}
+}
+
+// TestNameBucketsShared: names of one bucket share the name index's entries; a query for one
+// name returns its records only, with a Limit too, whether the others sit in its block or in
+// blocks of their own.
+func TestNameBucketsShared(t *testing.T) {
+	var same []string // names in one bucket
+	for i := 0; len(same) < 3; i++ {
+		if n := fmt.Sprintf("h%d.example.com", i); nameBucket(n) == nameBucket("h0.example.com") {
+			same = append(same, n)
+		}
+	}
+	s := newStore(t, Config{})
+	seq := uint64(0)
+	add := func(name string) {
+		seq++
+		r := dnsAt(seq, time.Duration(seq)*time.Second, "10.3.0.7", name, audit.VerdictAllow)
+		s.Add(&r)
+	}
+	add(same[0]) // block 1: the name alone
+	s.Flush()
+	add(same[1]) // block 2: the others only
+	add(same[2])
+	s.Flush()
+	add(same[0]) // block 3: all together
+	add(same[1])
+	s.Flush()
+	for _, f := range []audit.Filter{{Name: pattern(t, same[0])}, {Name: pattern(t, same[0]), Limit: 1}} {
+		got := seqs(s.Query(f))
+		want := []uint64{1, 4}
+		if f.Limit == 1 {
+			want = []uint64{4}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%+v: got %v, want %v", f, got, want)
+		}
 	}
 }

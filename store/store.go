@@ -69,8 +69,10 @@ const (
 	insertBatch = 256
 	// gather is how long Run lets a batch gather after the first record arrives: at a few
 	// records a second a record waits that long to be seen by a new snapshot (readers
-	// Flush, so they never miss it); under load batches fill first.
-	gather = 2 * time.Millisecond
+	// Flush, so they never miss it); under load batches fill first. At 2 ms a box answering
+	// 35,000 queries a second made dns blocks of 70 records, each with its own index
+	// entries; at 10 ms they fill to insertBatch, and a query costs about 10% less CPU.
+	gather = 10 * time.Millisecond
 )
 
 // Config configures a Store. Every zero value means the documented default.

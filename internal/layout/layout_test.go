@@ -32,7 +32,7 @@ var mayImport = map[string][]string{
 	"forwarder":           {"allowlist", "clienthello", "httpfront", "internal/acceptpace", "internal/netpoll", "internal/splice", "levelid"},
 	"clienthello":         {"allowlist"},
 	"httpfront":           {"allowlist"},
-	"resolver":            {"allowlist", "internal/acceptpace"},
+	"resolver":            {"allowlist", "internal/acceptpace", "internal/dnswire"},
 	"dhcp":                {"internal/atomicfile"},
 	"allowfile":           {"allowlist"},
 	"allowlist":           {},
@@ -44,6 +44,7 @@ var mayImport = map[string][]string{
 	"internal/acceptpace": {},
 	"internal/netpoll":    {},
 	"internal/splice":     {"internal/netpoll"},
+	"internal/dnswire":    {},
 	"internal/auditview":  {"adminapi", "audit", "allowlist"},
 	"bench":               {}, // builds lnm as a binary and runs it beside its peers; imports none of it
 }
