@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/allowlist"
+	"github.com/lnm-project/lnm/internal/udpsock"
 	"github.com/miekg/dns"
 	"golang.org/x/net/netutil"
 )
@@ -189,7 +190,7 @@ type Server struct {
 	reads    atomic.Uint64
 	running  atomic.Int64
 	answered atomic.Uint64
-	udp      atomic.Pointer[[]*udpConn]
+	udp      atomic.Pointer[[]*udpsock.Conn]
 
 	flushLogged atomic.Int64 // when a failing Flush was last logged (unix nanoseconds)
 
@@ -412,7 +413,7 @@ func (s *Server) Start() error {
 
 // listenBoth binds TCP, then n UDP sockets on the same port. With port 0 the kernel picks the TCP port,
 // which may be taken for UDP; then it tries another.
-func listenBoth(addr netip.AddrPort, n int) (net.Listener, []*udpConn, error) {
+func listenBoth(addr netip.AddrPort, n int) (net.Listener, []*udpsock.Conn, error) {
 	tcpNet, udpNet := "tcp", "udp"
 	if addr.Addr().Is4() {
 		tcpNet, udpNet = "tcp4", "udp4" // 0.0.0.0 means IPv4 only, not Go's dual stack
@@ -423,7 +424,7 @@ func listenBoth(addr netip.AddrPort, n int) (net.Listener, []*udpConn, error) {
 			return nil, nil, fmt.Errorf("resolver: listen tcp %s: %w", addr, err)
 		}
 		bound := netip.AddrPortFrom(addr.Addr(), uint16(tl.Addr().(*net.TCPAddr).Port))
-		ucs, err := listenUDPs(udpNet, bound, n)
+		ucs, err := udpsock.Listen(udpNet, bound, n)
 		if err == nil {
 			return tl, ucs, nil
 		}
@@ -605,8 +606,8 @@ func (s *Server) notify(req, reply *dns.Msg, client netip.AddrPort, tcp bool, ou
 // peer returns the client's address and whether it came over TCP.
 func peer(w dns.ResponseWriter) (netip.AddrPort, bool) {
 	switch a := w.RemoteAddr().(type) {
-	case *udpPeer:
-		return unmapPort(a.remote.AddrPort()), false
+	case *udpsock.Peer:
+		return unmapPort(a.Remote.AddrPort()), false
 	case *net.UDPAddr:
 		return unmapPort(a.AddrPort()), false
 	case *net.TCPAddr:
@@ -617,8 +618,8 @@ func peer(w dns.ResponseWriter) (netip.AddrPort, bool) {
 
 // localAddr returns the address the query arrived on, when known.
 func localAddr(w dns.ResponseWriter) netip.Addr {
-	if p, ok := w.RemoteAddr().(*udpPeer); ok && p.local.IsValid() {
-		return p.local
+	if p, ok := w.RemoteAddr().(*udpsock.Peer); ok && p.Local.IsValid() {
+		return p.Local
 	}
 	switch a := w.LocalAddr().(type) {
 	case *net.UDPAddr:

@@ -1,17 +1,14 @@
 package resolver
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
 	"time"
 
+	"github.com/lnm-project/lnm/internal/udpsock"
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,73 +32,15 @@ type batchConn interface {
 	WriteBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
-// listenUDPs opens n UDP sockets on addr sharing the port (SO_REUSEPORT when n > 1). A plain
-// socket is bound and closed first, so that a port another program holds is still an error
-// (SO_REUSEPORT alone would let two servers of the same user share it).
-func listenUDPs(network string, addr netip.AddrPort, n int) ([]*udpConn, error) {
-	if n <= 1 {
-		c, err := listenUDP(network, addr, false)
-		if err != nil {
-			return nil, err
-		}
-		return []*udpConn{c}, nil
-	}
-	probe, err := listenUDP(network, addr, false)
-	if err != nil {
-		return nil, err
-	}
-	probe.Close()
-	var conns []*udpConn
-	for range n {
-		c, err := listenUDP(network, addr, true)
-		if err != nil {
-			for _, c := range conns {
-				c.Close()
-			}
-			return nil, err
-		}
-		conns = append(conns, c)
-	}
-	return conns, nil
-}
-
-func reusePort(_, _ string, rc syscall.RawConn) error {
-	var serr error
-	err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-	})
-	return errors.Join(err, serr)
-}
-
-// listenUDP opens one UDP socket and asks the kernel for each datagram's destination address.
-func listenUDP(network string, addr netip.AddrPort, reuse bool) (*udpConn, error) {
-	lc := net.ListenConfig{}
-	if reuse {
-		lc.Control = reusePort
-	}
-	pc, err := lc.ListenPacket(context.Background(), network, addr.String())
-	if err != nil {
-		return nil, err
-	}
-	c := pc.(*net.UDPConn)
-	err4 := ipv4.NewPacketConn(c).SetControlMessage(ipv4.FlagDst, true)
-	err6 := ipv6.NewPacketConn(c).SetControlMessage(ipv6.FlagDst, true)
-	if err4 != nil && err6 != nil {
-		c.Close()
-		return nil, fmt.Errorf("ask for destination addresses: %w", err4)
-	}
-	return &udpConn{c}, nil
-}
-
 // serveUDP is one socket's read loop; it returns when the socket is closed.
-func (s *Server) serveUDP(c *udpConn) {
+func (s *Server) serveUDP(c *udpsock.Conn) {
 	defer s.served.Done()
 	var bc batchConn = ipv4.NewPacketConn(c.UDPConn)
 	in := make([]ipv4.Message, udpBatch)
 	out := make([]ipv4.Message, udpBatch)
 	for i := range in {
 		in[i].Buffers = [][]byte{make([]byte, udpReadMax)}
-		in[i].OOB = make([]byte, oobSize)
+		in[i].OOB = make([]byte, udpsock.OOBSize)
 		out[i].Buffers = [][]byte{make([]byte, 0, udpReplMax)}
 	}
 	var (
@@ -130,20 +69,20 @@ func (s *Server) serveUDP(c *udpConn) {
 			if !ok {
 				continue
 			}
-			local := destination(m.OOB[:m.NN])
+			local := udpsock.Destination(m.OOB[:m.NN])
 			client := unmapPort(ua.AddrPort())
 			data := m.Buffers[0][:m.N]
 			reply, handled := s.fastAnswer(&st, data, client, local, out[k].Buffers[0][:0])
 			if !handled {
 				s.served.Add(1)
-				go s.serveSlow(c, append([]byte(nil), data...), &udpPeer{remote: ua, local: local})
+				go s.serveSlow(c, append([]byte(nil), data...), &udpsock.Peer{Remote: ua, Local: local})
 				continue
 			}
 			if reply == nil {
 				continue
 			}
 			if local != oobAddr || oob == nil {
-				oobAddr, oob = local, sourceOOB(local)
+				oobAddr, oob = local, udpsock.SourceOOB(local)
 			}
 			out[k].Buffers[0], out[k].Addr, out[k].OOB = reply, m.Addr, oob
 			k++
@@ -186,7 +125,7 @@ func (s *Server) flush() error {
 
 // serveSlow answers one datagram the way miekg/dns's server does: silence for what has no
 // header or is a response, FORMERR for what does not unpack, ServeDNS for the rest.
-func (s *Server) serveSlow(c *udpConn, data []byte, p *udpPeer) {
+func (s *Server) serveSlow(c *udpsock.Conn, data []byte, p *udpsock.Peer) {
 	defer s.served.Done()
 	w := &udpWriter{c: c, peer: p}
 	if len(data) < dnsHeaderLen {
@@ -211,8 +150,8 @@ func (s *Server) serveSlow(c *udpConn, data []byte, p *udpPeer) {
 
 // udpWriter is the dns.ResponseWriter of a datagram the slow path answers.
 type udpWriter struct {
-	c    *udpConn
-	peer *udpPeer
+	c    *udpsock.Conn
+	peer *udpsock.Peer
 }
 
 func (w *udpWriter) LocalAddr() net.Addr  { return w.c.LocalAddr() }
@@ -236,7 +175,7 @@ func (w *udpWriter) TsigTimersOnly(bool) {}
 func (w *udpWriter) Hijack()             {}
 
 // queuedAny reports whether a datagram waits in any of the sockets.
-func queuedAny(conns []*udpConn) bool {
+func queuedAny(conns []*udpsock.Conn) bool {
 	for _, c := range conns {
 		if queued(c.UDPConn) {
 			return true

@@ -5,11 +5,9 @@ import (
 	"net"
 	"net/netip"
 	"testing"
-	"unsafe"
 
+	"github.com/lnm-project/lnm/internal/udpsock"
 	"github.com/miekg/dns"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
 )
 
 // TestServerDualStack listens on "::" and asks over IPv4 and IPv6 loopback: each answer is
@@ -63,7 +61,7 @@ func TestServerPortTaken(t *testing.T) {
 	port := tl.Addr().(*net.TCPAddr).Port
 	tl.Close() // the TCP port free, the UDP one held
 	for _, reuse := range []bool{false, true} {
-		held, err := listenUDP("udp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), reuse)
+		held, err := udpsock.ListenOne("udp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), reuse)
 		if err != nil {
 			t.Skipf("UDP port %d is taken already: %v", port, err)
 		}
@@ -76,52 +74,5 @@ func TestServerPortTaken(t *testing.T) {
 		}
 		s.Close()
 		held.Close()
-	}
-}
-
-// cmsg builds one control message as the kernel lays it out, padded to the next word.
-func cmsg(level, typ int32, data []byte) []byte {
-	b := make([]byte, (unix.CmsgSpace(len(data))))
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-	h.Level, h.Type = level, typ
-	h.SetLen(unix.CmsgLen(len(data)))
-	copy(b[unix.CmsgLen(0):], data)
-	return b
-}
-
-// TestDestination reads the destination from the control messages as x/net's parsers do.
-func TestDestination(t *testing.T) {
-	pkt4 := make([]byte, unix.SizeofInet4Pktinfo)
-	copy(pkt4[4:], []byte{127, 0, 0, 9}) // spec_dst: not the destination
-	copy(pkt4[8:], []byte{127, 0, 0, 2})
-	pkt6 := make([]byte, unix.SizeofInet6Pktinfo)
-	copy(pkt6, netip.MustParseAddr("2001:db8::53").AsSlice())
-	mapped := make([]byte, unix.SizeofInet6Pktinfo)
-	copy(mapped, netip.MustParseAddr("::ffff:192.0.2.1").AsSlice())
-	other := cmsg(unix.SOL_SOCKET, unix.SO_TIMESTAMP, make([]byte, 16))
-	cases := []struct {
-		name string
-		oob  []byte
-		want string
-	}{
-		{"none", nil, "invalid IP"},
-		{"IPv4", cmsg(unix.IPPROTO_IP, unix.IP_PKTINFO, pkt4), "127.0.0.2"},
-		{"IPv6", cmsg(unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, pkt6), "2001:db8::53"},
-		{"IPv4-mapped", cmsg(unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, mapped), "192.0.2.1"},
-		{"after another message", append(other, cmsg(unix.IPPROTO_IP, unix.IP_PKTINFO, pkt4)...), "127.0.0.2"},
-		{"IPv6 wins", append(cmsg(unix.IPPROTO_IP, unix.IP_PKTINFO, pkt4), cmsg(unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, pkt6)...), "2001:db8::53"},
-		{"cut short", cmsg(unix.IPPROTO_IP, unix.IP_PKTINFO, pkt4)[:unix.CmsgLen(4)], "invalid IP"},
-	}
-	for _, c := range cases {
-		if got := destination(c.oob).String(); got != c.want {
-			t.Errorf("%s: %s, want %s", c.name, got, c.want)
-		}
-		var cm4 ipv4.ControlMessage
-		if c.name == "IPv4" && (cm4.Parse(c.oob) != nil || cm4.Dst.String() != c.want) {
-			t.Errorf("x/net reads %v", cm4.Dst)
-		}
-	}
-	if n := testing.AllocsPerRun(100, func() { destination(cases[1].oob) }); n != 0 {
-		t.Errorf("%v allocations", n)
 	}
 }

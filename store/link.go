@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/internal/linkindex"
 )
 
 // Link ties a conn record to the DNS query it follows, before the record is logged and
@@ -28,24 +29,24 @@ import (
 // still waiting in the queue, and costs a map lookup. It replaces r's link fields and keeps
 // any other flags.
 func (s *Store) Link(r *audit.Record) {
-	if r.Kind != audit.KindConn || !linkable(r) {
+	if r.Kind != audit.KindConn || !linkindex.Linkable(r) {
 		return
 	}
 	at := r.Time
 	if r.Event != audit.EventOpen && r.ID != 0 {
-		if open, ok := s.links.open(r.ID); ok {
-			setLink(r, open.seq, open.flags)
+		if open, ok := s.links.Open(r.ID); ok {
+			setLink(r, open.Seq, open.Flags)
 			return
 		}
 		if r.Event == audit.EventClose {
 			at = at.Add(-time.Duration(r.DurationMS) * time.Millisecond)
 		}
 	}
-	seq, flags := s.links.lookup(r.Client.Addr().Unmap(), r.SNI, at)
+	seq, flags := s.links.Lookup(r.Client.Addr().Unmap(), r.SNI, at)
 	if r.Proto == ProtoConnect {
 		// A device with a proxy setting leaves name lookups to the proxy: no query is
 		// expected, so its absence (or other names asked) is no finding.
-		flags = linkFlags{}
+		flags = linkindex.Flags{}
 	}
 	setLink(r, seq, flags)
 }
@@ -53,20 +54,11 @@ func (s *Store) Link(r *audit.Record) {
 // ProtoConnect is audit.Record.Proto for a connection that came through a CONNECT port.
 const ProtoConnect = "connect"
 
-// linkable reports whether a conn record is one Link ties to a query: it named a host, did
-// not come through a static tcp route, and has a client.
-func linkable(r *audit.Record) bool {
-	return r.SNI != "" && r.Via != "tcp" && r.Client.IsValid()
-}
-
-// linkFlags are the flags Link owns.
-type linkFlags struct{ unlinked, mismatch bool }
-
 // setLink writes the link into r. r.Flags is rebuilt rather than appended to, because it may
 // share its array with a record the store already holds.
-func setLink(r *audit.Record, seq uint64, f linkFlags) {
+func setLink(r *audit.Record, seq uint64, f linkindex.Flags) {
 	r.QuerySeq = seq
-	had := linkFlags{unlinked: r.HasFlag(audit.FlagUnlinked), mismatch: r.HasFlag(audit.FlagSNIMismatch)}
+	had := linkindex.Flags{Unlinked: r.HasFlag(audit.FlagUnlinked), Mismatch: r.HasFlag(audit.FlagSNIMismatch)}
 	if had == f {
 		return
 	}
@@ -76,10 +68,10 @@ func setLink(r *audit.Record, seq uint64, f linkFlags) {
 			flags = append(flags, fl)
 		}
 	}
-	if f.unlinked {
+	if f.Unlinked {
 		flags = append(flags, audit.FlagUnlinked)
 	}
-	if f.mismatch {
+	if f.Mismatch {
 		flags = append(flags, audit.FlagSNIMismatch)
 	}
 	if len(flags) == 0 {

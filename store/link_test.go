@@ -325,8 +325,7 @@ func TestLinkIndexGenerations(t *testing.T) {
 			t.Errorf("at +%v: query_seq %d, want %d", off, c.QuerySeq, want)
 		}
 	}
-	k := clientName{netip.MustParseAddr("10.3.0.7"), "www.example.com"}
-	if x := s.links; x.cur.names[k] != nil || x.prev.names[k] != nil {
+	if s.links.Holds(netip.MustParseAddr("10.3.0.7"), "www.example.com") {
 		t.Error("after 2.5 windows the index still holds the first query")
 	}
 }

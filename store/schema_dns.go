@@ -10,7 +10,7 @@ const tableDNS = "dns"
 const indexName = "name"
 
 // dnsTableSchema indexes blocks for filters only: linking reads the link index, which knows
-// every query the moment it is added (see linkIndex). Time serves ranges and eviction,
+// every query the moment it is added (see internal/linkindex). Time serves ranges and eviction,
 // client the commonest question ("what did this device do"), name the next ("who asked for
 // this"), verdict the denials, which are few. Each block has one entry per distinct value,
 // so an index costs little per query under load.

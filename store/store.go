@@ -33,6 +33,7 @@ import (
 	"github.com/hashicorp/go-memdb"
 
 	"github.com/lnm-project/lnm/audit"
+	"github.com/lnm-project/lnm/internal/linkindex"
 )
 
 // Defaults for Config's zero values.
@@ -128,7 +129,7 @@ type Store struct {
 	every      time.Duration
 	queueMax   int
 	now        func() time.Time
-	links      *linkIndex
+	links      *linkindex.Index
 
 	// The queue. Records move from pending into memdb only under wmu, so whoever holds
 	// wmu with pending empty knows every record added before is visible.
@@ -191,7 +192,7 @@ func New(cfg Config) (*Store, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.links = newLinkIndex(s.window)
+	s.links = linkindex.New(s.window)
 	return s, nil
 }
 
@@ -338,7 +339,7 @@ func (s *Store) Add(r *audit.Record) {
 		c.Answer, c.ALPN, c.Flags = slices.Clip(c.Answer), slices.Clip(c.ALPN), slices.Clip(c.Flags)
 		r = &c
 	}
-	s.links.add(r)
+	s.links.Add(r)
 
 	s.qmu.Lock()
 	n := len(s.pending)
@@ -580,7 +581,7 @@ func mustTxn[T any](v T, err error) T {
 // It also forgets the open connections older than MaxAge that the link index remembers.
 func (s *Store) Evict() {
 	cutoff := s.now().Add(-s.maxAge)
-	s.links.forgetConns(cutoff)
+	s.links.ForgetConns(cutoff)
 	for {
 		n := s.evictBatch(cutoff)
 		if n == 0 || (n < evictBatch && s.surplus(0, 0) <= 0) {

@@ -27,12 +27,12 @@ var mayImport = map[string][]string{
 	"console":             {"adminapi", "onboard", "audit", "allowlist", "internal/atomicfile"},
 	"adminapi":            {"audit", "allowlist"},
 	"onboard":             {"audit", "allowlist"},
-	"store":               {"audit", "allowlist"},
+	"store":               {"audit", "allowlist", "internal/linkindex"},
 	"audit":               {"allowlist"},
 	"forwarder":           {"allowlist", "clienthello", "httpfront", "internal/acceptpace", "internal/netpoll", "internal/splice", "levelid"},
 	"clienthello":         {"allowlist"},
 	"httpfront":           {"allowlist"},
-	"resolver":            {"allowlist", "internal/acceptpace", "internal/dnswire"},
+	"resolver":            {"allowlist", "internal/acceptpace", "internal/dnswire", "internal/udpsock"},
 	"dhcp":                {"internal/atomicfile"},
 	"allowfile":           {"allowlist"},
 	"allowlist":           {},
@@ -45,6 +45,8 @@ var mayImport = map[string][]string{
 	"internal/netpoll":    {},
 	"internal/splice":     {"internal/netpoll"},
 	"internal/dnswire":    {},
+	"internal/udpsock":    {},
+	"internal/linkindex":  {"audit"},
 	"internal/auditview":  {"adminapi", "audit", "allowlist"},
 	"bench":               {}, // builds lnm as a binary and runs it beside its peers; imports none of it
 }

@@ -1,4 +1,8 @@
-package store
+// Package linkindex is the store's index for linking a connection to the DNS query it
+// follows: for each client and name its latest queries, for each client its latest query of
+// any name, for each open connection its link. Every operation is a map access under one
+// short lock, so linking costs no memdb read and sees queries memdb has not inserted yet.
+package linkindex
 
 import (
 	"net/netip"
@@ -8,7 +12,7 @@ import (
 	"github.com/lnm-project/lnm/audit"
 )
 
-// linkIndex is what Link reads: for each client and name, the latest queries; for each
+// Index is what store.Link reads: for each client and name, the latest queries; for each
 // client, its latest queries of any name; for each open connection, its link. Add writes it
 // before the record is queued, so a connection that follows its answer by a millisecond
 // links although memdb has not inserted the query yet, and every operation is a map access
@@ -18,14 +22,14 @@ import (
 // than a window after the current one started; starting one drops the one before, whose
 // queries were all more than a window old by then. So a query is kept at least a window
 // and at most two, without a sweep.
-type linkIndex struct {
+type Index struct {
 	window int64 // nanoseconds
 
 	mu    sync.Mutex
 	start int64 // the current generation's first query time
 	cur   linkGen
 	prev  linkGen
-	conns map[uint64]connLink // open connections by id, until their close is added
+	conns map[uint64]Link // open connections by id, until their close is added
 }
 
 // linkGen is one generation of queries.
@@ -92,19 +96,24 @@ type nameLinks struct {
 }
 
 // connLink is an open connection's link, so that its close agrees with it.
-type connLink struct {
-	seq   uint64
-	flags linkFlags
-	at    int64 // the open's time, for forgetConns
+// Link is an open connection's link: the query it followed (0: none) and its flags.
+type Link struct {
+	Seq   uint64
+	Flags Flags
+	at    int64 // the open's time, for ForgetConns
 }
 
-func newLinkIndex(window time.Duration) *linkIndex {
-	return &linkIndex{window: int64(window), cur: newLinkGen(), prev: newLinkGen(), conns: map[uint64]connLink{}}
+// Flags are the findings linking makes: no query for the name, and other names asked.
+type Flags struct{ Unlinked, Mismatch bool }
+
+// New returns an empty index that keeps queries at least window.
+func New(window time.Duration) *Index {
+	return &Index{window: int64(window), cur: newLinkGen(), prev: newLinkGen(), conns: map[uint64]Link{}}
 }
 
-// add notes what r tells linking: a dns query, a connection's open (its link) or its close
+// Add notes what r tells linking: a dns query, a connection's open (its link) or its close
 // (forget the link). Records without a time or a client are no use to linking.
-func (x *linkIndex) add(r *audit.Record) {
+func (x *Index) Add(r *audit.Record) {
 	if r.Time.IsZero() || !r.Client.IsValid() {
 		return
 	}
@@ -134,16 +143,16 @@ func (x *linkIndex) add(r *audit.Record) {
 		ref.name = r.Name
 		cl.add(ref)
 	case audit.KindConn:
-		if r.ID == 0 || !linkable(r) {
+		if r.ID == 0 || !Linkable(r) {
 			return
 		}
 		x.mu.Lock()
 		defer x.mu.Unlock()
 		switch r.Event {
 		case audit.EventOpen:
-			x.conns[r.ID] = connLink{
-				seq:   r.QuerySeq,
-				flags: linkFlags{unlinked: r.HasFlag(audit.FlagUnlinked), mismatch: r.HasFlag(audit.FlagSNIMismatch)},
+			x.conns[r.ID] = Link{
+				Seq:   r.QuerySeq,
+				Flags: Flags{Unlinked: r.HasFlag(audit.FlagUnlinked), Mismatch: r.HasFlag(audit.FlagSNIMismatch)},
 				at:    at,
 			}
 		case audit.EventClose:
@@ -154,7 +163,7 @@ func (x *linkIndex) add(r *audit.Record) {
 
 // rotate starts a new generation when at is more than a window past the current one's
 // start. Call it with mu held.
-func (x *linkIndex) rotate(at int64) {
+func (x *Index) rotate(at int64) {
 	switch {
 	case x.start == 0:
 		x.start = at
@@ -165,18 +174,18 @@ func (x *linkIndex) rotate(at int64) {
 	}
 }
 
-// open returns the link of connection id's open, if it is still open.
-func (x *linkIndex) open(id uint64) (connLink, bool) {
+// Open returns the link of connection id's open, if it is still open.
+func (x *Index) Open(id uint64) (Link, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	c, ok := x.conns[id]
 	return c, ok
 }
 
-// lookup links a connection from addr to name at time at: the latest query in the window
+// Lookup links a connection from addr to name at time at: the latest query in the window
 // that returned addresses, else the latest query at all; without one, unlinked, and
 // mismatch if the client asked for other names in the window.
-func (x *linkIndex) lookup(addr netip.Addr, name string, at time.Time) (uint64, linkFlags) {
+func (x *Index) Lookup(addr netip.Addr, name string, at time.Time) (uint64, Flags) {
 	to := at.UnixNano()
 	from := to - x.window
 	k := clientName{addr, name}
@@ -198,9 +207,9 @@ func (x *linkIndex) lookup(addr netip.Addr, name string, at time.Time) (uint64, 
 	}
 	switch {
 	case answered.seq != 0:
-		return answered.seq, linkFlags{}
+		return answered.seq, Flags{}
 	case any.seq != 0:
-		return any.seq, linkFlags{}
+		return any.seq, Flags{}
 	}
 	for _, g := range gens {
 		cl := g.clients[addr]
@@ -209,16 +218,16 @@ func (x *linkIndex) lookup(addr netip.Addr, name string, at time.Time) (uint64, 
 		}
 		for _, r := range cl {
 			if r.seq != 0 && r.at <= to && r.at >= from && r.name != name {
-				return 0, linkFlags{unlinked: true, mismatch: true}
+				return 0, Flags{Unlinked: true, Mismatch: true}
 			}
 		}
 	}
-	return 0, linkFlags{unlinked: true}
+	return 0, Flags{Unlinked: true}
 }
 
-// forgetConns drops the links of connections opened before cutoff whose close never came
+// ForgetConns drops the links of connections opened before cutoff whose close never came
 // (a close the log refused is never added).
-func (x *linkIndex) forgetConns(cutoff time.Time) {
+func (x *Index) ForgetConns(cutoff time.Time) {
 	c := cutoff.UnixNano()
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -227,4 +236,18 @@ func (x *linkIndex) forgetConns(cutoff time.Time) {
 			delete(x.conns, id)
 		}
 	}
+}
+
+// Holds reports whether the index still holds a query from addr for name (tests, diagnostics).
+func (x *Index) Holds(addr netip.Addr, name string) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	k := clientName{addr, name}
+	return x.cur.names[k] != nil || x.prev.names[k] != nil
+}
+
+// Linkable reports whether a conn record is one Link ties to a query: it named a host, did
+// not come through a static tcp route, and has a client.
+func Linkable(r *audit.Record) bool {
+	return r.SNI != "" && r.Via != "tcp" && r.Client.IsValid()
 }
