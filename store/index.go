@@ -294,9 +294,7 @@ func blockNameIndex() *blockKeys[string] {
 	}
 }
 
-// nameBuckets is how many keys the name index has. 64 made a busy block's insert cost a
-// fifth of lnm's CPU under DNS load; 16 costs a quarter of that.
-const nameBuckets = 16
+const nameBuckets = 16 // the name index's keys: with 64, busy blocks' inserts cost 15-20% more CPU
 
 // nameBucket is the name index's key for a name: its FNV-1a hash mod nameBuckets.
 func nameBucket(name string) byte {
