@@ -339,3 +339,44 @@ func TestHTTPFrontSlowAndNotHTTP(t *testing.T) {
 		t.Errorf("the server saw %q", got)
 	}
 }
+
+// TestHTTPDeniedPostGetsItsReply: a device still sending a 4 MiB request body when the box
+// refuses it reads the 403 before any reset the close causes, and the refusal is recorded
+// once. (Closing with unread bytes resets the connection; Linux still hands the device the
+// reply it had received first. A box that reset without writing it, as for flood denials,
+// fails this.)
+func TestHTTPDeniedPostGetsItsReply(t *testing.T) {
+	s := startFront(t, forwarder.Config{
+		List:   rules(t, "allowed.test"),
+		Parent: netip.MustParseAddr("127.0.0.1"),
+	}, forwarder.FrontHTTP, 9)
+	const body = 4 << 20
+	for i := range 3 {
+		c, err := net.Dial("tcp", s.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		head := fmt.Sprintf("POST /upload HTTP/1.1\r\nHost: denied.test\r\nContent-Length: %d\r\n\r\n", body)
+		go func() {
+			c.Write([]byte(head))
+			chunk := make([]byte, 64<<10)
+			for sent := 0; sent < body; sent += len(chunk) {
+				if _, err := c.Write(chunk); err != nil {
+					return // the box closed: expected once it has drained a while
+				}
+			}
+		}()
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("try %d: reading the reply: %v", i, err)
+		}
+		if resp.StatusCode != 403 {
+			t.Fatalf("try %d: status %d, want 403", i, resp.StatusCode)
+		}
+		c.Close()
+		if ev := s.events.next(t, forwarder.EventDeny); ev.Reason != allowlist.ReasonNotListed {
+			t.Errorf("try %d: deny event %+v", i, ev)
+		}
+	}
+}
