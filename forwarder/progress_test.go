@@ -74,11 +74,9 @@ func TestProgressSeesWedgedAcceptLoop(t *testing.T) {
 		t.Errorf("wedged accept loop: Stalled = %v", err)
 	}
 
-	// Released, the loop drains the queue and the forwarder is live again.
-	after := waitProgress(t, f, func(p Progress) bool { return p.Backlog == 0 })
-	if after.Accepts < prev.Accepts+2 {
-		t.Errorf("accepts %d after release, want at least %d", after.Accepts, prev.Accepts+2)
-	}
+	// Released, the loop drains the queue and the forwarder is live again. The queue empties
+	// when accept(2) returns, the count moves after: wait for both.
+	after := waitProgress(t, f, func(p Progress) bool { return p.Backlog == 0 && p.Accepts >= prev.Accepts+2 })
 	if err := f.Progress().Stalled(after); err != nil {
 		t.Errorf("after release: %v", err)
 	}
@@ -89,7 +87,7 @@ func TestProgressSeesWedgedAcceptLoop(t *testing.T) {
 
 func waitProgress(t *testing.T, f *Forwarder, ok func(Progress) bool) Progress {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		p := f.Progress()
 		if ok(p) {
