@@ -263,14 +263,16 @@ func Parse(head []byte, connect bool) (Request, error) {
 	return req, req.setHost(hosts[0], false)
 }
 
-// splitLines splits a head into its lines without their CRLF or LF, dropping the empty
-// line at the end.
+// splitLines splits a head (through its empty line, as headEnd found it) into its lines,
+// each without its one LF and at most one CR before it, dropping the empty line. A stray CR
+// left in a line is refused there as a control byte, also in the last line: Forward keeps
+// the line as it came, so the server must not be sent a line lnm read otherwise.
 func splitLines(head []byte) []string {
-	s := strings.TrimRight(string(head), "\r\n")
-	if s == "" {
+	lines := strings.Split(string(head), "\n")
+	if len(lines) < 3 { // no request line: at most the empty line
 		return nil
 	}
-	lines := strings.Split(s, "\n")
+	lines = lines[:len(lines)-2] // what follows the last LF, and the empty line
 	for i, l := range lines {
 		lines[i] = strings.TrimSuffix(l, "\r")
 	}
