@@ -16,7 +16,6 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/lnm-project/lnm/audit"
-	"github.com/lnm-project/lnm/config"
 	"github.com/lnm-project/lnm/internal/testkit"
 )
 
@@ -32,34 +31,7 @@ func TestCase37MixedLoadCompleteness(t *testing.T) {
 	ca := testkit.NewCA(t)
 	testkit.TLSEcho(t, fmt.Sprintf("127.0.0.2:%d", proxyPort), ca.Issue(t, "api.azure.test"))
 	dir := t.TempDir()
-	text := fmt.Sprintf(`lnm {
-    listen  127.0.0.1
-    dns     %d
-    proxy   %d
-    parent  127.0.0.2
-    admin   off
-    audit   %s/audit
-    hello_timeout 1s
-    dns_rate_limit off
-    allow {
-        api.azure.test
-    }
-}
-`, dnsPort, proxyPort, dir)
-	cfg, err := config.Parse(filepath.Join(dir, "lnm.conf"), strings.NewReader(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := Start(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := false
-	defer func() {
-		if !closed {
-			rt.Close()
-		}
-	}()
+	_, closeBox := startUnderParent(t, dir, dnsPort, proxyPort, "hello_timeout 1s", "dns_rate_limit off")
 	proxy := fmt.Sprintf("127.0.0.1:%d", proxyPort)
 	dnsServer := fmt.Sprintf("127.0.0.1:%d", dnsPort)
 
@@ -172,10 +144,9 @@ func TestCase37MixedLoadCompleteness(t *testing.T) {
 	if failures.Load() > 0 {
 		t.FailNow()
 	}
-	if err := rt.Close(); err != nil {
+	if err := closeBox(); err != nil {
 		t.Fatal(err)
 	}
-	closed = true
 
 	var (
 		prev                    uint64
@@ -188,7 +159,7 @@ func TestCase37MixedLoadCompleteness(t *testing.T) {
 		burstDenies, otherKinds int
 		spliceCloseReasonsWrong int
 	)
-	err = audit.Read(filepath.Join(dir, "audit"), audit.Filter{}, func(r *audit.Record) bool {
+	err := audit.Read(filepath.Join(dir, "audit"), audit.Filter{}, func(r *audit.Record) bool {
 		if prev != 0 && r.Seq != prev+1 {
 			gaps = append(gaps, fmt.Sprintf("%d→%d", prev, r.Seq))
 		}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/lnm-project/lnm/allowlist"
 	"github.com/lnm-project/lnm/audit"
-	"github.com/lnm-project/lnm/config"
 	"github.com/lnm-project/lnm/forwarder"
 	"github.com/lnm-project/lnm/internal/testkit"
 )
@@ -47,32 +46,7 @@ func TestCase10FullSize(t *testing.T) {
 	ca := testkit.NewCA(t)
 	testkit.TLSEcho(t, fmt.Sprintf("127.0.0.2:%d", proxyPort), ca.Issue(t, "api.azure.test"))
 	dir := t.TempDir()
-	text := fmt.Sprintf(`lnm {
-    listen  127.0.0.1
-    dns     %d
-    proxy   %d
-    parent  127.0.0.2
-    admin   off
-    audit   %s/audit
-    allow {
-        api.azure.test
-    }
-}
-`, dnsPort, proxyPort, dir)
-	cfg, err := config.Parse(filepath.Join(dir, "lnm.conf"), strings.NewReader(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := Start(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := false
-	defer func() {
-		if !closed {
-			rt.Close()
-		}
-	}()
+	rt, closeBox := startUnderParent(t, dir, dnsPort, proxyPort)
 	proxy := fmt.Sprintf("127.0.0.1:%d", proxyPort)
 	established, err := echoesWithin("127.0.0.4", proxy, "api.azure.test", ca, 30*time.Second)
 	if err != nil {
@@ -148,10 +122,9 @@ func TestCase10FullSize(t *testing.T) {
 		t.Fatalf("the stream spliced before the flood, after it: %v", err)
 	}
 	established.Close()
-	if err := rt.Close(); err != nil {
+	if err := closeBox(); err != nil {
 		t.Fatal(err)
 	}
-	closed = true
 	unrecorded := fwd.Unrecorded()
 
 	denies := map[netip.Addr]int{}

@@ -16,7 +16,6 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/lnm-project/lnm/audit"
-	"github.com/lnm-project/lnm/config"
 	"github.com/lnm-project/lnm/forwarder"
 	"github.com/lnm-project/lnm/internal/testkit"
 )
@@ -122,33 +121,7 @@ func TestCase10SilentFloodKeepsNewSourcesIn(t *testing.T) {
 	// The parent is the echo server on 127.0.0.2, same port as the box's proxy on 127.0.0.1.
 	testkit.TLSEcho(t, fmt.Sprintf("127.0.0.2:%d", proxyPort), ca.Issue(t, "api.azure.test"))
 	dir := t.TempDir()
-	text := fmt.Sprintf(`lnm {
-    listen  127.0.0.1
-    dns     %d
-    proxy   %d
-    parent  127.0.0.2
-    admin   off
-    audit   %s/audit
-    max_pending 100
-    allow {
-        api.azure.test
-    }
-}
-`, dnsPort, proxyPort, dir)
-	cfg, err := config.Parse(filepath.Join(dir, "lnm.conf"), strings.NewReader(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := Start(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := false
-	defer func() {
-		if !closed {
-			rt.Close()
-		}
-	}()
+	rt, closeBox := startUnderParent(t, dir, dnsPort, proxyPort, "max_pending 100")
 	proxy := fmt.Sprintf("127.0.0.1:%d", proxyPort)
 	established, err := echoes("127.0.0.4", proxy, "api.azure.test", ca)
 	if err != nil {
@@ -206,10 +179,9 @@ func TestCase10SilentFloodKeepsNewSourcesIn(t *testing.T) {
 	if evicted == 0 || pendingFull == 0 {
 		t.Fatalf("%d evicted, %d refused too_many_pending: the flood never filled the table", evicted, pendingFull)
 	}
-	if err := rt.Close(); err != nil {
+	if err := closeBox(); err != nil {
 		t.Fatal(err)
 	}
-	closed = true
 	unrecorded := fwd.Unrecorded()
 
 	denies := map[netip.Addr]int{}

@@ -4,14 +4,12 @@ import (
 	"crypto/tls"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
 	"github.com/lnm-project/lnm/audit"
-	"github.com/lnm-project/lnm/config"
 	"github.com/lnm-project/lnm/internal/testkit"
 )
 
@@ -25,32 +23,7 @@ func TestCase22DNSWithoutTheProxyPath(t *testing.T) {
 	dnsPort, proxyPort := testkit.FreePort(t), testkit.FreePort(t)
 	dir := t.TempDir()
 	// The parent, 127.0.0.2 on the proxy's port, has nothing listening: every dial is refused.
-	text := fmt.Sprintf(`lnm {
-    listen  127.0.0.1
-    dns     %d
-    proxy   %d
-    parent  127.0.0.2
-    admin   off
-    audit   %s/audit
-    allow {
-        api.azure.test
-    }
-}
-`, dnsPort, proxyPort, dir)
-	cfg, err := config.Parse(filepath.Join(dir, "lnm.conf"), strings.NewReader(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := Start(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := false
-	defer func() {
-		if !closed {
-			rt.Close()
-		}
-	}()
+	_, closeBox := startUnderParent(t, dir, dnsPort, proxyPort)
 	ca := testkit.NewCA(t)
 	proxy := fmt.Sprintf("127.0.0.1:%d", proxyPort)
 	dnsServer := fmt.Sprintf("127.0.0.1:%d", dnsPort)
@@ -69,12 +42,11 @@ func TestCase22DNSWithoutTheProxyPath(t *testing.T) {
 			}
 		}
 	}
-	if err := rt.Close(); err != nil {
+	if err := closeBox(); err != nil {
 		t.Fatal(err)
 	}
-	closed = true
 	denies, answered := 0, 0
-	err = audit.Read(filepath.Join(dir, "audit"), audit.Filter{}, func(r *audit.Record) bool {
+	err := audit.Read(filepath.Join(dir, "audit"), audit.Filter{}, func(r *audit.Record) bool {
 		switch {
 		case r.Kind == audit.KindConn && r.Event == "deny" && r.Reason == "upstream_parent_unreachable":
 			denies++

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -233,5 +234,47 @@ func TestPlanLimits(t *testing.T) {
 				t.Errorf("children %v and %v, OnLimited set %v", f.Children, d.Children, f.OnLimited != nil)
 			}
 		})
+	}
+}
+
+// startUnderParent starts a box on 127.0.0.1 (DNS on dnsPort, proxy on proxyPort) whose parent
+// is 127.0.0.2 on the proxy's port, allowing api.azure.test, with admin off, its audit log in
+// dir/audit and the extra directives (one line each). closeBox closes it and returns Close's
+// error; the test's cleanup closes it if the test did not.
+func startUnderParent(t *testing.T, dir string, dnsPort, proxyPort uint16, extra ...string) (rt *Runtime, closeBox func() error) {
+	t.Helper()
+	var more strings.Builder
+	for _, d := range extra {
+		more.WriteString("    " + d + "\n")
+	}
+	text := fmt.Sprintf(`lnm {
+    listen  127.0.0.1
+    dns     %d
+    proxy   %d
+    parent  127.0.0.2
+    admin   off
+    audit   %s/audit
+%s    allow {
+        api.azure.test
+    }
+}
+`, dnsPort, proxyPort, dir, more.String())
+	cfg, err := config.Parse(filepath.Join(dir, "lnm.conf"), strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err = Start(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			rt.Close()
+		}
+	})
+	return rt, func() error {
+		closed = true
+		return rt.Close()
 	}
 }
