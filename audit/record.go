@@ -46,6 +46,12 @@ func Verdicts() []string {
 	return []string{VerdictAllow, VerdictDeny, VerdictWouldDeny, VerdictRefused}
 }
 
+// Proto values of connection records that did not come through a TLS port.
+const (
+	ProtoHTTP    = "http"    // a plain HTTP port, decided on the Host
+	ProtoConnect = "connect" // a CONNECT proxy port, decided on the CONNECT's target
+)
+
 // Flags on connection records. They are findings, not errors.
 const (
 	// FlagUnlinked: no DNS query from this client for this name within the link window; the
@@ -91,7 +97,7 @@ type Record struct {
 	Event    string // open, close, deny
 	ID       uint64 // the connection's id, shared by its open and close records
 	Port     uint16 // the port the device connected to
-	Proto    string // http or connect; empty: TLS (or a tcp route)
+	Proto    string // ProtoHTTP or ProtoConnect; empty: TLS (or a tcp route)
 	SNI      string // the name decided on: the SNI, an HTTP Host, a CONNECT's host
 	ALPN     []string
 	Upstream netip.AddrPort

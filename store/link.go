@@ -43,16 +43,13 @@ func (s *Store) Link(r *audit.Record) {
 		}
 	}
 	seq, flags := s.links.Lookup(r.Client.Addr().Unmap(), r.SNI, at)
-	if r.Proto == ProtoConnect {
+	if r.Proto == audit.ProtoConnect {
 		// A device with a proxy setting leaves name lookups to the proxy: no query is
 		// expected, so its absence (or other names asked) is no finding.
 		flags = linkindex.Flags{}
 	}
 	setLink(r, seq, flags)
 }
-
-// ProtoConnect is audit.Record.Proto for a connection that came through a CONNECT port.
-const ProtoConnect = "connect"
 
 // setLink writes the link into r. r.Flags is rebuilt rather than appended to, because it may
 // share its array with a record the store already holds.

@@ -392,7 +392,7 @@ func TestLinkConnectNotFlagged(t *testing.T) {
 	q := dnsAt(1, 0, "10.3.0.7", "other.example.com", audit.VerdictAllow)
 	s.Add(&q)
 	r := connAt(2, time.Second, "10.3.0.7:40000", "www.example.com", "direct")
-	r.Proto = ProtoConnect
+	r.Proto = audit.ProtoConnect
 	s.Link(&r)
 	if r.QuerySeq != 0 || r.Flags != nil {
 		t.Errorf("a CONNECT without its query: seq %d flags %v, want neither", r.QuerySeq, r.Flags)
